@@ -1,0 +1,7 @@
+"""wgsig: WireGuard endpoint signalling, wire-compatible with the C wgsigd/wgsigc.
+
+The modules of this package form a sans-IO core: they take bytes, addresses and
+the current time, and never touch sockets, clocks or random sources themselves.
+"""
+
+__version__ = "0.1.0"

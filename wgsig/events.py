@@ -1,0 +1,61 @@
+"""What the server core reports about each datagram, for logs and counters."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+Address = tuple[str, int]
+
+
+class Reason(enum.Enum):
+    """Why a datagram was dropped without an answer."""
+
+    SIZE = "wrong datagram size"
+    UNKNOWN_GROUP = "group not served"
+    ENCRYPTION = "encryption setting does not match the group's"
+    BAD_MAC = "HMAC does not verify"
+    GROUP_MISMATCH = "encrypted SGROUP differs from the inner GROUP"
+    ZERO_ID = "all-zero peer ID"
+    NOT_ALLOWED = "peer key not on the group's whitelist"
+    BAD_LABEL = "invalid timestamp label"
+    CLOCK_SKEW = "timestamp outside the time window"
+    REPLAY = "timestamp not newer than the stored one"
+    NOT_IPV4 = "source is not an IPv4 address"
+    RATE_LIMITED = "answer rate limit for this source reached"
+
+
+class Change(enum.Enum):
+    """What an accepted request did to its group's table."""
+
+    INSERTED = "inserted"
+    UPDATED = "updated"
+    REFRESHED = "timestamp refreshed"
+    UNCHANGED = "unchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A datagram dropped silently.  ``peer_id`` is set only once authenticated."""
+
+    reason: Reason
+    source: Address
+    group: int | None = None
+    peer_id: bytes | None = None
+    skew: int | None = None  # seconds the peer's clock is ahead of ours
+
+
+@dataclass(frozen=True, slots=True)
+class Answered:
+    """An authenticated request, answered with the group's table."""
+
+    group: int
+    peer_id: bytes
+    source: Address
+    clflg: int
+    change: Change
+    evicted: bytes | None
+    datagrams: int
+
+
+Event = Rejected | Answered

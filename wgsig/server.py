@@ -1,0 +1,238 @@
+"""The server's protocol engine: validate a datagram, update the table, answer.
+
+``Server.receive_datagram(data, source, now)`` is the whole per-datagram path.
+It returns the datagrams to send back to ``source`` (none for anything that is
+not an authentic, fresh request) and one event describing what happened.
+Randomness (nonces for encrypted answers) is passed in at construction.
+"""
+
+from __future__ import annotations
+
+import hmac
+import socket
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+
+from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, envelope_key, scrambled_group, seal, unseal
+from wgsig.events import Address, Answered, Change, Event, Reason, Rejected
+from wgsig.label import label_seconds
+from wgsig.table import GroupTable
+from wgsig.wire import (
+    NO_ENDPOINT_UPDATE,
+    REQUEST_SIGNED,
+    REQUEST_SIZE,
+    SECRET_SIZE,
+    ZERO_KEY,
+    encode_endpoint,
+)
+
+DEFAULT_WINDOW = 30
+DEFAULT_MAX_RECORDS = 256
+_ENCRYPTED_REQUEST_SIZE = HEADER_SIZE + REQUEST_SIZE
+_IPV4_MAPPED = "::ffff:"
+
+
+@dataclass(frozen=True)
+class GroupConfig:
+    """One group as the administrator configured it.
+
+    ``secrets[0]`` is the current secret; further secrets are still accepted
+    (secret rollover), and answers are authenticated with the secret the
+    request used.
+    """
+
+    group_id: int
+    secrets: tuple[bytes, ...]
+    encrypt: bool = False
+    allowed_keys: frozenset[bytes] | None = None
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_age: int | None = None  # seconds; None keeps records until evicted
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.group_id < 1 << 32:
+            raise ValueError(f"group ID {self.group_id} is not a 32-bit unsigned integer")
+        if not self.secrets or any(len(s) != SECRET_SIZE for s in self.secrets):
+            raise ValueError("a group needs one or more 32-byte secrets")
+        if self.max_records < 1:
+            raise ValueError("max_records must be at least 1")
+
+
+@dataclass
+class _Group:
+    config: GroupConfig
+    table: GroupTable
+    keys: tuple[bytes, ...] = field(default=())  # envelope keys, one per secret
+
+
+class Server:
+    """Groups, their tables, and the validation rules of PROTOCOL.md."""
+
+    def __init__(
+        self,
+        groups: Iterable[GroupConfig],
+        window: int = DEFAULT_WINDOW,
+        random_bytes: Callable[[int], bytes] | None = None,
+    ) -> None:
+        self.window = window
+        self._random_bytes = random_bytes
+        self._groups: dict[int, _Group] = {}
+        self.answered = 0
+        self.rejected = 0
+        self.dirty = False  # a table changed since the last snapshot
+        self.configure(groups)
+
+    def configure(self, groups: Iterable[GroupConfig]) -> None:
+        """Apply a new group configuration, keeping the records of kept groups."""
+        new: dict[int, _Group] = {}
+        for config in groups:
+            if config.group_id in new:
+                raise ValueError(f"group {config.group_id} is configured twice")
+            if config.encrypt and self._random_bytes is None:
+                raise ValueError("encrypted groups need a random source")
+            old = self._groups.get(config.group_id)
+            table = GroupTable(config.max_records)
+            if old is not None:
+                table.load(old.table.slots)
+            if config.allowed_keys is not None:
+                for peer_id in [r.peer_id for r in table.records()]:
+                    if peer_id not in config.allowed_keys:
+                        table.remove(peer_id)
+            keys = tuple(envelope_key(s) for s in config.secrets) if config.encrypt else ()
+            new[config.group_id] = _Group(config, table, keys)
+        self._groups = new
+        self.dirty = True
+
+    @property
+    def groups(self) -> Mapping[int, GroupTable]:
+        return {gid: g.table for gid, g in self._groups.items()}
+
+    def group_config(self, group_id: int) -> GroupConfig:
+        return self._groups[group_id].config
+
+    def record_count(self) -> int:
+        return sum(len(g.table) for g in self._groups.values())
+
+    def receive_datagram(self, data: bytes, source: Address, now: float) -> tuple[list[bytes], Event]:
+        """Handle one datagram from ``source`` at UNIX time ``now``."""
+        size = len(data)
+        if size == REQUEST_SIZE:
+            group_id = int.from_bytes(data[46:50], "big")
+            group = self._groups.get(group_id)
+            if group is None:
+                return self._reject(Reason.UNKNOWN_GROUP, source)
+            if group.config.encrypt:
+                return self._reject(Reason.ENCRYPTION, source, group_id)
+            clear = data
+            secret = self._plain_secret(group, data)
+            key = b""
+        elif size >= _ENCRYPTED_REQUEST_SIZE:
+            group_id = scrambled_group(data)
+            group = self._groups.get(group_id)
+            if group is None:
+                return self._reject(Reason.UNKNOWN_GROUP, source)
+            if not group.config.encrypt:
+                return self._reject(Reason.ENCRYPTION, source, group_id)
+            clear, secret, key = self._open(group, data)
+            if secret is not None and int.from_bytes(clear[46:50], "big") != group_id:
+                return self._reject(Reason.GROUP_MISMATCH, source, group_id)
+        else:
+            return self._reject(Reason.SIZE, source)
+        if secret is None:
+            return self._reject(Reason.BAD_MAC, source, group_id)
+        return self._accept(group, group_id, secret, key, clear, source, now)
+
+    @staticmethod
+    def _plain_secret(group: _Group, clear: bytes) -> bytes | None:
+        """The group secret that authenticates ``clear``, if any."""
+        signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:REQUEST_SIZE]
+        for secret in group.config.secrets:
+            if hmac.compare_digest(hmac.digest(secret, signed, "sha256"), tag):
+                return secret
+        return None
+
+    @staticmethod
+    def _open(group: _Group, data: bytes) -> tuple[bytes, bytes | None, bytes]:
+        """Decrypt with each secret's key until one authenticates the payload."""
+        clear = b""
+        for secret, key in zip(group.config.secrets, group.keys):
+            clear = unseal(data, key, REQUEST_SIZE)
+            signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:]
+            if hmac.compare_digest(hmac.digest(secret, signed, "sha256"), tag):
+                return clear, secret, key
+        return clear, None, b""
+
+    def _accept(
+        self,
+        group: _Group,
+        group_id: int,
+        secret: bytes,
+        key: bytes,
+        clear: bytes,
+        source: Address,
+        now: float,
+    ) -> tuple[list[bytes], Event]:
+        config = group.config
+        peer_id = clear[:32]
+        if peer_id == ZERO_KEY:
+            return self._reject(Reason.ZERO_ID, source, group_id)
+        if config.allowed_keys is not None and peer_id not in config.allowed_keys:
+            return self._reject(Reason.NOT_ALLOWED, source, group_id, peer_id)
+        label = clear[32:44]
+        if label[0] & 0xC0 != 0x40:
+            return self._reject(Reason.BAD_LABEL, source, group_id, peer_id)
+        skew = label_seconds(label) - int(now)
+        if skew > self.window or -skew > self.window:
+            return self._reject(Reason.CLOCK_SKEW, source, group_id, peer_id, skew)
+        table = group.table
+        if config.max_age is not None:
+            if table.expire(int(now) - config.max_age):
+                self.dirty = True
+        stored = table.label_of(peer_id)
+        if stored is not None and label <= stored:
+            return self._reject(Reason.REPLAY, source, group_id, peer_id)
+
+        clflg = clear[45] & 3  # CLFLG 2 (keep label, move endpoint) is treated as 0
+        evicted = None
+        if clflg == 0 or clflg == 2:
+            ip = source[0]
+            if ip.startswith(_IPV4_MAPPED):
+                ip = ip[len(_IPV4_MAPPED) :]
+            try:
+                packed = _inet_aton(ip)
+            except OSError:
+                return self._reject(Reason.NOT_IPV4, source, group_id, peer_id)
+            inserted, evicted = table.upsert(peer_id, encode_endpoint(packed, source[1]), label)
+            change = Change.INSERTED if inserted else Change.UPDATED
+            self.dirty = True
+        elif clflg == NO_ENDPOINT_UPDATE and stored is not None:
+            table.refresh(peer_id, label)
+            change = Change.REFRESHED
+            self.dirty = True
+        else:
+            change = Change.UNCHANGED
+
+        answer = table.answer(group_id, secret)
+        if config.encrypt:
+            answer = [self._seal(datagram, group_id, key) for datagram in answer]
+        self.answered += 1
+        return answer, Answered(group_id, peer_id, source, clflg, change, evicted, len(answer))
+
+    def _seal(self, datagram: bytes, group_id: int, key: bytes) -> bytes:
+        assert self._random_bytes is not None
+        return seal(datagram, group_id, key, self._random_bytes(NONCE_SIZE))
+
+    def _reject(
+        self,
+        reason: Reason,
+        source: Address,
+        group: int | None = None,
+        peer_id: bytes | None = None,
+        skew: int | None = None,
+    ) -> tuple[list[bytes], Event]:
+        self.rejected += 1
+        return [], Rejected(reason, source, group, peer_id, skew)
+
+
+def _inet_aton(ip: str) -> bytes:
+    # inet_pton, unlike inet_aton, accepts only dotted quads.
+    return socket.inet_pton(socket.AF_INET, ip)

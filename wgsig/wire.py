@@ -1,0 +1,187 @@
+"""Wire codec: requests, responses and records, with their HMACs.
+
+Sizes and offsets follow PROTOCOL.md; every integer is big-endian.  Encoding
+and decoding are pure; authentication uses HMAC-SHA256 compared in constant
+time.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from wgsig.label import LABEL_SIZE, is_valid_label
+
+KEY_SIZE = 32
+SECRET_SIZE = 32
+MAC_SIZE = 32
+
+REQUEST_SIZE = 82
+REQUEST_SIGNED = 50  # bytes covered by the request HMAC
+
+RECORD_SIZE = 50
+RECORDS_PER_DATAGRAM = 10
+RESPONSE_SIZE = 540
+RESPONSE_SIGNED = 508  # bytes covered by the response HMAC
+RECORDS_SIZE = RECORD_SIZE * RECORDS_PER_DATAGRAM
+
+# CLFLG bits
+NO_ENDPOINT_UPDATE = 1
+NO_LABEL_UPDATE = 2
+
+# IPv4 addresses travel XORed with this mask, byte for byte.
+IP_MASK = 0x322DCCAC
+
+EMPTY_RECORD = bytes(RECORD_SIZE)
+ZERO_KEY = bytes(KEY_SIZE)
+
+_REQUEST_TAIL = struct.Struct(">HI")  # CLFLG, GROUP
+_RESPONSE_TAIL = struct.Struct(">HHI")  # SVEXT, N_OTHER, GROUP
+_ENDPOINT = struct.Struct(">IH")
+
+
+class DecodeError(ValueError):
+    """A datagram that is not a well-formed, authentic protocol message."""
+
+
+def mac(secret: bytes, data: bytes) -> bytes:
+    """HMAC-SHA256 of ``data`` under ``secret``."""
+    return hmac.digest(secret, data, "sha256")
+
+
+def mac_ok(secret: bytes, signed: bytes, tag: bytes) -> bool:
+    """Constant-time check of an HMAC tag."""
+    return hmac.compare_digest(hmac.digest(secret, signed, "sha256"), tag)
+
+
+# --- requests ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A decoded 82-byte request (its HMAC is checked separately)."""
+
+    peer_id: bytes
+    label: bytes
+    clflg: int
+    group: int
+    tag: bytes
+
+
+def encode_request(peer_id: bytes, label: bytes, clflg: int, group: int, secret: bytes) -> bytes:
+    """The 82-byte cleartext request, HMAC included."""
+    if len(peer_id) != KEY_SIZE or len(label) != LABEL_SIZE:
+        raise ValueError("peer ID must be 32 bytes and label 12 bytes")
+    signed = peer_id + label + _REQUEST_TAIL.pack(clflg, group)
+    return signed + mac(secret, signed)
+
+
+def decode_request(data: bytes) -> Request:
+    """Split an 82-byte request into its fields (no authentication)."""
+    if len(data) != REQUEST_SIZE:
+        raise DecodeError(f"request is {len(data)} bytes, expected {REQUEST_SIZE}")
+    clflg, group = _REQUEST_TAIL.unpack_from(data, 44)
+    return Request(data[:32], data[32:44], clflg, group, data[50:82])
+
+
+def request_group(data: bytes) -> int:
+    """GROUP of an 82-byte request."""
+    return int.from_bytes(data[46:50], "big")
+
+
+# --- records ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One peer's entry in a group table."""
+
+    peer_id: bytes
+    ip: str
+    port: int
+    label: bytes
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.ip}:{self.port}"
+
+
+def encode_endpoint(ip_packed: bytes, port: int) -> bytes:
+    """The 6 endpoint bytes of a record: scrambled IPv4 address, then port."""
+    return _ENDPOINT.pack(int.from_bytes(ip_packed, "big") ^ IP_MASK, port)
+
+
+def encode_record(record: Record) -> bytes:
+    """The 50 bytes of a record."""
+    packed = ipaddress.IPv4Address(record.ip).packed
+    return record.peer_id + encode_endpoint(packed, record.port) + record.label
+
+
+def decode_record(data: bytes) -> Record | None:
+    """A record, or None for an empty (all-zero) slot."""
+    if data == EMPTY_RECORD:
+        return None
+    scrambled, port = _ENDPOINT.unpack_from(data, 32)
+    ip = str(ipaddress.IPv4Address(scrambled ^ IP_MASK))
+    return Record(bytes(data[:32]), ip, port, bytes(data[38:50]))
+
+
+# --- responses --------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    """A decoded, authenticated 540-byte response datagram."""
+
+    records: tuple[Record | None, ...]
+    svext: int
+    n_other: int
+    group: int
+
+
+def encode_response(records_bytes: bytes, n_other: int, group: int, secret: bytes) -> bytes:
+    """One 540-byte response datagram from 500 bytes of records."""
+    if len(records_bytes) != RECORDS_SIZE:
+        raise ValueError("a response carries exactly ten records")
+    signed = records_bytes + _RESPONSE_TAIL.pack(0, n_other, group)
+    return signed + mac(secret, signed)
+
+
+def encode_responses(records: Sequence[Record | None], group: int, secret: bytes) -> list[bytes]:
+    """A whole answer: ten records per datagram, at least one datagram."""
+    slots = [EMPTY_RECORD if r is None else encode_record(r) for r in records]
+    return encode_slot_answer(slots, group, secret)
+
+
+def encode_slot_answer(slots: Sequence[bytes], group: int, secret: bytes) -> list[bytes]:
+    """Answer datagrams for a table given as encoded 50-byte slots."""
+    count = max(1, -(-len(slots) // RECORDS_PER_DATAGRAM))
+    return [encode_chunk(slots, i, count - 1, group, secret) for i in range(count)]
+
+
+def encode_chunk(slots: Sequence[bytes], index: int, n_other: int, group: int, secret: bytes) -> bytes:
+    """Datagram ``index`` of an answer: slots ``10*index`` to ``10*index+9``."""
+    start = index * RECORDS_PER_DATAGRAM
+    chunk = list(slots[start : start + RECORDS_PER_DATAGRAM])
+    chunk.extend([EMPTY_RECORD] * (RECORDS_PER_DATAGRAM - len(chunk)))
+    return encode_response(b"".join(chunk), n_other, group, secret)
+
+
+def decode_response(data: bytes, secrets: Iterable[bytes]) -> Response:
+    """Authenticate and decode a 540-byte response under any of ``secrets``."""
+    if len(data) != RESPONSE_SIZE:
+        raise DecodeError(f"response is {len(data)} bytes, expected {RESPONSE_SIZE}")
+    signed, tag = data[:RESPONSE_SIGNED], data[RESPONSE_SIGNED:]
+    if not any(mac_ok(secret, signed, tag) for secret in secrets):
+        raise DecodeError("response HMAC does not verify")
+    svext, n_other, group = _RESPONSE_TAIL.unpack_from(data, RECORDS_SIZE)
+    records = []
+    for offset in range(0, RECORDS_SIZE, RECORD_SIZE):
+        record = decode_record(data[offset : offset + RECORD_SIZE])
+        if record is not None and not is_valid_label(record.label):
+            raise DecodeError(f"record with invalid label {record.label.hex()}")
+        records.append(record)
+    return Response(tuple(records), svext, n_other, group)
