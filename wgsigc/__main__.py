@@ -1,0 +1,5 @@
+import sys
+
+from wgsigc.cli import main
+
+sys.exit(main())

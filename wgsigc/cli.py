@@ -1,0 +1,92 @@
+"""wgsigc's command line: the C client's form, or the kernel mode from a config file."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from wgsig.client import GroupCredentials
+from wgsig.keys import parse_public_key
+from wgsig.secretfile import SecretFileError, load_secret
+from wgsigc.printmode import EXIT_USAGE, PrintOptions, run_print_mode
+
+DEFAULT_CONFIG = "/etc/wgsig/wgsigc.toml"
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(message)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="wgsigc",
+        description=(
+            "wgsig client. 'wgsigc SERVER PORT PUBKEY SECRET_FILE LOCAL_PORT' prints a wg(8) skeleton as the C"
+            " client does; 'wgsigc [--config FILE]' writes peer endpoints into kernel WireGuard interfaces."
+        ),
+    )
+    p.add_argument("positional", nargs="*", metavar="SERVER PORT PUBKEY_BASE64 SECRET_FILE LOCAL_PORT")
+    p.add_argument("--encrypt", action="store_true", help="encrypted payloads (print mode)")
+    p.add_argument("--group", type=int, default=0, help="group ID (print mode, default 0)")
+    p.add_argument("--max-age", type=float, metavar="SECONDS", help="drop records older than this (print mode)")
+    p.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS", help="wait per attempt (default 1)")
+    p.add_argument("--attempts", type=int, default=3, help="requests before giving up (default 3)")
+    p.add_argument("--config", metavar="FILE", help=f"kernel mode configuration (default {DEFAULT_CONFIG})")
+    p.add_argument("--interface", metavar="NAME", help="kernel mode: handle only this interface")
+    p.add_argument("--dry-run", action="store_true", help="kernel mode: print what would change, change nothing")
+    return p
+
+
+def print_options(args: argparse.Namespace) -> PrintOptions:
+    server, port_text, pubkey, secret_file, local_text = args.positional
+    port = _port(port_text, "PORT")
+    local_port = _port(local_text, "LOCAL_PORT")
+    peer_id = parse_public_key(pubkey)
+    if peer_id is None:
+        raise UsageError(f"PUBKEY {pubkey!r} is not a base64 WireGuard public key (44 characters, 'wg pubkey')")
+    if not 0 <= args.group < 1 << 32:
+        raise UsageError(f"--group {args.group} is not a 32-bit unsigned integer")
+    if args.attempts < 1 or args.timeout <= 0:
+        raise UsageError("--attempts must be at least 1 and --timeout positive")
+    credentials = GroupCredentials(args.group, load_secret(secret_file), args.encrypt)
+    return PrintOptions(server, port, peer_id, credentials, local_port, args.max_age, args.attempts, args.timeout)
+
+
+def _port(text: str, name: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise UsageError(f"{name} {text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise UsageError(f"{name} {port} is out of range 1-65535")
+    return port
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        if argv[:1] == ["status"]:
+            from wgsigc.status import main_status
+
+            return main_status(argv[1:])
+        args = parser().parse_args(argv)
+        if args.positional:
+            if len(args.positional) != 5:
+                raise UsageError("print mode takes SERVER PORT PUBKEY_BASE64 SECRET_FILE LOCAL_PORT")
+            if args.config or args.interface or args.dry_run:
+                raise UsageError("--config, --interface and --dry-run belong to kernel mode, not print mode")
+            return run_print_mode(print_options(args))
+        from wgsigc.kernelmode import run_kernel_mode
+
+        return run_kernel_mode(args.config or DEFAULT_CONFIG, args.interface, args.dry_run)
+    except UsageError as error:
+        print(f"wgsigc: {error} (see wgsigc --help)", file=sys.stderr)
+        return EXIT_USAGE
+    except SecretFileError as error:
+        print(f"wgsigc: {error}", file=sys.stderr)
+        return EXIT_USAGE

@@ -1,0 +1,123 @@
+"""One request/answer exchange with a server over UDP, with bounded retries.
+
+Answers are bound to the request: the socket is connected to the server, so
+datagrams from any other address or port never reach the collector.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from wgsig.client import AnswerCollector, GroupCredentials, Ignored, build_request
+from wgsig.label import label_from_ns
+from wgsig.wire import Record
+
+# The C server compares labels with 16.8 ms granularity: keep our requests apart.
+MIN_REQUEST_GAP = 0.025
+
+
+@dataclass
+class ExchangeResult:
+    """What one exchange produced: records if complete, diagnostics otherwise."""
+
+    records: list[Record] | None
+    attempts: int
+    ignored: list[str] = field(default_factory=list)
+    refused: bool = False  # ICMP port unreachable came back
+    partial: tuple[int, int] | None = None  # (received, expected) datagrams
+
+
+class ExchangeError(Exception):
+    """The exchange could not even start (name resolution, socket errors)."""
+
+
+def resolve(host: str, port: int) -> tuple[str, int]:
+    """An IPv4 address for the server; the protocol carries IPv4 only."""
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+    except socket.gaierror as error:
+        raise ExchangeError(f"cannot resolve server name {host!r}: {error.strerror}") from None
+    address = infos[0][4]
+    return str(address[0]), int(address[1])
+
+
+def exchange(
+    sock: socket.socket,
+    server: tuple[str, int],
+    credentials: GroupCredentials,
+    peer_id: bytes,
+    clflg: int,
+    *,
+    attempts: int = 3,
+    attempt_timeout: float = 1.0,
+    random_bytes: Callable[[int], bytes] = os.urandom,
+    clock_ns: Callable[[], int] = time.time_ns,
+) -> ExchangeResult:
+    """Send requests (a fresh label each) until a complete answer arrives."""
+    try:
+        sock.connect(server)
+    except OSError as error:
+        raise ExchangeError(f"cannot reach {server[0]}:{server[1]}: {error.strerror}") from None
+    collector = AnswerCollector(credentials)
+    result = ExchangeResult(None, 0)
+    last_sent = 0.0
+    for attempt in range(1, attempts + 1):
+        gap = last_sent + MIN_REQUEST_GAP - time.monotonic()
+        if gap > 0:
+            time.sleep(gap)
+        request = build_request(credentials, peer_id, label_from_ns(clock_ns()), clflg, random_bytes)
+        result.attempts = attempt
+        try:
+            sock.send(request)
+        except ConnectionRefusedError:
+            result.refused = True
+            continue
+        except OSError as error:
+            raise ExchangeError(f"cannot send to {server[0]}:{server[1]}: {error.strerror}") from None
+        last_sent = time.monotonic()
+        deadline = last_sent + attempt_timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            if not select.select([sock], [], [], remaining)[0]:
+                break
+            try:
+                data = sock.recv(65536)
+            except ConnectionRefusedError:
+                result.refused = True
+                break
+            outcome = collector.receive_datagram(data)
+            if isinstance(outcome, Ignored):
+                result.ignored.append(outcome.reason)
+            elif outcome.complete:
+                result.records = collector.records()
+                return result
+        if collector.expected is not None:
+            result.partial = (collector.received, collector.expected)
+    return result
+
+
+def diagnose(result: ExchangeResult, server: tuple[str, int], window: int = 30) -> str:
+    """One line naming the likely causes of an exchange that got no valid answer."""
+    where = f"{server[0]}:{server[1]}"
+    if result.partial is not None:
+        received, expected = result.partial
+        return (
+            f"incomplete answer from {where}: {received} of {expected} datagrams arrived after"
+            f" {result.attempts} attempts; the path may drop large or many UDP datagrams"
+        )
+    if result.ignored:
+        return (
+            f"{len(result.ignored)} datagrams from {where} failed authentication ({result.ignored[-1]}):"
+            " check the secret file, the group ID and the encryption setting against the server's"
+        )
+    if result.refused:
+        return f"{where} refused the request (ICMP port unreachable): is wgsigd running and listening on that port?"
+    return (
+        f"no answer from {where} after {result.attempts} attempts; likely causes: server unreachable or"
+        " not running, wrong secret or group, encryption setting differs from the server's, or this clock"
+        f" is more than {window} s off the server's (check 'timedatectl')"
+    )

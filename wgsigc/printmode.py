@@ -1,0 +1,91 @@
+"""The C client's mode: register or refresh, print a wg(8) skeleton.
+
+    wgsigc SERVER PORT PUBKEY_BASE64 SECRET_FILE LOCAL_PORT
+
+An even LOCAL_PORT registers (CLFLG 0) and prints ``[Interface]``; an odd one
+only refreshes (CLFLG 1).  Unlike the C client, wgsigc checks GROUP, collects
+every datagram of the answer, retries, and explains a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+from dataclasses import dataclass
+
+from wgsig.client import GroupCredentials, fresh_records
+from wgsigc.exchange import ExchangeError, diagnose, exchange, resolve
+from wgsigc.skeleton import format_skeleton
+
+PING_SIZE = 8
+
+# Exit codes, as the C client's.
+EXIT_OK = 0
+EXIT_SOCKET = 1
+EXIT_NO_ANSWER = 2
+EXIT_RESOLVE = 3
+EXIT_USAGE = 6
+
+
+@dataclass(frozen=True)
+class PrintOptions:
+    server: str
+    port: int
+    peer_id: bytes
+    credentials: GroupCredentials
+    local_port: int
+    max_age: float | None = None
+    attempts: int = 3
+    attempt_timeout: float = 1.0
+
+
+def run_print_mode(options: PrintOptions) -> int:
+    registering = options.local_port % 2 == 0
+    clflg = 0 if registering else 1
+    try:
+        server = resolve(options.server, options.port)
+    except ExchangeError as error:
+        print(f"wgsigc: {error}", file=sys.stderr)
+        return EXIT_RESOLVE
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        try:
+            sock.bind(("0.0.0.0", options.local_port))
+        except OSError as error:
+            hint = " (is WireGuard listening on it? use 'wgsigc --config' for kernel mode)" if registering else ""
+            print(f"wgsigc: cannot bind local port {options.local_port}: {error.strerror}{hint}", file=sys.stderr)
+            return EXIT_SOCKET
+        try:
+            result = exchange(
+                sock, server, options.credentials, options.peer_id, clflg,
+                attempts=options.attempts, attempt_timeout=options.attempt_timeout,
+            )
+        except ExchangeError as error:
+            print(f"wgsigc: {error}", file=sys.stderr)
+            return EXIT_SOCKET
+        for reason in result.ignored:
+            print(f"wgsigc: ignored a datagram: {reason}", file=sys.stderr)
+        if result.records is None:
+            print(f"wgsigc: {diagnose(result, server)}", file=sys.stderr)
+            return EXIT_NO_ANSWER
+        now = time.time()
+        records = fresh_records(result.records, now, options.max_age)
+        sys.stdout.write(format_skeleton(records, options.peer_id, int(now), options.local_port if registering else None))
+        sys.stdout.flush()
+        if registering:
+            _punch(sock, [(r.ip, r.port) for r in records])
+        return EXIT_OK
+    finally:
+        sock.close()
+
+
+def _punch(sock: socket.socket, endpoints: list[tuple[str, int]]) -> None:
+    """Send a small datagram to every peer, as the C client does, to open NAT mappings."""
+    ping = os.urandom(PING_SIZE)
+    for endpoint in endpoints:
+        try:
+            sock.sendto(ping, endpoint)
+        except OSError:
+            pass  # best effort: a peer may be unreachable

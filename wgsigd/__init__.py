@@ -1,0 +1,1 @@
+"""wgsigd: the wgsig server, a thin shell around the protocol core in ``wgsig``."""

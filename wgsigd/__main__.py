@@ -1,0 +1,5 @@
+import sys
+
+from wgsigd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,198 @@
+"""wgsigd's configuration: the C-compatible command line or a TOML file.
+
+Every mistake in a configuration file is reported with the file, the key and
+what is expected, as one line.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wgsig.keys import parse_public_key
+from wgsig.secretfile import SecretFileError, load_secret
+from wgsig.server import DEFAULT_MAX_RECORDS, DEFAULT_WINDOW, GroupConfig
+
+DEFAULT_PORT = 1223
+DEFAULT_STATE_DIRECTORY = "/var/lib/wgsigd"
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class GroupSource:
+    """A group as configured: secrets are read from files at (re)load time."""
+
+    name: str
+    group_id: int
+    secret_files: tuple[str, ...]
+    encrypt: bool = False
+    allowed_keys: frozenset[bytes] | None = None
+    max_records: int = DEFAULT_MAX_RECORDS
+    max_age: int | None = None
+
+
+@dataclass(frozen=True)
+class DaemonConfig:
+    listen: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    state_directory: Path | None = None
+    window: int = DEFAULT_WINDOW
+    save_interval: float = 1.0
+    idle_exit: float | None = None  # seconds without datagrams before exiting
+    groups: tuple[GroupSource, ...] = field(default=())
+    source: str = "command line"
+
+    def load_groups(self) -> list[GroupConfig]:
+        """Read the secrets and build the groups (at start and on reload)."""
+        groups = []
+        for g in self.groups:
+            try:
+                secrets = tuple(load_secret(resolve_credential(path)) for path in g.secret_files)
+            except SecretFileError as error:
+                raise ConfigError(f"group {g.name!r}: {error}") from None
+            groups.append(GroupConfig(g.group_id, secrets, g.encrypt, g.allowed_keys, g.max_records, g.max_age))
+        return groups
+
+
+def resolve_credential(path: str) -> str:
+    """A bare name is looked up among systemd credentials (LoadCredential=)."""
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and "/" not in path:
+        return os.path.join(credentials, path)
+    return path
+
+
+def default_state_directory() -> Path:
+    return Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIRECTORY).split(":")[0])
+
+
+def from_command_line(secret_file: str, port: int, encrypt: bool, state_directory: str | None) -> DaemonConfig:
+    """The C server's form: one group 0, ``0.0.0.0:PORT``."""
+    state = Path(state_directory) if state_directory else _env_state_directory()
+    group = GroupSource("0", 0, (secret_file,), encrypt)
+    return DaemonConfig(port=port, state_directory=state, groups=(group,))
+
+
+def _env_state_directory() -> Path | None:
+    value = os.environ.get("STATE_DIRECTORY")
+    return Path(value.split(":")[0]) if value else None
+
+
+_TOP_KEYS = {"listen", "port", "state_directory", "window", "save_interval", "idle_exit", "group"}
+_GROUP_KEYS = {"id", "secret_file", "previous_secret_files", "encrypt", "allowed_keys", "max_records", "max_age"}
+
+
+def load_config(path: str) -> DaemonConfig:
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such configuration file") from None
+    except PermissionError:
+        raise ConfigError(f"{path}: not readable by this user") from None
+    except IsADirectoryError:
+        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
+    _no_unknown(data, _TOP_KEYS, where)
+    tables = data.get("group")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{where}: no [group.NAME] table: configure at least one group")
+    groups = tuple(_parse_group(name, table, f"{where}: [group.{name}]") for name, table in tables.items())
+    ids = [g.group_id for g in groups]
+    if len(set(ids)) != len(ids):
+        raise ConfigError(f"{where}: two groups have the same id")
+    state = data.get("state_directory")
+    idle = _number(data, "idle_exit", where, 0, None, 0)
+    return DaemonConfig(
+        listen=_string(data, "listen", where, "0.0.0.0"),
+        port=int(_number(data, "port", where, 1, 65535, DEFAULT_PORT, integer=True)),
+        state_directory=Path(state) if isinstance(state, str) else default_state_directory(),
+        window=int(_number(data, "window", where, 1, 86400, DEFAULT_WINDOW, integer=True)),
+        save_interval=_number(data, "save_interval", where, 0.01, 3600, 1.0),
+        idle_exit=idle or None,
+        groups=groups,
+        source=where,
+    )
+
+
+def _parse_group(name: str, table: Any, where: str) -> GroupSource:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _no_unknown(table, _GROUP_KEYS, where)
+    if "id" not in table:
+        raise ConfigError(f"{where}: missing 'id' (the 32-bit group ID; 0 for C clients)")
+    if "secret_file" not in table:
+        raise ConfigError(f"{where}: missing 'secret_file' (path of the 32-byte group secret)")
+    previous = table.get("previous_secret_files", [])
+    if not isinstance(previous, list) or not all(isinstance(p, str) for p in previous):
+        raise ConfigError(f"{where}: 'previous_secret_files' must be a list of paths")
+    encrypt = table.get("encrypt", False)
+    if not isinstance(encrypt, bool):
+        raise ConfigError(f"{where}: 'encrypt' must be true or false")
+    max_age = _number(table, "max_age", where, 0, None, 0, integer=True)
+    return GroupSource(
+        name=name,
+        group_id=int(_number(table, "id", where, 0, 2**32 - 1, 0, integer=True)),
+        secret_files=(_string(table, "secret_file", where, ""), *previous),
+        encrypt=encrypt,
+        allowed_keys=_allowed_keys(table.get("allowed_keys"), where),
+        max_records=int(_number(table, "max_records", where, 1, 1_000_000, DEFAULT_MAX_RECORDS, integer=True)),
+        max_age=int(max_age) or None,
+    )
+
+
+def _allowed_keys(value: Any, where: str) -> frozenset[bytes] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: 'allowed_keys' must be a list of base64 WireGuard public keys")
+    keys = set()
+    for item in value:
+        key = parse_public_key(item) if isinstance(item, str) else None
+        if key is None:
+            raise ConfigError(f"{where}: 'allowed_keys' entry {item!r} is not a base64 WireGuard public key")
+        keys.add(key)
+    return frozenset(keys)
+
+
+def _no_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
+    unknown = sorted(set(table) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+
+
+def _string(table: dict[str, Any], key: str, where: str, default: str) -> str:
+    value = table.get(key, default)
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{where}: {key!r} must be a non-empty string")
+    return value
+
+
+def _number(
+    table: dict[str, Any],
+    key: str,
+    where: str,
+    low: float,
+    high: float | None,
+    default: float,
+    integer: bool = False,
+) -> float:
+    value = table.get(key, default)
+    kind = "an integer" if integer else "a number"
+    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+        raise ConfigError(f"{where}: {key!r} must be {kind}, got {value!r}")
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise ConfigError(f"{where}: {key!r} = {value} is out of range: must be {bound}")
+    return float(value)
