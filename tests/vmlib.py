@@ -1,0 +1,185 @@
+"""Run test scripts in a QEMU VM (real kernel WireGuard) or in systemd-nspawn --boot.
+
+Both boot one cached Debian bookworm root filesystem built by ``tests/vm/build-rootfs.sh``
+(``$WGSIG_VM_CACHE``, default ``/var/cache/wgsig-test``). A *payload* is a directory with a
+``run.sh``; inside the guest it is at ``/srv/payload`` (the working directory), runs as root
+and its stdout+stderr come back as the output. ``$WGSIG_ARTIFACTS`` names a directory whose
+files are copied back to ``RESULT_DIR/artifacts`` when a result directory is given.
+
+    payload = tmp_path / "p"
+    write_payload(payload, "ip link add wg0 type wireguard && wg show wg0")
+    rc, out = run_in_qemu(payload, timeout=60)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import pytest
+
+VM_DIR = Path(__file__).resolve().parent / "vm"
+CACHE = Path(os.environ.get("WGSIG_VM_CACHE", "/var/cache/wgsig-test"))
+SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Extra seconds on top of a run's timeout for boot and shutdown (QEMU TCG is slow).
+_MARGIN = {"qemu": 240, "nspawn": 90}
+
+_image_ready = False
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _unavailable(reason: str) -> None:
+    """Skip the test, except in CI where a missing environment is a failure."""
+    if _in_ci():
+        pytest.fail(f"VM test environment unavailable in CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _host_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env["PATH"] = SYSTEM_PATH  # Debian tools break under pyenv's python
+    return env
+
+
+def ensure_image() -> None:
+    """Install host packages if needed and build the cached root filesystem (idempotent).
+
+    Skips the calling test when this host cannot do it (not Linux, not root, no apt/dpkg,
+    host packages not installable); fails instead when ``CI=true``. A build that fails on a
+    capable host is a test failure.
+    """
+    global _image_ready
+    if _image_ready:
+        return
+    if not sys.platform.startswith("linux"):
+        _unavailable("VM tests need a Linux host")
+    if os.geteuid() != 0:
+        _unavailable("VM tests need root (debootstrap, systemd-nspawn)")
+    if shutil.which("dpkg", path=SYSTEM_PATH) is None:
+        _unavailable("VM tests need a Debian host (dpkg, apt-get)")
+    deps = subprocess.run(
+        [str(VM_DIR / "install-host-deps.sh")],
+        env=_host_env(),
+        capture_output=True,
+        text=True,
+    )
+    if deps.returncode != 0:
+        _unavailable(f"cannot install host packages: {deps.stderr.strip()[-500:]}")
+    build = subprocess.run(
+        [str(VM_DIR / "build-rootfs.sh")],
+        env=_host_env(),
+        capture_output=True,
+        text=True,
+    )
+    if build.returncode != 0:
+        pytest.fail(
+            f"tests/vm/build-rootfs.sh failed ({build.returncode}):\n{build.stderr[-3000:]}",
+            pytrace=False,
+        )
+    _image_ready = True
+
+
+def write_payload(payload_dir: Path, script: str) -> Path:
+    """Create ``payload_dir/run.sh`` (``#!/bin/sh`` + ``set -e`` + *script*); return the dir."""
+    payload_dir.mkdir(parents=True, exist_ok=True)
+    run_sh = payload_dir / "run.sh"
+    run_sh.write_text("#!/bin/sh\nset -e\n" + script.strip() + "\n")
+    run_sh.chmod(0o755)
+    return payload_dir
+
+
+def fetch_pyroute2(version: str = "0.9.5") -> Path:
+    """Download (once, with the host's pip) pyroute2's wheel into the cache; return its path."""
+    res = subprocess.run(
+        [str(VM_DIR / "fetch-pyroute2.sh"), version],
+        capture_output=True,
+        text=True,
+    )
+    if res.returncode != 0:
+        _unavailable(f"cannot fetch pyroute2 {version}: {res.stderr.strip()[-500:]}")
+    return Path(res.stdout.strip().splitlines()[-1])
+
+
+def add_pyroute2(payload_dir: Path, version: str = "0.9.5") -> str:
+    """Unpack pyroute2 *version* into ``payload_dir/pylib``.
+
+    Returns the guest path to put on PYTHONPATH: ``/srv/payload/pylib``.
+    """
+    with zipfile.ZipFile(fetch_pyroute2(version)) as wheel:
+        wheel.extractall(payload_dir / "pylib")
+    return "/srv/payload/pylib"
+
+
+def _run(
+    kind: str,
+    payload_dir: Path,
+    timeout: int,
+    network: bool,
+    result_dir: Path | None,
+) -> tuple[int, str]:
+    ensure_image()
+    if not (payload_dir / "run.sh").is_file():
+        raise FileNotFoundError(payload_dir / "run.sh")
+    script = VM_DIR / ("run-qemu.sh" if kind == "qemu" else "run-nspawn.sh")
+    with tempfile.TemporaryDirectory(prefix=f"wgsig-{kind}-") as tmp:
+        results = result_dir if result_dir is not None else Path(tmp)
+        cmd = [str(script)]
+        if network:
+            cmd.append("--net")
+        cmd += [str(payload_dir), str(results), str(timeout)]
+        try:
+            proc = subprocess.run(
+                cmd,
+                env=_host_env(),
+                capture_output=True,
+                text=True,
+                timeout=timeout + _MARGIN[kind],
+            )
+        except subprocess.TimeoutExpired:
+            return 124, f"[vmlib: {kind} run did not end within {timeout + _MARGIN[kind]} s]"
+        log = results / "output.log"
+        output = log.read_text(errors="replace") if log.exists() else ""
+        if proc.returncode in (124, 125) and proc.stderr:
+            console = results / "console.log"
+            tail = console.read_text(errors="replace")[-4000:] if console.exists() else ""
+            output += f"\n[vmlib: {proc.stderr.strip()}]\n[console tail]\n{tail}"
+        return proc.returncode, output
+
+
+def run_in_qemu(
+    payload_dir: Path,
+    timeout: int = 120,
+    network: bool = False,
+    result_dir: Path | None = None,
+) -> tuple[int, str]:
+    """Run ``payload_dir/run.sh`` in a QEMU TCG VM with Debian's cloud kernel.
+
+    Returns ``(exit code, stdout+stderr)``; 124 on timeout, 125 if the guest gave no result
+    (then the output ends with the harness message and the serial console's tail).
+    *network* gives the guest QEMU user networking (apt can reach the Debian mirror).
+    *result_dir* keeps output.log, rc, console.log and artifacts/ there.
+    """
+    return _run("qemu", Path(payload_dir), timeout, network, result_dir)
+
+
+def run_in_nspawn(
+    payload_dir: Path,
+    timeout: int = 60,
+    network: bool = False,
+    result_dir: Path | None = None,
+) -> tuple[int, str]:
+    """Run ``payload_dir/run.sh`` in ``systemd-nspawn --boot`` (systemd as PID 1).
+
+    Default: ``--private-network`` (only ``lo``, CAP_NET_ADMIN). ``network=True`` shares the
+    host's network instead (no CAP_NET_ADMIN) so apt can install a .deb's dependencies.
+    Returns ``(exit code, stdout+stderr)`` like :func:`run_in_qemu`.
+    """
+    return _run("nspawn", Path(payload_dir), timeout, network, result_dir)
