@@ -7,6 +7,7 @@
 # or when the recipe (this script, lib.sh, guest/*, the Debian mirror) changed.
 # Options: --force (rebuild), --check (exit 0 if up to date, 1 if a build is needed).
 set -eu
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 # python3-cffi-backend: debootstrap does not resolve the virtual python3-cffi-backend-api-* deps.
@@ -68,6 +69,7 @@ chroot "$NEW" passwd -d root >/dev/null
 # shellcheck disable=SC2086
 chroot "$NEW" systemctl mask --quiet $MASK_UNITS 2>/dev/null || true
 mkdir -p "$NEW/etc/systemd/system/serial-getty@ttyS0.service.d"
+# shellcheck disable=SC2016  # $TERM is for systemd, not for this shell
 printf '[Service]\nExecStart=\nExecStart=-/sbin/agetty --autologin root --keep-baud 115200,57600,38400,9600 %%I $TERM\n' \
     >"$NEW/etc/systemd/system/serial-getty@ttyS0.service.d/autologin.conf"
 

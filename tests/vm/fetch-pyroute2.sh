@@ -5,6 +5,7 @@
 # can ship the unpacked wheel and put it on PYTHONPATH inside the guest (bookworm has 0.7.2).
 set -eu
 PIP_PYTHON=$(command -v python3)   # the host's python (may be pyenv's), before lib.sh resets PATH
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 VERSION=${1:-${WGSIG_PYROUTE2_VERSION:-0.9.5}}
 DEST=$CACHE/wheels

@@ -1,3 +1,4 @@
+# shellcheck shell=sh disable=SC2034  # variables are used by the scripts that source this file
 # Shared shell helpers for tests/vm/*.sh (sourced, POSIX sh).
 # Debian/host tools misbehave under pyenv's python: use the system PATH only.
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin

@@ -10,6 +10,7 @@
 #   --net    share the host's network (no CAP_NET_ADMIN) and copy its resolv.conf, so apt
 #            inside can reach the Debian mirror (`apt-get install ./x.deb`)
 set -eu
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 net=0

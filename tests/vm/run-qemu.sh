@@ -9,6 +9,7 @@
 #   --net   give the guest QEMU user networking (10.0.2.15, can reach the Debian mirror)
 # Environment: WGSIG_VM_CACHE, WGSIG_QEMU_BOOT_MARGIN (extra seconds for boot, default 180).
 set -eu
+# shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
 net=0
