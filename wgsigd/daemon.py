@@ -80,6 +80,7 @@ class Daemon:
     def run(self) -> int:
         self.load_state()
         wake_r, wake_w = socket.socketpair()
+        wake_r.setblocking(False)
         wake_w.setblocking(False)
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
