@@ -1,21 +1,167 @@
-"""The service manager's side: a socket passed by systemd, and sd_notify.
+"""The service manager's side: the socket systemd passes, and sd_notify.
 
-Minimal version: sockets are bound by wgsigd itself; systemd integration is
-added on top of this module.
+systemd-python (``systemd.daemon``) does the work; when it is missing, a small
+fallback speaks the same two protocols (``LISTEN_FDS``/``LISTEN_PID`` and the
+``NOTIFY_SOCKET`` datagram), so wgsigd installed without it still starts under
+``Type=notify``.  The passed socket is systemd's: wgsigd never binds, listens
+on or shuts it down, so datagrams that arrive while wgsigd is not running wait
+in it and start the service again.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import socket
+import time
 from collections.abc import Callable
 
-from wgsigd.config import DaemonConfig
+from wgsigd.config import ConfigError, DaemonConfig
 from wgsigd.daemon import Hooks
+
+log = logging.getLogger("wgsigd")
+
+LISTEN_FDS_START = 3  # sd_listen_fds(3): passed descriptors start here
+
+
+class ActivationError(ConfigError):
+    """The service manager passed something wgsigd cannot serve on."""
+
+
+def passed_fds() -> list[int]:
+    """The descriptors passed by socket activation (none when started otherwise).
+
+    The environment variables are removed, as sd_listen_fds(unset=1) does, so
+    they do not leak into anything started later.
+    """
+    try:
+        from systemd.daemon import listen_fds  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        return _listen_fds_fallback()
+    return list(listen_fds(unset_environment=True))
+
+
+def _listen_fds_fallback() -> list[int]:
+    pid, count = os.environ.get("LISTEN_PID"), os.environ.get("LISTEN_FDS")
+    for name in ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES"):
+        os.environ.pop(name, None)
+    if pid is None or count is None:
+        return []
+    try:
+        if int(pid) != os.getpid():
+            return []  # meant for another process (e.g. our parent)
+        n = int(count)
+    except ValueError:
+        raise ActivationError(f"malformed activation variables LISTEN_PID={pid!r}, LISTEN_FDS={count!r}") from None
+    fds = list(range(LISTEN_FDS_START, LISTEN_FDS_START + max(n, 0)))
+    for fd in fds:
+        os.set_inheritable(fd, False)  # as sd_listen_fds(3) sets FD_CLOEXEC
+    return fds
+
+
+def adopt_socket(fds: list[int]) -> socket.socket:
+    """The one UDP socket among ``fds``; anything else is a clear error."""
+    if len(fds) != 1:
+        raise ActivationError(
+            f"the service manager passed {len(fds)} sockets; wgsigd serves exactly one UDP socket"
+            " (wgsigd.socket needs exactly one ListenDatagram= line)"
+        )
+    fd = fds[0]
+    try:
+        sock = socket.socket(fileno=fd)
+    except OSError as error:
+        raise ActivationError(f"passed descriptor {fd} is not a socket ({error.strerror})") from None
+    if sock.type != socket.SOCK_DGRAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        kind = "stream" if sock.type == socket.SOCK_STREAM else f"type {int(sock.type)}"
+        sock.detach()  # not ours to close
+        raise ActivationError(
+            f"passed descriptor {fd} is a {kind} socket of family {int(sock.family)}; wgsigd needs a UDP socket"
+            " (use ListenDatagram=, not ListenStream= or ListenSequentialPacket=)"
+        )
+    return sock
 
 
 def acquire_socket(config: DaemonConfig, bind: Callable[[DaemonConfig], socket.socket]) -> socket.socket:
-    return bind(config)
+    """The passed socket when socket-activated, else one bound by ``bind``."""
+    fds = passed_fds()
+    if not fds:
+        return bind(config)
+    sock = adopt_socket(fds)
+    port = sock.getsockname()[1]
+    if port != config.port:
+        log.info("serving on the socket passed by the service manager (port %d); 'port = %d' in %s is not used",
+                 port, config.port, config.source)
+    return sock
+
+
+# sd_notify ---------------------------------------------------------------
+
+
+def notify_sender() -> Callable[[str], bool] | None:
+    """A function sending one sd_notify message, or None when not run by a service manager."""
+    if not os.environ.get("NOTIFY_SOCKET"):
+        return None
+    try:
+        from systemd.daemon import notify  # type: ignore[import-not-found,import-untyped,unused-ignore]
+    except ImportError:
+        return _notify_fallback
+
+    def send(message: str) -> bool:
+        return bool(notify(message))
+
+    return send
+
+
+def _notify_fallback(message: str) -> bool:
+    path = os.environ.get("NOTIFY_SOCKET", "")
+    if not path:
+        return False
+    address = "\0" + path[1:] if path.startswith("@") else path  # "@" names an abstract socket
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+        try:
+            sock.sendto(message.encode(), address)
+        except OSError:
+            return False
+    return True
+
+
+def watchdog_interval() -> float | None:
+    """Half the watchdog timeout systemd asked for (WatchdogSec=), in seconds."""
+    usec, pid = os.environ.get("WATCHDOG_USEC"), os.environ.get("WATCHDOG_PID")
+    try:
+        if not usec or (pid and int(pid) != os.getpid()):
+            return None
+        return int(usec) / 2e6
+    except ValueError:
+        return None
 
 
 def service_hooks() -> Hooks:
-    return Hooks()
+    """Hooks reporting wgsigd's state to systemd (no-ops when not run by it)."""
+    send = notify_sender()
+    if send is None:
+        return Hooks()
+    interval = watchdog_interval()
+    last_ping = [0.0]
+
+    def watchdog() -> None:
+        # The loop calls this whenever it waits: ping at most every quarter of WatchdogSec=.
+        now = time.monotonic()
+        if interval is not None and now - last_ping[0] >= interval / 2:
+            last_ping[0] = now
+            send("WATCHDOG=1")
+
+    def reloading() -> None:
+        # MONOTONIC_USEC lets systemd >= 253 (Type=notify-reload) match this to the reload request.
+        send(f"RELOADING=1\nSTATUS=reloading the configuration\nMONOTONIC_USEC={time.monotonic_ns() // 1000}")
+
+    def ready(status: str) -> None:
+        send(f"READY=1\nSTATUS={status}")
+
+    def status(status: str) -> None:
+        send(f"STATUS={status}")
+
+    def stopping() -> None:
+        send("STOPPING=1\nSTATUS=saving records and stopping")
+
+    return Hooks(ready, status, stopping, reloading, watchdog, interval)
