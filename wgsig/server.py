@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, envelope_key, scrambled_group, seal, unseal
 from wgsig.events import Address, Answered, Change, Event, Reason, Rejected
 from wgsig.label import label_seconds
+from wgsig.ratelimit import AnswerLimiter, ReplayCache, capped_datagrams
 from wgsig.table import GroupTable
 from wgsig.wire import (
     NO_ENDPOINT_UPDATE,
@@ -79,6 +80,10 @@ class Server:
         self.answered = 0
         self.rejected = 0
         self.dirty = False  # a table changed since the last snapshot
+        # Anti-amplification limits (wgsig/ratelimit.py); None = unlimited.
+        self.answer_limiter: AnswerLimiter | None = None
+        self.max_answer_bytes: int | None = None
+        self.replay_cache: ReplayCache | None = None
         self.configure(groups)
 
     def configure(self, groups: Iterable[GroupConfig]) -> None:
@@ -190,8 +195,18 @@ class Server:
         stored = table.label_of(peer_id)
         if stored is not None and label <= stored:
             return self._reject(Reason.REPLAY, source, group_id, peer_id)
-
         clflg = clear[45] & 3  # CLFLG 2 (keep label, move endpoint) is treated as 0
+        capped = False
+        if clflg == 3 or (clflg == NO_ENDPOINT_UPDATE and stored is None):
+            # Stores no label, so only the replay cache stops a replay; if it is full, cap the answer.
+            cache = self.replay_cache
+            first = None if cache is None else cache.check(clear[REQUEST_SIGNED:REQUEST_SIZE], now)
+            if first is False:
+                return self._reject(Reason.REPLAY, source, group_id, peer_id)
+            capped = first is None and self.max_answer_bytes is not None
+        if self.answer_limiter is not None and not self.answer_limiter.allow(source[0], now):
+            return self._reject(Reason.RATE_LIMITED, source, group_id, peer_id)
+
         evicted = None
         if clflg == 0 or clflg == 2:
             ip = source[0]
@@ -212,6 +227,9 @@ class Server:
             change = Change.UNCHANGED
 
         answer = table.answer(group_id, secret)
+        if capped and len(answer) > 1:
+            size = len(answer[0]) + (HEADER_SIZE if config.encrypt else 0)
+            answer = answer[: capped_datagrams(len(answer), size, self.max_answer_bytes)]  # type: ignore[arg-type]
         if config.encrypt:
             answer = [self._seal(datagram, group_id, key) for datagram in answer]
         self.answered += 1

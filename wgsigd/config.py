@@ -13,6 +13,13 @@ from pathlib import Path
 from typing import Any
 
 from wgsig.keys import parse_public_key
+from wgsig.ratelimit import (
+    DEFAULT_ANSWER_BURST,
+    DEFAULT_ANSWER_RATE,
+    DEFAULT_MAX_ANSWER_BYTES,
+    MIN_ANSWER_BYTES,
+    AnswerLimiter,
+)
 from wgsig.secretfile import SecretFileError, load_secret
 from wgsig.server import DEFAULT_MAX_RECORDS, DEFAULT_WINDOW, GroupConfig
 
@@ -47,6 +54,12 @@ class DaemonConfig:
     idle_exit: float | None = None  # seconds without datagrams before exiting
     groups: tuple[GroupSource, ...] = field(default=())
     source: str = "command line"
+    answer_rate: float = DEFAULT_ANSWER_RATE  # answers per second per source IP; 0 = unlimited
+    answer_burst: int = DEFAULT_ANSWER_BURST
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # per answer to a request that changed nothing
+
+    def answer_limiter(self) -> AnswerLimiter | None:
+        return AnswerLimiter(self.answer_rate, self.answer_burst) if self.answer_rate else None
 
     def load_groups(self) -> list[GroupConfig]:
         """Read the secrets and build the groups (at start and on reload)."""
@@ -84,7 +97,10 @@ def _env_state_directory() -> Path | None:
     return Path(value.split(":")[0]) if value else None
 
 
-_TOP_KEYS = {"listen", "port", "state_directory", "window", "save_interval", "idle_exit", "group"}
+_TOP_KEYS = {
+    "listen", "port", "state_directory", "window", "save_interval", "idle_exit", "group",
+    "answer_rate", "answer_burst", "max_answer_bytes",
+}
 _GROUP_KEYS = {"id", "secret_file", "previous_secret_files", "encrypt", "allowed_keys", "max_records", "max_age"}
 
 
@@ -123,6 +139,11 @@ def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
         idle_exit=idle or None,
         groups=groups,
         source=where,
+        answer_rate=_number(data, "answer_rate", where, 0, 1e6, DEFAULT_ANSWER_RATE),
+        answer_burst=int(_number(data, "answer_burst", where, 1, 1e6, DEFAULT_ANSWER_BURST, integer=True)),
+        max_answer_bytes=int(
+            _number(data, "max_answer_bytes", where, MIN_ANSWER_BYTES, 1 << 30, DEFAULT_MAX_ANSWER_BYTES, integer=True)
+        ),
     )
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from wgsig.ratelimit import ReplayCache
 from wgsig.server import Server
 from wgsigd.config import ConfigError, DaemonConfig
 from wgsigd.eventlog import EventLog
@@ -52,6 +53,7 @@ class Daemon:
         self.hooks = hooks or Hooks()
         self._reload_config = reload_config
         self.server = Server(config.load_groups(), window=config.window, random_bytes=os.urandom)
+        self._apply_limits(config)
         self.store = StateStore(config.state_directory) if config.state_directory else None
         self.events = EventLog()
         self._stop = False
@@ -166,8 +168,17 @@ class Daemon:
             log.error("reload failed, keeping the previous configuration: %s", error)
         else:
             self.server.window = config.window
+            self._apply_limits(config)
             log.info("configuration reloaded: %s", self.status_line())
         self.hooks.ready(self.status_line())
+
+    def _apply_limits(self, config: DaemonConfig) -> None:
+        # Anti-amplification (wgsig/ratelimit.py); the replay cache survives reloads.
+        self.server.answer_limiter = config.answer_limiter()
+        self.server.max_answer_bytes = config.max_answer_bytes
+        if self.server.replay_cache is None:
+            self.server.replay_cache = ReplayCache(config.window)
+        self.server.replay_cache.lifetime = 2 * config.window + 1
 
     def _save_async(self) -> None:
         if self.store is not None:
