@@ -33,10 +33,11 @@ def load_secret(path: str) -> bytes:
         if error.errno == 40:  # ELOOP: O_NOFOLLOW refused a symlink
             raise SecretFileError(f"secret file {path} is a symbolic link: point to the file itself") from None
         raise SecretFileError(f"secret file {path} cannot be opened: {error.strerror}") from None
+    if stat.S_ISDIR(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise SecretFileError(f"secret file {path} is a directory: give the path of the 32-byte secret file")
     with os.fdopen(fd, "rb") as file:
         info = os.fstat(file.fileno())
-        if stat.S_ISDIR(info.st_mode):
-            raise SecretFileError(f"secret file {path} is a directory: give the path of the 32-byte secret file")
         if not stat.S_ISREG(info.st_mode):
             raise SecretFileError(f"secret file {path} is not a regular file")
         if info.st_mode & 0o077:

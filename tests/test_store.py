@@ -1,0 +1,51 @@
+"""The state file: atomic saves, loading, and corrupt files kept aside (real files)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import pytest
+
+from wgsig.statefile import StateFileError, decode_state, encode_state
+from wgsigd.store import STATE_FILE, StateStore
+
+TABLES = {0: [bytes([1]) * 50, bytes(50), bytes([2]) * 50], 7: [bytes([3]) * 50]}
+
+
+def test_save_then_load(tmp_path: Path) -> None:
+    store = StateStore(tmp_path / "state")
+    store.save(TABLES)
+    assert StateStore(tmp_path / "state").load() == TABLES
+    assert (tmp_path / "state" / STATE_FILE).stat().st_mode & 0o077 == 0
+
+
+def test_async_saves_end_with_the_newest_snapshot(tmp_path: Path) -> None:
+    store = StateStore(tmp_path)
+    for i in range(50):
+        store.save_async({0: [bytes([i + 1]) * 50]})
+    store.flush()
+    assert store.load() == {0: [bytes([50]) * 50]}
+
+
+@pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
+def test_corrupt_file_is_kept_aside_and_start_is_empty(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = StateStore(tmp_path)
+    store.save(TABLES)
+    path = tmp_path / STATE_FILE
+    data = path.read_bytes()
+    broken = {"truncate": data[:-7], "flip": data[:20] + bytes([data[20] ^ 1]) + data[21:],
+              "garbage": b"hello world" * 9, "empty": b""}[damage]
+    path.write_bytes(broken)
+    with caplog.at_level(logging.WARNING, logger="wgsigd"):
+        assert store.load() == {}
+    kept = list(tmp_path.glob(f"{STATE_FILE}.corrupt-*"))
+    assert len(kept) == 1 and kept[0].read_bytes() == broken
+    assert "kept it as" in caplog.text and not path.exists()
+
+
+def test_decode_rejects_trailing_and_missing_bytes() -> None:
+    good = encode_state(TABLES)
+    assert decode_state(good) == TABLES
+    with pytest.raises(StateFileError):
+        decode_state(good[:-1])

@@ -1,0 +1,80 @@
+"""wgsigd's TOML configuration: accepted forms, and one precise line per mistake (pure parsing)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.procs import env, write_secret
+from wgsigd.config import ConfigError, load_config, parse_config
+
+KEY = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
+
+
+def config(**top: Any) -> dict[str, Any]:
+    group = {"id": 0, "secret_file": "/etc/wgsig/group0.key"}
+    data: dict[str, Any] = {"group": {"main": group}}
+    data.update(top)
+    return data
+
+
+def test_full_config(tmp_path: Path) -> None:
+    path = tmp_path / "wgsigd.toml"
+    path.write_text(
+        'listen = "::"\nport = 1224\nstate_directory = "/tmp/x"\nwindow = 60\nsave_interval = 0.5\n'
+        "idle_exit = 300\n"
+        f'[group.a]\nid = 5\nsecret_file = "a.key"\nprevious_secret_files = ["old.key"]\nencrypt = true\n'
+        f'allowed_keys = ["{KEY}"]\nmax_records = 50\nmax_age = 3600\n'
+    )
+    cfg = load_config(str(path))
+    assert (cfg.listen, cfg.port, str(cfg.state_directory), cfg.window, cfg.idle_exit) == ("::", 1224, "/tmp/x", 60, 300)
+    (group,) = cfg.groups
+    assert (group.group_id, group.secret_files, group.encrypt, group.max_records, group.max_age) == (
+        5, ("a.key", "old.key"), True, 50, 3600,
+    )
+    assert group.allowed_keys == frozenset([bytes(range(1, 33))])
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ({}, "no [group.NAME] table"),
+        (config(port=70000), "'port' = 70000 is out of range"),
+        (config(port="1223"), "'port' must be an integer"),
+        (config(windw=3), "unknown key 'windw'"),
+        ({"group": {"g": {"secret_file": "x"}}}, "missing 'id'"),
+        ({"group": {"g": {"id": 1}}}, "missing 'secret_file'"),
+        ({"group": {"g": {"id": 2**32, "secret_file": "x"}}}, "'id' = 4294967296 is out of range"),
+        ({"group": {"g": {"id": 1, "secret_file": "x", "allowed_keys": ["nope"]}}}, "not a base64 WireGuard"),
+        ({"group": {"g": {"id": 1, "secret_file": "x", "encrypt": "yes"}}}, "'encrypt' must be true or false"),
+        ({"group": {"a": {"id": 1, "secret_file": "x"}, "b": {"id": 1, "secret_file": "y"}}}, "same id"),
+    ],
+)
+def test_mistakes_are_named(data: dict[str, Any], expected: str) -> None:
+    with pytest.raises(ConfigError) as error:
+        parse_config(data, "wgsigd.toml")
+    assert expected in str(error.value) and str(error.value).startswith("wgsigd.toml")
+
+
+def test_unreadable_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such configuration file"):
+        load_config(str(tmp_path / "none.toml"))
+    bad = tmp_path / "bad.toml"
+    bad.write_text("port = = 3")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(str(bad))
+
+
+def test_check_reports_bad_secret_without_traceback(tmp_path: Path) -> None:
+    good = write_secret(tmp_path / "good.key", bytes(32))
+    path = tmp_path / "wgsigd.toml"
+    path.write_text(f'[group.a]\nid = 1\nsecret_file = "{good}"\n[group.b]\nid = 2\nsecret_file = "{tmp_path}/nope.key"\n')
+    result = subprocess.run([sys.executable, "-m", "wgsigd", "--config", str(path), "--check"],
+                            capture_output=True, text=True, env=env(), timeout=30, check=False)
+    assert result.returncode == 6
+    assert "group 'b'" in result.stderr and "does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
