@@ -45,7 +45,7 @@ def journal_fields(fields: dict[str, Any]) -> dict[str, Any]:
 def structured_sender(send: Callable[..., Any]) -> Callable[..., None]:
     """Wrap ``systemd.journal.send`` so that only journal fields reach it."""
 
-    def send_fields(message: str, **fields: Any) -> None:
+    def send_fields(message: str, /, **fields: Any) -> None:  # records carry a "message" attribute
         send(message, **journal_fields(fields))
 
     return send_fields
