@@ -42,6 +42,8 @@ def resolve(host: str, port: int) -> tuple[str, int]:
         infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
     except socket.gaierror as error:
         raise ExchangeError(f"cannot resolve server name {host!r}: {error.strerror}") from None
+    except UnicodeError:  # the IDNA codec rejects empty or over-long labels before any lookup
+        raise ExchangeError(f"cannot resolve server name {host!r}: not a valid host name") from None
     address = infos[0][4]
     return str(address[0]), int(address[1])
 
