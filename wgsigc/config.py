@@ -1,0 +1,235 @@
+"""wgsigc's kernel-mode configuration: ``/etc/wgsig/wgsigc.toml``.
+
+One ``[interface.NAME]`` table per WireGuard interface.  Every mistake is
+reported as one line naming the file, the key and what is expected.  Secrets
+are read when an interface is handled, not here, so a bad secret file spoils
+only its own interface.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wgsig.keys import parse_public_key
+
+DEFAULT_SERVER_PORT = 1223
+DEFAULT_STATE_DIRECTORY = "/var/lib/wgsig"
+DEFAULT_KEEPALIVE = 25
+# WireGuard re-handshakes every 120 s on a live session (plus up to 15 s of retries):
+# a handshake younger than this means the peer is talking to us.
+DEFAULT_HANDSHAKE_THRESHOLD = 135
+# A handshake takes well under a second; after this long with an endpoint set and no
+# handshake, something on the path (usually a NAT) is in the way.
+DEFAULT_HANDSHAKE_TIMEOUT = 15
+DEFAULT_MAX_AGE = 600
+
+_IFNAME = re.compile(r"^[A-Za-z0-9_.=+-]{1,15}$")
+
+
+class ConfigError(Exception):
+    """A configuration that cannot be used; the message says where and why."""
+
+
+@dataclass(frozen=True)
+class ServerAddress:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class InterfaceConfig:
+    name: str
+    servers: tuple[ServerAddress, ...]
+    secret_file: str
+    group: int = 0
+    encrypt: bool = False
+    max_age: float | None = DEFAULT_MAX_AGE
+    keepalive: int = DEFAULT_KEEPALIVE
+    handshake_threshold: float = DEFAULT_HANDSHAKE_THRESHOLD
+    handshake_timeout: float = DEFAULT_HANDSHAKE_TIMEOUT
+    attempts: int = 3
+    timeout: float = 1.0
+    # Peers to add when the interface lacks them: public key -> allowed IPs.
+    extra_peers: dict[bytes, tuple[str, ...]] = field(default_factory=dict)
+    state_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    interfaces: tuple[InterfaceConfig, ...]
+    source: str
+
+    def interface(self, name: str) -> InterfaceConfig | None:
+        return next((i for i in self.interfaces if i.name == name), None)
+
+
+def default_state_directory() -> Path:
+    """systemd's StateDirectory= (``$STATE_DIRECTORY``), else /var/lib/wgsig."""
+    return Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIRECTORY).split(":")[0])
+
+
+def state_file_for(interface: InterfaceConfig, directory: Path | None = None) -> Path:
+    if interface.state_file is not None:
+        return interface.state_file
+    return (directory or default_state_directory()) / f"wgsigc-{interface.name}.json"
+
+
+def resolve_credential(path: str) -> str:
+    """A bare name is looked up among systemd credentials (LoadCredential=)."""
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials and "/" not in path:
+        return os.path.join(credentials, path)
+    return path
+
+
+def parse_server(text: str) -> ServerAddress:
+    """``host:port`` or ``host`` (port 1223); the protocol carries IPv4 only."""
+    host, sep, port_text = text.strip().rpartition(":")
+    if not sep:
+        host, port_text = text.strip(), str(DEFAULT_SERVER_PORT)
+    if not host or ":" in host or " " in host:
+        raise ValueError(f"{text!r} is not host:port (IPv4 address or DNS name)")
+    try:
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(f"{text!r}: port {port_text!r} is not a number") from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: port {port} is out of range 1-65535")
+    return ServerAddress(host, port)
+
+
+def load_config(path: str) -> ClientConfig:
+    try:
+        with open(path, "rb") as file:
+            data = tomllib.load(file)
+    except FileNotFoundError:
+        raise ConfigError(f"configuration file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"configuration file {path} is not readable by uid {os.geteuid()}") from None
+    except IsADirectoryError:
+        raise ConfigError(f"configuration file {path} is a directory") from None
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML: {error}") from None
+    return parse_config(data, path)
+
+
+def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
+    unknown = set(data) - {"interface", "state_directory"}
+    if unknown:
+        raise ConfigError(f"{source}: unknown key {sorted(unknown)[0]!r} (expected [interface.NAME] tables)")
+    state_directory = None
+    if "state_directory" in data:
+        state_directory = Path(_typed(data, "state_directory", str, source))
+    tables = data.get("interface")
+    if not isinstance(tables, dict) or not tables:
+        raise ConfigError(f"{source}: no [interface.NAME] table: configure at least one WireGuard interface")
+    interfaces = []
+    for name, table in tables.items():
+        where = f"{source}: [interface.{name}]"
+        if not _IFNAME.match(name):
+            raise ConfigError(f"{where}: {name!r} is not an interface name (1-15 characters)")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: must be a table")
+        interfaces.append(_interface(name, table, where, state_directory))
+    return ClientConfig(tuple(interfaces), source)
+
+
+_INTERFACE_KEYS = {
+    "servers", "group", "secret_file", "encrypt", "max_age", "keepalive", "handshake_threshold",
+    "handshake_timeout", "attempts", "timeout", "peer", "state_file",
+}
+
+
+def _interface(name: str, table: dict[str, Any], where: str, state_directory: Path | None) -> InterfaceConfig:
+    unknown = set(table) - _INTERFACE_KEYS
+    if unknown:
+        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    raw_servers = table.get("servers")
+    if isinstance(raw_servers, str):
+        raw_servers = [raw_servers]
+    if not isinstance(raw_servers, list) or not raw_servers or not all(isinstance(s, str) for s in raw_servers):
+        raise ConfigError(f'{where}: servers must be a list of "host:port" strings, at least one')
+    try:
+        servers = tuple(parse_server(s) for s in raw_servers)
+    except ValueError as error:
+        raise ConfigError(f"{where}: servers: {error}") from None
+    if "secret_file" not in table:
+        raise ConfigError(f"{where}: secret_file is missing (the group's 32-byte secret, 'wgsigd genkey FILE')")
+    secret_file = _typed(table, "secret_file", str, where)
+    group = _integer(table, "group", 0, 0, (1 << 32) - 1, where)
+    encrypt = _typed(table, "encrypt", bool, where) if "encrypt" in table else False
+    max_age: float | None = DEFAULT_MAX_AGE
+    if "max_age" in table:
+        max_age = _number(table, "max_age", 1, where)
+    keepalive = _integer(table, "keepalive", DEFAULT_KEEPALIVE, 1, 65535, where)
+    threshold = _number(table, "handshake_threshold", 0, where, DEFAULT_HANDSHAKE_THRESHOLD)
+    handshake_timeout = _number(table, "handshake_timeout", 1, where, DEFAULT_HANDSHAKE_TIMEOUT)
+    attempts = _integer(table, "attempts", 3, 1, 100, where)
+    timeout = _number(table, "timeout", 0.01, where, 1.0)
+    extra = _extra_peers(table.get("peer", []), where)
+    state_file = None
+    if "state_file" in table:
+        state_file = Path(_typed(table, "state_file", str, where))
+    elif state_directory is not None:
+        state_file = state_directory / f"wgsigc-{name}.json"
+    return InterfaceConfig(
+        name, servers, secret_file, group, encrypt, max_age, keepalive, threshold, handshake_timeout,
+        attempts, timeout, extra, state_file,
+    )
+
+
+def _extra_peers(raw: Any, where: str) -> dict[bytes, tuple[str, ...]]:
+    if not isinstance(raw, list):
+        raise ConfigError(f"{where}: peer must be [[interface.NAME.peer]] tables with public_key and allowed_ips")
+    peers: dict[bytes, tuple[str, ...]] = {}
+    for index, entry in enumerate(raw):
+        here = f"{where} peer #{index + 1}"
+        if not isinstance(entry, dict) or set(entry) != {"public_key", "allowed_ips"}:
+            raise ConfigError(f"{here}: needs exactly public_key and allowed_ips")
+        key = parse_public_key(entry["public_key"]) if isinstance(entry["public_key"], str) else None
+        if key is None:
+            raise ConfigError(f"{here}: public_key is not a base64 WireGuard public key (44 characters)")
+        ips = entry["allowed_ips"]
+        if not isinstance(ips, list) or not all(isinstance(i, str) for i in ips):
+            raise ConfigError(f'{here}: allowed_ips must be a list of CIDR strings, e.g. ["10.0.0.2/32"]')
+        try:
+            peers[key] = tuple(str(ipaddress.ip_network(i, strict=True)) for i in ips)
+        except ValueError as error:
+            raise ConfigError(f"{here}: allowed_ips: {error}") from None
+    return peers
+
+
+def _typed(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+    value = table[key]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {value!r}")
+    return value
+
+
+def _integer(table: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise ConfigError(f"{where}: {key} must be an integer from {low} to {high}, not {value!r}")
+    return value
+
+
+def _number(table: dict[str, Any], key: str, low: float, where: str, default: float | None = None) -> float:
+    if key not in table:
+        if default is None:
+            raise ConfigError(f"{where}: {key} is missing")
+        return default
+    value = table[key]
+    if not isinstance(value, int | float) or isinstance(value, bool) or value < low:
+        raise ConfigError(f"{where}: {key} must be a number of seconds, at least {low}, not {value!r}")
+    return float(value)

@@ -1,0 +1,245 @@
+"""The thin netlink shell: read a WireGuard interface, carry out a plan's writes.
+
+Everything version-dependent about pyroute2 is decided by pure functions here
+(``peer_updates``, ``merge_device``) so that it can be unit-tested; the I/O
+functions only talk to the kernel.
+
+pyroute2 0.7.2 (Debian bookworm) through 0.9.2 send the wrong peer flags: each
+``set()`` with a peer replaces that peer's allowed IPs (clearing them when none
+are given) and never sends UPDATE_ONLY.  With those versions every write passes
+the peer's current allowed IPs back; from 0.9.3 writes say ``update_only`` and
+leave allowed IPs out.
+"""
+
+from __future__ import annotations
+
+import base64
+import errno
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from wgsig.keys import key_text
+from wgsigc.plan import Endpoint, InterfaceState, PeerState, PeerWrite
+
+FIXED_FLAGS_VERSION = (0, 9, 3)
+
+
+class InterfaceError(Exception):
+    """The interface is missing or is not WireGuard."""
+
+
+class CapabilityError(Exception):
+    """The kernel refused: a capability is missing (the message names it)."""
+
+
+class NetlinkFailure(Exception):
+    """Any other netlink error, as one line."""
+
+
+# --- pure parts -------------------------------------------------------------
+
+
+def parse_version(text: str) -> tuple[int, ...] | None:
+    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", text)
+    if match is None:
+        return None
+    return tuple(int(part) for part in match.groups(default="0"))
+
+
+def has_fixed_peer_flags(version: tuple[int, ...] | None) -> bool:
+    """Unknown versions are treated as old: passing allowed IPs back is safe with every version."""
+    return version is not None and version >= FIXED_FLAGS_VERSION
+
+
+def peer_updates(write: PeerWrite, fixed_flags: bool) -> list[dict[str, Any]]:
+    """The ``peer=`` arguments of the ``WireGuard().set()`` calls that carry out one write, in order.
+
+    The kernel sends a keepalive at once (and so starts a handshake) only when a peer's
+    persistent keepalive goes from 0 to non-zero on a running interface.  A peer whose
+    keepalive is already set therefore gets two messages: the endpoint with keepalive 0,
+    then the keepalive.  Each message is complete by itself (endpoint plus allowed IPs
+    for old pyroute2), so an interruption leaves no peer without its allowed IPs.
+    """
+    key = key_text(write.public_key)
+    addr, port = write.endpoint
+    first: dict[str, Any] = {"public_key": key, "endpoint_addr": addr, "endpoint_port": port}
+    if write.new_peer:
+        first["allowed_ips"] = list(write.allowed_ips)
+        if fixed_flags:
+            first["replace_allowed_ips"] = False
+        first["persistent_keepalive"] = write.keepalive
+        return [first]
+    if fixed_flags:
+        first["update_only"] = True
+    else:
+        first["allowed_ips"] = list(write.allowed_ips)
+    if write.old_keepalive == 0:
+        first["persistent_keepalive"] = write.keepalive
+        return [first]
+    first["persistent_keepalive"] = 0
+    second = {k: v for k, v in first.items() if k not in ("endpoint_addr", "endpoint_port")}
+    second["persistent_keepalive"] = write.keepalive
+    return [first, second]
+
+
+def _key(value: Any) -> bytes:
+    if isinstance(value, bytes | str):
+        raw = base64.b64decode(value)
+        if len(raw) == 32:
+            return raw
+    raise NetlinkFailure(f"unexpected key attribute from the kernel: {value!r}")
+
+
+def _endpoint(value: Any) -> Endpoint | None:
+    if not value:
+        return None
+    addr, port = value.get("addr"), value.get("port")
+    if not addr or not port or addr in ("0.0.0.0", "::"):
+        return None
+    return str(addr), int(port)
+
+
+def merge_device(messages: Iterable[Mapping[str, Any]], name: str, up: bool) -> InterfaceState:
+    """One interface state from the kernel's dump, which may split the peer list (and even one
+    peer's allowed IPs) over several messages: a peer repeated in a later message continues."""
+    public_key = b""
+    listen_port = 0
+    fwmark = 0
+    peers: dict[bytes, PeerState] = {}
+    for message in messages:
+        if message.get("public_key"):
+            public_key = _key(message["public_key"])
+        listen_port = int(message.get("listen_port") or listen_port)
+        fwmark = int(message.get("fwmark") or fwmark)
+        for raw in message.get("peers") or ():
+            key = _key(raw["public_key"])
+            ips = tuple(raw.get("allowed_ips") or ())
+            known = peers.get(key)
+            if known is not None:
+                peers[key] = PeerState(
+                    key, known.endpoint, known.allowed_ips + ips, known.keepalive, known.latest_handshake
+                )
+                continue
+            handshake = raw.get("latest_handshake") or {}
+            peers[key] = PeerState(
+                key,
+                _endpoint(raw.get("endpoint")),
+                ips,
+                int(raw.get("keepalive") or 0),
+                int(handshake.get("tv_sec", 0)) if isinstance(handshake, Mapping) else 0,
+            )
+    if not public_key:
+        raise InterfaceError(f"interface {name} has no private key: set one with 'wg set {name} private-key FILE'")
+    return InterfaceState(name, public_key, listen_port, fwmark, up, peers)
+
+
+# --- the shell --------------------------------------------------------------
+
+
+def pyroute2_version() -> tuple[int, ...] | None:
+    """The version of the pyroute2 that is imported (Debian's says __version__ == 'unknown')."""
+    import pyroute2
+
+    version = parse_version(str(getattr(pyroute2, "__version__", "")))
+    if version is not None:
+        return version
+    try:
+        from importlib.metadata import version as dist_version
+
+        return parse_version(dist_version("pyroute2"))
+    except Exception:
+        return None
+
+
+def _plain(message: Any) -> dict[str, Any]:
+    """A pyroute2 device message as plain data (both 0.7 and 0.9 decode alike)."""
+    peers = []
+    for peer in message.get_attr("WGDEVICE_A_PEERS") or ():
+        peers.append(
+            {
+                "public_key": peer.get_attr("WGPEER_A_PUBLIC_KEY"),
+                "endpoint": peer.get_attr("WGPEER_A_ENDPOINT"),
+                "allowed_ips": [ip["addr"] for ip in peer.get_attr("WGPEER_A_ALLOWEDIPS") or () if ip.get("addr")],
+                "keepalive": peer.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL"),
+                "latest_handshake": peer.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME"),
+            }
+        )
+    return {
+        "public_key": message.get_attr("WGDEVICE_A_PUBLIC_KEY"),
+        "listen_port": message.get_attr("WGDEVICE_A_LISTEN_PORT"),
+        "fwmark": message.get_attr("WGDEVICE_A_FWMARK"),
+        "peers": peers,
+    }
+
+
+def _failure(error: Exception, doing: str) -> Exception:
+    code = getattr(error, "code", None)
+    if code is None and isinstance(error, OSError):
+        code = error.errno
+    if code == errno.EPERM:
+        return CapabilityError(f"{doing}: operation not permitted: wgsigc needs CAP_NET_ADMIN (run as root)")
+    if code == errno.ENOENT:
+        return NetlinkFailure(f"{doing}: the kernel has no WireGuard netlink family (module 'wireguard' not loaded?)")
+    text = getattr(error, "args", [str(error)])
+    return NetlinkFailure(f"{doing}: {text[-1] if text else error}")
+
+
+def read_interface(name: str) -> InterfaceState:
+    """The interface and all its peers, or InterfaceError / CapabilityError / NetlinkFailure."""
+    try:
+        from pyroute2 import IPRoute, WireGuard
+    except ImportError:
+        raise NetlinkFailure("pyroute2 is not installed (Debian: apt install python3-pyroute2)") from None
+    try:
+        with IPRoute() as ipr:
+            index = ipr.link_lookup(ifname=name)
+            if not index:
+                raise InterfaceError(
+                    f"interface {name} does not exist: create it ('ip link add {name} type wireguard')"
+                )
+            link = ipr.get_links(index[0])[0]
+            kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
+            up = bool(link["flags"] & 1)
+        if kind != "wireguard":
+            raise InterfaceError(f"interface {name} is not a WireGuard interface (its kind is {kind or 'unknown'})")
+        wg = WireGuard()
+        try:
+            messages = [_plain(m) for m in wg.info(name)]
+        finally:
+            wg.close()
+    except (InterfaceError, NetlinkFailure):
+        raise
+    except Exception as error:
+        if getattr(error, "code", None) == errno.ENODEV:
+            raise InterfaceError(f"interface {name} does not exist") from None
+        if getattr(error, "code", None) == errno.EOPNOTSUPP:
+            raise InterfaceError(f"interface {name} is not a WireGuard interface") from None
+        raise _failure(error, f"reading interface {name}") from None
+    return merge_device(messages, name, up)
+
+
+def apply_writes(name: str, writes: list[PeerWrite], fixed_flags: bool) -> list[str]:
+    """Carry out the writes, one peer at a time; returns one error line per peer that failed.
+
+    A failure on one peer does not stop the others; each netlink message is atomic in
+    the kernel, so a failed write leaves that peer as it was (see ``peer_updates``).
+    """
+    from pyroute2 import WireGuard
+
+    errors = []
+    wg = WireGuard()
+    try:
+        for write in writes:
+            for peer in peer_updates(write, fixed_flags):
+                try:
+                    wg.set(name, peer=peer)
+                except Exception as error:
+                    failure = _failure(error, f"writing peer {key_text(write.public_key)} of {name}")
+                    if isinstance(failure, CapabilityError):
+                        raise failure from None
+                    errors.append(str(failure))
+                    break
+    finally:
+        wg.close()
+    return errors

@@ -1,0 +1,156 @@
+"""``wgsigc status [--config FILE] [--interface NAME] [--json]``: what wgsig did, for people.
+
+Per peer: its key, the endpoint the servers reported, the endpoint in the
+kernel now, the record's age, the latest handshake, and what the last run did.
+The last run's record comes from the state file; the kernel's side is read
+live when wgsigc may (CAP_NET_ADMIN), else the view says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from wgsig.keys import key_text
+from wgsigc import runrecord
+from wgsigc.config import ConfigError, load_config, state_file_for
+from wgsigc.plan import InterfaceState
+
+EXIT_OK = 0
+EXIT_USAGE = 6
+
+
+def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState | None, live_error: str | None,
+                now: float) -> dict[str, Any]:
+    """The status of one interface as plain data (pure): the JSON output, and what the text shows."""
+    peers: dict[str, dict[str, Any]] = {}
+
+    def entry(key: str) -> dict[str, Any]:
+        return peers.setdefault(key, {
+            "public_key": key, "server_endpoint": None, "kernel_endpoint": None, "record_age": None,
+            "latest_handshake": None, "handshake_age": None, "last_action": None, "last_detail": None,
+            "problem": None,
+        })
+
+    for peer in (record or {}).get("peers") or ():
+        if not isinstance(peer, dict) or not isinstance(peer.get("public_key"), str):
+            continue
+        e = entry(peer["public_key"])
+        e["server_endpoint"] = peer.get("server_endpoint")
+        e["kernel_endpoint"] = peer.get("kernel_endpoint_before")
+        if isinstance(peer.get("record_time"), int | float):
+            e["record_age"] = int(now - peer["record_time"])
+        if peer.get("latest_handshake"):
+            e["latest_handshake"] = peer["latest_handshake"]
+        e["last_action"] = peer.get("action")
+        e["last_detail"] = peer.get("detail")
+        e["problem"] = peer.get("problem")
+    if live is not None:
+        for key, state in live.peers.items():
+            e = entry(key_text(key))
+            e["kernel_endpoint"] = runrecord.endpoint_text(state.endpoint)
+            e["latest_handshake"] = state.latest_handshake or None
+    for e in peers.values():
+        if e["latest_handshake"]:
+            e["handshake_age"] = int(now - e["latest_handshake"])
+    last_run = None
+    if record is not None:
+        last_run = {
+            "time": record.get("time"),
+            "age": int(now - record["time"]) if isinstance(record.get("time"), int | float) else None,
+            "exit_code": record.get("exit_code"),
+            "messages": record.get("messages") or [],
+            "own_endpoint": record.get("own_endpoint"),
+            "servers": record.get("servers") or [],
+        }
+    return {
+        "interface": name,
+        "public_key": key_text(live.public_key) if live is not None else None,
+        "listen_port": live.listen_port if live is not None else None,
+        "live": live is not None,
+        "live_error": live_error,
+        "last_run": last_run,
+        "peers": sorted(peers.values(), key=lambda p: str(p["public_key"])),
+    }
+
+
+def _ago(seconds: int | None) -> str:
+    if seconds is None:
+        return "never"
+    if seconds < 120:
+        return f"{seconds} s ago"
+    if seconds < 7200:
+        return f"{seconds // 60} min ago"
+    return f"{seconds // 3600} h ago"
+
+
+def format_view(view: dict[str, Any]) -> str:
+    lines = [f"interface {view['interface']}"]
+    if view["public_key"]:
+        lines.append(f"  public key: {view['public_key']}, listen port {view['listen_port']}")
+    if view["live_error"]:
+        lines.append(f"  kernel state not read: {view['live_error']}")
+    run = view["last_run"]
+    if run is None:
+        lines.append("  last run: none recorded")
+    else:
+        outcome = "ok" if run["exit_code"] == 0 else f"failed (exit code {run['exit_code']})"
+        lines.append(f"  last run: {_ago(run['age'])}, {outcome}; public endpoint {run['own_endpoint'] or '(unknown)'}")
+        for message in run["messages"]:
+            lines.append(f"    {message}")
+    for p in view["peers"]:
+        lines.append(f"  peer {p['public_key']}")
+        record = f" (record {p['record_age']} s old)" if p["record_age"] is not None else ""
+        lines.append(f"    server endpoint: {p['server_endpoint'] or '(none)'}{record}")
+        lines.append(f"    kernel endpoint: {p['kernel_endpoint'] or '(none)'}")
+        lines.append(f"    latest handshake: {_ago(p['handshake_age'])}")
+        if p["last_action"]:
+            detail = f": {p['last_detail']}" if p["last_detail"] else ""
+            lines.append(f"    last run: {p['last_action']}{detail}")
+        if p["problem"]:
+            lines.append(f"    problem: {p['problem']}")
+    return "\n".join(lines) + "\n"
+
+
+def main_status(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="wgsigc status", description="Show what wgsigc found and did, per peer.")
+    parser.add_argument("--config", default="/etc/wgsig/wgsigc.toml", metavar="FILE")
+    parser.add_argument("--interface", metavar="NAME")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit_:
+        return EXIT_OK if exit_.code == 0 else EXIT_USAGE
+    try:
+        config = load_config(args.config)
+    except ConfigError as error:
+        print(f"wgsigc: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    interfaces = [i for i in config.interfaces if args.interface in (None, i.name)]
+    if not interfaces:
+        print(f"wgsigc: interface {args.interface} is not configured in {args.config}", file=sys.stderr)
+        return EXIT_USAGE
+    now = time.time()
+    views = []
+    for interface in interfaces:
+        record = runrecord.load(state_file_for(interface))
+        live, live_error = _live(interface.name)
+        views.append(status_view(interface.name, record, live, live_error, now))
+    if args.json:
+        json.dump({"interfaces": views}, sys.stdout, indent=1)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write("\n".join(format_view(v) for v in views))
+    return EXIT_OK
+
+
+def _live(name: str) -> tuple[InterfaceState | None, str | None]:
+    from wgsigc import netlink
+
+    try:
+        return netlink.read_interface(name), None
+    except (netlink.InterfaceError, netlink.CapabilityError, netlink.NetlinkFailure) as error:
+        return None, str(error)
