@@ -159,7 +159,7 @@ class Server:
     def _open(group: _Group, data: bytes) -> tuple[bytes, bytes | None, bytes]:
         """Decrypt with each secret's key until one authenticates the payload."""
         clear = b""
-        for secret, key in zip(group.config.secrets, group.keys):
+        for secret, key in zip(group.config.secrets, group.keys, strict=False):
             clear = unseal(data, key, REQUEST_SIZE)
             signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:]
             if hmac.compare_digest(hmac.digest(secret, signed, "sha256"), tag):
@@ -189,9 +189,8 @@ class Server:
         if skew > self.window or -skew > self.window:
             return self._reject(Reason.CLOCK_SKEW, source, group_id, peer_id, skew)
         table = group.table
-        if config.max_age is not None:
-            if table.expire(int(now) - config.max_age):
-                self.dirty = True
+        if config.max_age is not None and table.expire(int(now) - config.max_age):
+            self.dirty = True
         stored = table.label_of(peer_id)
         if stored is not None and label <= stored:
             return self._reject(Reason.REPLAY, source, group_id, peer_id)

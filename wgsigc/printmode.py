@@ -9,6 +9,7 @@ every datagram of the answer, retries, and explains a failure.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import sys
@@ -72,7 +73,8 @@ def run_print_mode(options: PrintOptions) -> int:
             return EXIT_NO_ANSWER
         now = time.time()
         records = fresh_records(result.records, now, options.max_age)
-        sys.stdout.write(format_skeleton(records, options.peer_id, int(now), options.local_port if registering else None))
+        listen_port = options.local_port if registering else None
+        sys.stdout.write(format_skeleton(records, options.peer_id, int(now), listen_port))
         sys.stdout.flush()
         if registering:
             _punch(sock, [(r.ip, r.port) for r in records])
@@ -85,7 +87,5 @@ def _punch(sock: socket.socket, endpoints: list[tuple[str, int]]) -> None:
     """Send a small datagram to every peer, as the C client does, to open NAT mappings."""
     ping = os.urandom(PING_SIZE)
     for endpoint in endpoints:
-        try:
+        with contextlib.suppress(OSError):  # best effort: a peer may be unreachable
             sock.sendto(ping, endpoint)
-        except OSError:
-            pass  # best effort: a peer may be unreachable

@@ -75,21 +75,15 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             print(f"{config.source}: OK, {len(config.groups)} groups")
             return 0
+        from wgsigd.activation import acquire_socket, service_hooks
         from wgsigd.daemon import Daemon
-        from wgsigd.activation import acquire_socket
 
         sock = acquire_socket(config, bind_socket)
         reload = (lambda: load_config(args.config)) if args.config else (lambda: build_config(args))
-        return Daemon(config, sock, _hooks(), reload).run()
+        return Daemon(config, sock, service_hooks(), reload).run()
     except (ConfigError, SecretFileError) as error:
         log.error("wgsigd: %s", error)
         return EXIT_CONFIG
-
-
-def _hooks():  # type: ignore[no-untyped-def]
-    from wgsigd.activation import service_hooks
-
-    return service_hooks()
 
 
 def genkey(argv: list[str]) -> int:

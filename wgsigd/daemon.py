@@ -62,6 +62,9 @@ class Daemon:
     def load_state(self) -> None:
         if self.store is None:
             return
+        if not self.store.path.exists():
+            log.info("no saved records in %s yet: starting empty", self.store.directory)
+            return
         saved = self.store.load()
         tables = self.server.groups
         for group_id, slots in saved.items():
@@ -77,7 +80,10 @@ class Daemon:
 
     def status_line(self) -> str:
         s = self.server
-        return f"{len(s.groups)} groups, {s.record_count()} records, {s.answered} requests answered, {s.rejected} dropped"
+        return (
+            f"{len(s.groups)} groups, {s.record_count()} records,"
+            f" {s.answered} requests answered, {s.rejected} dropped"
+        )
 
     def run(self) -> int:
         self.load_state()

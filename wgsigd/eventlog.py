@@ -10,8 +10,8 @@ from __future__ import annotations
 import logging
 import time
 
-from wgsig.keys import key_text
 from wgsig.events import Answered, Change, Event, Reason, Rejected
+from wgsig.keys import key_text
 
 log = logging.getLogger("wgsigd")
 
@@ -94,4 +94,6 @@ class EventLog:
                 who, fields["ENDPOINT"], abs(event.skew), direction, suppressed, extra=fields,
             )
         else:
-            log.debug("dropped datagram from %s: %s%s", fields["ENDPOINT"], event.reason.value, suppressed, extra=fields)
+            log.debug(
+                "dropped datagram from %s: %s%s", fields["ENDPOINT"], event.reason.value, suppressed, extra=fields
+            )

@@ -42,7 +42,10 @@ class StateStore:
         except StateFileError as error:
             aside = self.path.with_name(f"{STATE_FILE}.corrupt-{time.strftime('%Y%m%dT%H%M%S')}")
             os.replace(self.path, aside)
-            log.warning("state file %s is unusable (%s): kept it as %s and starting with no records", self.path, error, aside.name)
+            log.warning(
+                "state file %s is unusable (%s): kept it as %s and starting with no records",
+                self.path, error, aside.name,
+            )
             return {}
 
     def save_async(self, tables: dict[int, list[bytes]]) -> None:

@@ -1,0 +1,60 @@
+#!/bin/sh
+# Run every test of wgsig on a Debian 12 machine, installing what they need.
+#
+#   scripts/test.sh [--quick] [PYTEST_ARGS...]
+#
+# Installs (only what is missing) Debian's Python packages that wgsig ships
+# with, the VM/nspawn harness' host packages and the .deb build tools, builds
+# or reuses the cached test root filesystem, lints (ruff, mypy in a venv from
+# PyPI) and runs pytest with Debian's /usr/bin/python3.  --quick skips the
+# tests marked vm (QEMU and systemd-nspawn) and the .deb build.
+set -eu
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin   # Debian's python3, not pyenv's
+export PATH
+unset PYTHONPATH PYTHONHOME VIRTUAL_ENV
+export DEBIAN_FRONTEND=noninteractive PYTHONDONTWRITEBYTECODE=1
+
+QUICK=0
+if [ "${1:-}" = "--quick" ]; then QUICK=1; shift; fi
+
+SUDO=
+[ "$(id -u)" = 0 ] || SUDO=sudo
+
+# What the code and the tests import, as Debian bookworm ships it.
+PKGS="python3 python3-venv python3-pytest python3-hypothesis python3-cryptography python3-systemd
+python3-pyroute2 systemd gcc iproute2 procps"
+missing=
+for p in $PKGS; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
+done
+if [ -n "$missing" ]; then
+    echo "test.sh: installing:$missing" >&2
+    $SUDO apt-get update -qq
+    # shellcheck disable=SC2086
+    $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# Linters from PyPI, pinned, in a venv of Debian's Python.
+LINT=${WGSIG_LINT_VENV:-$HOME/.cache/wgsig/lint-venv}
+if [ ! -x "$LINT/bin/ruff" ] || [ ! -x "$LINT/bin/mypy" ]; then
+    python3 -m venv --system-site-packages "$LINT"  # mypy sees the Debian packages
+    "$LINT/bin/pip" install -q "ruff==0.8.6" "mypy==1.14.1"
+fi
+echo "== ruff" >&2
+"$LINT/bin/ruff" check wgsig wgsigd wgsigc
+echo "== mypy" >&2
+"$LINT/bin/mypy"
+
+if [ "$QUICK" = 0 ]; then
+    $SUDO sh tests/vm/install-host-deps.sh
+    echo "== test root filesystem (cached in ${WGSIG_VM_CACHE:-/var/cache/wgsig-test})" >&2
+    $SUDO sh tests/vm/build-rootfs.sh
+    set -- "$@"
+else
+    set -- -m "not vm" "$@"
+fi
+
+echo "== pytest" >&2
+exec python3 -m pytest -p no:cacheprovider -ra "$@"
