@@ -56,7 +56,7 @@ class AnswerLimiter:
         self.burst = burst
         self.max_sources = max_sources
         self._interval = 1.0 / rate
-        self._horizon = burst / rate
+        self._horizon = burst / rate * (1 + 1e-9)  # slack for float rounding
         self._full_at: OrderedDict[str, float] = OrderedDict()
         self.limited = 0  # answers refused so far
 
