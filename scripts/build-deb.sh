@@ -60,10 +60,14 @@ fi
 cd "$WORK/wgsig"
 
 if [ -n "$VERSION" ]; then
+    # The new entry must be newer than the last one (lintian, SOURCE_DATE_EPOCH).
+    last=$(dpkg-parsechangelog -S Timestamp)
+    now=$(date +%s)
+    [ "$now" -gt "$last" ] || now=$((last + 1))
     {
         printf 'wgsig (%s) unstable; urgency=medium\n\n' "$VERSION"
         printf '  * Test build.\n\n'
-        printf ' -- %s  %s\n\n' "$(dpkg-parsechangelog -S Maintainer)" "$(date -R)"
+        printf ' -- %s  %s\n\n' "$(dpkg-parsechangelog -S Maintainer)" "$(date -R -u -d "@$now")"
         cat debian/changelog
     } > debian/changelog.new
     mv debian/changelog.new debian/changelog

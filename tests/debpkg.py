@@ -1,0 +1,52 @@
+"""Build the wgsig .deb for the package tests (scripts/build-deb.sh, out of tree).
+
+``WGSIG_DEB_SOURCE`` names another checkout to build from (default: this one).
+The build needs a Debian host with root (build dependencies are installed with
+apt-get when missing); elsewhere the calling test is skipped (failed in CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+BUILD_DEB = REPO / "scripts" / "build-deb.sh"
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
+# The version in debian/changelog, and a newer one built on the fly for upgrades.
+VERSION = "0.1.0-1"
+UPGRADE_VERSION = "0.1.1-1"
+
+
+def _in_ci() -> bool:
+    return os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def build_deb(out_dir: Path, version: str | None = None) -> Path:
+    """Build the package (as *version* when given, else debian/changelog's) into *out_dir*."""
+    reason = None
+    if not sys.platform.startswith("linux") or shutil.which("dpkg-buildpackage", path=SYSTEM_PATH) is None:
+        reason = "building the .deb needs a Debian host with dpkg-dev"
+    elif os.geteuid() != 0:
+        reason = "building the .deb may install build dependencies: needs root"
+    if reason:
+        if _in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    cmd = [str(BUILD_DEB), "--out", str(out_dir)]
+    if version:
+        cmd += ["--version", version]
+    cmd.append(os.environ.get("WGSIG_DEB_SOURCE", str(REPO)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+    env["PATH"] = SYSTEM_PATH
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/build-deb.sh failed ({proc.returncode}):\n{proc.stderr[-5000:]}", pytrace=False)
+    deb = Path(proc.stdout.strip().splitlines()[-1])
+    assert deb.is_file(), proc.stdout
+    return deb
