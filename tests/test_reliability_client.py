@@ -1,0 +1,306 @@
+"""The client against everything a server or the network can do wrong.
+
+Each test runs the real wgsigc program (print mode) against a small fake
+server in the test: a real UDP socket on loopback that answers with crafted
+datagrams (partial answers, forged answers from another port, another group,
+a bad HMAC, old records, ...).  The exit code and the one-line message are
+checked, and that no traceback appears.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.procs import env, free_udp_port, run_wgsigc, write_secret
+from wgsig.client import GroupCredentials
+from wgsig.envelope import envelope_key, seal
+from wgsig.keys import key_text
+from wgsig.label import encode_label
+from wgsig.wire import REQUEST_SIZE, Record, decode_request, encode_responses
+from wgsigc.exchange import exchange
+
+SECRET = bytes(range(32))
+OTHER_SECRET = bytes(range(1, 33))
+ME = bytes([0xA1]) * 32
+PEER = bytes([0xB2]) * 32
+PEER2 = bytes([0xC3]) * 32
+
+Handler = Callable[[bytes, tuple[str, int]], list[bytes]]
+
+
+class FakeServer:
+    """A UDP socket on loopback that answers each request with ``handler``'s datagrams.
+
+    ``other`` is a second socket on another port, to send datagrams that do
+    not come from the server's address.
+    """
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.05)
+        self.other = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.other.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        self.requests: list[bytes] = []
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                data, source = self.sock.recvfrom(4096)
+            except (TimeoutError, ConnectionRefusedError):
+                continue
+            self.requests.append(data)
+            for datagram in self.handler(data, source):
+                self.sock.sendto(datagram, source)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self.sock.close()
+        self.other.close()
+
+
+@pytest.fixture
+def secret_file(tmp_path: Path) -> Path:
+    return write_secret(tmp_path / "secret", SECRET)
+
+
+def now_label(offset: float = 0.0) -> bytes:
+    t = time.time() + offset
+    return encode_label(int(t), int(t % 1 * 1e9))
+
+
+def records(*peers: tuple[bytes, int, float]) -> list[Record | None]:
+    return [Record(peer, "192.0.2.10", port, now_label(age)) for peer, port, age in peers]
+
+
+def answer(recs: list[Record | None], group: int = 0, secret: bytes = SECRET) -> list[bytes]:
+    return encode_responses(recs, group, secret)
+
+
+@pytest.fixture
+def fake() -> Iterator[Callable[[Handler], FakeServer]]:
+    servers: list[FakeServer] = []
+
+    def make(handler: Handler) -> FakeServer:
+        servers.append(FakeServer(handler))
+        return servers[-1]
+
+    yield make
+    for server in servers:
+        server.close()
+
+
+def wgsigc(port: int, secret_file: Path, *extra: str, local: int | None = None) -> subprocess.CompletedProcess[str]:
+    local = free_udp_port(parity=1) if local is None else local  # odd: refresh, nothing to punch
+    result = run_wgsigc("127.0.0.1", str(port), key_text(ME), str(secret_file), str(local),
+                        "--timeout", "0.4", "--attempts", "2", *extra)
+    assert "Traceback" not in result.stderr
+    return result
+
+
+def last_line(result: subprocess.CompletedProcess[str]) -> str:
+    return result.stderr.strip().splitlines()[-1]
+
+
+# --- A good exchange, as the reference for the failures below -----------------------------------------------------
+
+
+def test_good_answer(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    server = fake(lambda req, src: answer(records((ME, 1, 0), (PEER, 2, -1), (PEER2, 3, -5))))
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("[Peer]") == 2 and "Endpoint = 192.0.2.10:2" in result.stdout
+    request = decode_request(server.requests[0])
+    assert request.clflg == 1 and request.peer_id == ME  # odd local port: refresh only
+
+
+# --- Server side failures -----------------------------------------------------------------------------------------
+
+
+def test_server_down(secret_file: Path) -> None:
+    result = wgsigc(free_udp_port(), secret_file)
+    assert result.returncode == 2
+    assert "refused the request (ICMP port unreachable): is wgsigd running" in last_line(result)
+
+
+def test_server_silent(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """A server that drops the request (skewed clock, wrong secret on its side, ...)."""
+    server = fake(lambda req, src: [])
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2
+    line = last_line(result)
+    assert "no answer from" in line and "after 2 attempts" in line and "clock is more than 30 s off" in line
+    assert len(server.requests) == 2
+    labels = [decode_request(r).label for r in server.requests]
+    assert labels[0] < labels[1]  # every retry carries a fresh label, so the server cannot see it as a replay
+
+
+def test_wrong_secret(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    server = fake(lambda req, src: answer(records((PEER, 2, 0)), secret=OTHER_SECRET))
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "failed authentication (response HMAC does not verify)" in last_line(result)
+    assert "check the secret file, the group ID" in last_line(result)
+
+
+def test_wrong_group(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    server = fake(lambda req, src: answer(records((PEER, 2, 0)), group=7))
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "answer is for group 7, not 0" in result.stderr
+
+
+def test_encryption_mismatch_client_encrypts(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    server = fake(lambda req, src: answer(records((PEER, 2, 0))))  # plain answers
+    result = wgsigc(server.port, secret_file, "--encrypt")
+    assert result.returncode == 2
+    assert "too short for an encrypted answer" in result.stderr
+    assert len(server.requests[0]) > REQUEST_SIZE  # the request was encrypted
+
+
+def test_encryption_mismatch_server_encrypts(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    key = envelope_key(SECRET)
+    server = fake(lambda req, src: [seal(d, 0, key, os.urandom(12)) for d in answer(records((PEER, 2, 0)))])
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2
+    assert "response is 556 bytes, expected 540" in result.stderr
+
+
+def test_partial_answer(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """Only one of three datagrams arrives, three times: never a complete answer."""
+    full = answer(records(*[(bytes([i]) * 32, i, 0) for i in range(1, 26)]))
+    assert len(full) == 3
+    server = fake(lambda req, src: [full[0], full[0], full[0]])
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "incomplete answer from 127.0.0.1" in last_line(result) and "1 of 3 datagrams" in last_line(result)
+
+
+def test_partial_then_complete(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    full = answer(records(*[(bytes([i]) * 32, i, 0) for i in range(1, 26)]))
+    server = fake(lambda req, src: [full[2], full[0]] if len(server.requests) == 1 else full)
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("[Peer]") == 25
+
+
+def test_forged_answer_from_another_port(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """A valid answer sent from another port never reaches the client (connect() filters it)."""
+
+    def forge(req: bytes, src: tuple[str, int]) -> list[bytes]:
+        for datagram in answer(records((PEER, 6666, 0))):
+            server.other.sendto(datagram, src)
+        return []
+
+    server = fake(forge)
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2 and result.stdout == ""
+    assert "no answer from 127.0.0.1" in last_line(result)
+
+
+def test_forged_from_another_port_then_real(fake: Callable[[Handler], FakeServer]) -> None:
+    """In-process: the connected socket delivers only the server's datagrams, whatever arrives first."""
+
+    def forge(req: bytes, src: tuple[str, int]) -> list[bytes]:
+        for datagram in answer(records((PEER, 6666, 0))):
+            server.other.sendto(datagram, src)
+        time.sleep(0.05)
+        return answer(records((PEER2, 7777, 0)))
+
+    server = fake(forge)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        result = exchange(sock, ("127.0.0.1", server.port), GroupCredentials(0, SECRET), ME, 3, attempt_timeout=2)
+        assert sock.getpeername() == ("127.0.0.1", server.port)
+    assert result.records is not None and [(r.peer_id, r.port) for r in result.records] == [(PEER2, 7777)]
+    assert result.ignored == []
+
+
+def test_garbage_from_the_server_address(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    good = answer(records((PEER, 2, 0)))[0]
+    bad_label = bytearray(good)
+    server = fake(lambda req, src: [b"", b"x" * 539, b"y" * 541, os.urandom(540), bytes(bad_label[:-1]) + b"\0"])
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2
+    assert result.stderr.count("ignored a datagram") >= 5
+
+
+def test_very_old_records_dropped(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """A replayed or stale answer: records older than --max-age are not printed."""
+    server = fake(lambda req, src: answer(records((PEER, 2, -3600), (PEER2, 3, -10))))
+    result = wgsigc(server.port, secret_file, "--max-age", "60")
+    assert result.returncode == 0, result.stderr
+    assert key_text(PEER2) in result.stdout and key_text(PEER) not in result.stdout
+
+
+def test_answer_with_invalid_record_label(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    bad = Record(PEER, "192.0.2.10", 2, b"\x80" + bytes(11))  # bit 63 set: not a valid label
+    server = fake(lambda req, src: answer([bad]))
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2 and "invalid label" in result.stderr
+
+
+# --- Local failures ------------------------------------------------------------------------------------------------
+
+
+def test_dns_failing(secret_file: Path) -> None:
+    """A network namespace with only loopback: the resolver cannot be reached (no traffic leaves)."""
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) for a private network namespace")
+    result = subprocess.run(
+        ["unshare", "-n", sys.executable, "-m", "wgsigc", "wgsig-test.example", "1223", key_text(ME),
+         str(secret_file), "1225", "--timeout", "0.2", "--attempts", "1"],
+        capture_output=True, text=True, env=env(), timeout=60, check=False,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "cannot resolve server name 'wgsig-test.example'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_malformed_server_name(secret_file: Path) -> None:
+    result = run_wgsigc("bad..name", "1223", key_text(ME), str(secret_file), "1225")
+    assert result.returncode == 3 and "not a valid host name" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_local_port_busy(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    server = fake(lambda req, src: [])
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("0.0.0.0", 0))
+        result = wgsigc(server.port, secret_file, local=busy.getsockname()[1])
+    assert result.returncode == 1 and "cannot bind local port" in result.stderr
+    assert server.requests == []
+
+
+@pytest.mark.parametrize(
+    ("damage", "words"),
+    [("missing", "does not exist"), ("short", "32"), ("open", "group or others")],
+)
+def test_bad_secret_file(tmp_path: Path, damage: str, words: str) -> None:
+    path = tmp_path / "secret"
+    if damage == "short":
+        write_secret(path, b"x" * 20)
+    elif damage == "open":
+        write_secret(path, SECRET).chmod(0o644)
+    result = run_wgsigc("127.0.0.1", "1223", key_text(ME), str(path), "1225")
+    assert result.returncode == 6 and "Traceback" not in result.stderr
+    assert words in result.stderr.lower(), result.stderr
+
+
+def test_bad_public_key(secret_file: Path) -> None:
+    result = run_wgsigc("127.0.0.1", "1223", base64.b64encode(b"short").decode(), str(secret_file), "1225")
+    assert result.returncode == 6 and "not a base64 WireGuard public key" in result.stderr
