@@ -343,5 +343,18 @@ def test_listen_fds_fallback_checks_listen_pid(monkeypatch: pytest.MonkeyPatch) 
         _listen_fds_fallback()
 
 
+def test_units_document_existing_man_pages() -> None:
+    """Every Documentation=man:PAGE(N) of the shipped units is a page in man/ (what verify checks)."""
+    import re
+
+    units = sorted((ROOT / "packaging" / "systemd").glob("wgsig*.*"))
+    assert {u.name for u in units} >= {"wgsigd.socket", "wgsigd.service", "wgsigc.service", "wgsigc.timer"}
+    for unit in units:
+        pages = re.findall(r"man:([\w.]+)\((\d)\)", unit.read_text())
+        assert pages, unit
+        missing = [f"man/{p}.{n}" for p, n in pages if not (ROOT / "man" / f"{p}.{n}").is_file()]
+        assert not missing, f"{unit.name}: {missing}"
+
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__, "-v"]))

@@ -1,0 +1,359 @@
+#!/usr/bin/python3
+"""The systemd checks, run inside ``systemd-nspawn --boot`` by tests/test_systemd_nspawn.py.
+
+systemd 252 is PID 1. The payload holds the project's sources (``src/``) and the units
+(``units/``); they are installed the way the package installs them (code in
+dist-packages, ``/usr/bin/wgsigd`` and ``/usr/bin/wgsigc``, units in /lib/systemd/system).
+Every check prints one line ``CHECK <name> PASS|FAIL <detail>``; measured exposure
+scores print ``SCORE <unit> <value>``.  A failing check never stops the later ones.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PAYLOAD = Path("/srv/payload")
+DIST = Path("/usr/lib/python3/dist-packages")
+UNIT_DIR = Path("/lib/systemd/system")
+PORT = 1223
+KEYS = Path("/etc/wgsig/keys")
+SECRET_FILE = KEYS / "zero.key"
+MESSAGE_ID_REGISTERED = "6e3e0d3f6b8a4f0c9a51e0a4c1d2b7f1"
+MESSAGE_ID_REJECTED = "b2f5c3a1d9e84c6b8f0a7d3e2c1b4a5f"
+IDLE_EXIT = 4
+
+
+def peer(i: int) -> bytes:
+    return bytes([i]) * 31 + b"\x01"
+
+
+def b64(key: bytes) -> str:
+    return base64.b64encode(key).decode()
+
+
+def run(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def out(*cmd: str) -> str:
+    return run(*cmd).stdout.strip()
+
+
+def check(name: str, ok: bool, detail: str = "") -> bool:
+    detail = " ".join(detail.split())[:1500]
+    print(f"CHECK {name} {'PASS' if ok else 'FAIL'} {detail}", flush=True)
+    return ok
+
+
+def phase(name: str, body: Callable[[], None]) -> None:
+    """Run one group of checks; an exception is a failed check, not the end of the run."""
+    try:
+        body()
+    except Exception as error:  # reported as a failed check
+        check(f"{name}_completed", False, f"{type(error).__name__}: {error}")
+
+
+def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(0.1)
+
+
+def prop(unit: str, name: str) -> str:
+    return out("systemctl", "show", "-P", name, unit)
+
+
+def journal(*matches: str, since: float | None = None) -> list[dict[str, Any]]:
+    cmd = ["journalctl", "--no-pager", "-o", "json", *matches]
+    if since is not None:
+        cmd.append(f"--since=@{since:.0f}")
+    return [json.loads(line) for line in out(*cmd).splitlines() if line.startswith("{")]
+
+
+def wgsigc(*args: str) -> subprocess.CompletedProcess[str]:
+    return run("/usr/bin/wgsigc", *args)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def install() -> None:
+    for package in ("wgsig", "wgsigd", "wgsigc"):
+        shutil.copytree(PAYLOAD / "src" / package, DIST / package, dirs_exist_ok=True)
+    for program in ("wgsigd", "wgsigc"):
+        path = Path("/usr/bin") / program
+        path.write_text(f"#!/usr/bin/python3\nimport sys\nfrom {program}.cli import main\nsys.exit(main())\n")
+        path.chmod(0o755)
+    for unit in sorted((PAYLOAD / "units").iterdir()):
+        shutil.copy(unit, UNIT_DIR / unit.name)
+    probe = Path("/usr/local/lib/wgsig-test")
+    probe.mkdir(parents=True, exist_ok=True)
+    shutil.copy(PAYLOAD / "caps_probe.py", probe / "caps_probe.py")
+    run("systemctl", "daemon-reload")
+
+
+def static_checks() -> None:
+    units = [str(UNIT_DIR / u) for u in ("wgsigd.socket", "wgsigd.service", "wgsigc.service", "wgsigc.timer")]
+    # --man=no: the test root has no man(1); tests/test_activation.py checks the man pages exist.
+    verify = run("systemd-analyze", "verify", "--man=no", *units)
+    text = (verify.stdout + verify.stderr).strip()
+    check("verify_clean", verify.returncode == 0 and not text, text or "no output")
+    for unit, limit in (("wgsigd.service", 2.0), ("wgsigc.service", 2.5)):
+        report = run("systemd-analyze", "security", "--no-pager", unit).stdout
+        found = re.search(rf"Overall exposure level for {re.escape(unit)}: ([0-9.]+)", report)
+        score = float(found[1]) if found else 99.0
+        print(f"SCORE {unit} {score}", flush=True)
+        check(f"security_{unit.split('.')[0]}", score <= limit, f"{score} (limit {limit})")
+
+
+def unconfigured() -> None:
+    """Enabled but not configured: no port, no run (ConditionPathExists=)."""
+    enable = run("systemctl", "enable", "--now", "wgsigd.socket", "wgsigc.timer")
+    listening = out("ss", "-Huln", f"sport = :{PORT}")
+    check("unconfigured_opens_no_port", enable.returncode == 0 and not listening
+          and prop("wgsigd.socket", "ActiveState") != "active"
+          and prop("wgsigd.socket", "ConditionResult") == "no", f"enable rc={enable.returncode} ss={listening!r}")
+    check("unconfigured_timer_idle", prop("wgsigc.timer", "ActiveState") != "active"
+          and prop("wgsigc.service", "ExecMainStartTimestampMonotonic") == "0",
+          prop("wgsigc.timer", "ActiveState"))
+
+
+def configure() -> None:
+    KEYS.mkdir(parents=True, mode=0o700)
+    genkey = run("/usr/bin/wgsigd", "genkey", str(SECRET_FILE))
+    Path("/etc/wgsig/wgsigd.toml").write_text(
+        f"idle_exit = {IDLE_EXIT}\n\n[group.zero]\nid = 0\n"
+        '# /etc/wgsig/keys/zero.key, handed over by LoadCredential=keys:/etc/wgsig/keys\n'
+        'secret_file = "keys_zero.key"\n'
+    )
+    start = run("systemctl", "start", "wgsigd.socket")
+    listening = out("ss", "-Hulnp", f"sport = :{PORT}")
+    check("socket_listens_dual_stack", genkey.returncode == 0 and start.returncode == 0
+          and prop("wgsigd.socket", "ActiveState") == "active" and (f"*:{PORT}" in listening or f"[::]:{PORT}"
+                                                                    in listening),
+          f"genkey={genkey.returncode} {genkey.stderr} start={start.returncode} {start.stderr} ss={listening!r}")
+    check("service_not_started_before_first_datagram", prop("wgsigd.service", "ActiveState") == "inactive",
+          prop("wgsigd.service", "ActiveState"))
+
+
+def first_datagram() -> None:
+    # One attempt only: the datagram that starts the service must itself be answered.
+    res = wgsigc("127.0.0.1", str(PORT), b64(peer(0xA1)), str(SECRET_FILE), "40000", "--attempts", "1",
+                 "--timeout", "15")
+    check("first_datagram_starts_service_and_is_answered",
+          res.returncode == 0 and "[Interface]" in res.stdout and prop("wgsigd.service", "ActiveState") == "active",
+          f"rc={res.returncode} {res.stdout} {res.stderr}")
+    pid = prop("wgsigd.service", "MainPID")
+    uid = next((line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                if line.startswith("Uid:")), "?")
+    check("runs_as_dynamic_user", uid not in ("0", "?"), f"uid={uid}")
+    status = prop("wgsigd.service", "StatusText")
+    check("notify_status_text", re.match(r"1 groups, \d+ records, \d+ requests answered", status) is not None,
+          status)
+
+
+def journal_fields() -> None:
+    entries = wait_for(lambda: [e for e in journal("-u", "wgsigd.service", f"MESSAGE_ID={MESSAGE_ID_REGISTERED}")
+                                if e.get("PEER_KEY") == b64(peer(0xA1))])
+    entry = entries[0] if entries else {}
+    check("journal_registration_fields",
+          entry.get("ENDPOINT") == "127.0.0.1:40000" and entry.get("GROUP") == "0" and entry.get("PRIORITY") == "6"
+          and entry.get("SYSLOG_IDENTIFIER") == "wgsigd" and entry.get("_SYSTEMD_UNIT") == "wgsigd.service",
+          json.dumps({k: v for k, v in entry.items() if not k.startswith("_") or k == "_SYSTEMD_UNIT"}))
+    noise = {"CODE_ARGS", "PROCESS_NAME", "EXCEPTION_INFO", "MSG", "ARGS", "LEVELNAME", "MESSAGE_ID_"} & set(entry)
+    check("journal_no_noise_fields", bool(entry) and not noise, str(sorted(entry)))
+
+    # A request 10 minutes in the past: rejected (clock skew, logged at info level with REASON).
+    from wgsig.client import GroupCredentials, build_request
+    from wgsig.label import label_from_ns
+
+    credentials = GroupCredentials(0, SECRET_FILE.read_bytes())
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 40001))
+        old = label_from_ns(time.time_ns() - 600 * 10**9)
+        sock.sendto(build_request(credentials, peer(0x5C), old, 0, os.urandom), ("127.0.0.1", PORT))
+    entries = wait_for(lambda: [e for e in journal("-u", "wgsigd.service", f"MESSAGE_ID={MESSAGE_ID_REJECTED}")
+                                if e.get("PEER_KEY") == b64(peer(0x5C))])
+    entry = entries[0] if entries else {}
+    check("journal_rejection_fields",
+          entry.get("REASON") == "clock_skew" and entry.get("ENDPOINT") == "127.0.0.1:40001"
+          and entry.get("GROUP") == "0" and "SKEW" in entry,
+          json.dumps({k: v for k, v in entry.items() if not k.startswith("_")}))
+    everything = out("journalctl", "--no-pager", "-o", "json")
+    secret = SECRET_FILE.read_bytes()
+    leaked = [form for form in (secret.hex(), base64.b64encode(secret).decode()) if form in everything]
+    check("journal_has_no_secret", bool(everything) and not leaked, str(leaked))
+
+
+def idle_exit_and_reactivation() -> None:
+    stopped = wait_for(lambda: prop("wgsigd.service", "ActiveState") == "inactive", timeout=IDLE_EXIT + 20)
+    state = Path("/var/lib/private/wgsigd/records.state")
+    check("idle_exit_saves_and_exits_0",
+          bool(stopped) and prop("wgsigd.service", "Result") == "success"
+          and prop("wgsigd.service", "ExecMainStatus") == "0" and state.is_file()
+          and prop("wgsigd.socket", "ActiveState") == "active",
+          f"state={prop('wgsigd.service', 'ActiveState')} result={prop('wgsigd.service', 'Result')}"
+          f" status={prop('wgsigd.service', 'ExecMainStatus')} file={state.is_file()}")
+    logged = journal("-u", "wgsigd.service", "MESSAGE=no datagram for 4 s: exiting (the socket unit keeps the port)")
+    check("idle_exit_logged", bool(logged), "")
+
+    # Five registrations sent at once while the service is down: they wait in the socket,
+    # the first starts the service, and every one is answered with the record saved before.
+    from wgsig.client import AnswerCollector, GroupCredentials, build_request
+    from wgsig.label import label_from_ns
+
+    credentials = GroupCredentials(0, SECRET_FILE.read_bytes())
+    socks = []
+    for i in range(5):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind(("127.0.0.1", 40010 + i))
+        sock.sendto(build_request(credentials, peer(0xB0 + i), label_from_ns(time.time_ns()), 0, os.urandom),
+                    ("127.0.0.1", PORT))
+        socks.append(sock)
+    answered = 0
+    for sock in socks:
+        sock.settimeout(15)
+        collector = AnswerCollector(credentials)
+        try:
+            while not collector.complete:
+                collector.receive_datagram(sock.recv(4096))
+        except TimeoutError:
+            continue
+        finally:
+            sock.close()
+        endpoints = {r.peer_id: r.endpoint for r in collector.records()}
+        answered += endpoints.get(peer(0xA1)) == "127.0.0.1:40000"
+    check("reactivation_answers_waiting_datagrams_with_saved_records", answered == 5, f"{answered}/5")
+
+
+def refresh_sees(expected: dict[bytes, str]) -> tuple[bool, str]:
+    res = wgsigc("127.0.0.1", str(PORT), b64(peer(0xA1)), str(SECRET_FILE), "40003", "--timeout", "5")
+    missing = [b64(k) for k, endpoint in expected.items()
+               if f"PublicKey = {b64(k)}" not in res.stdout or f"Endpoint = {endpoint}" not in res.stdout]
+    return res.returncode == 0 and not missing, f"rc={res.returncode} missing={missing} {res.stderr}"
+
+
+def restart_and_reload() -> None:
+    expected = {peer(0xB0 + i): f"127.0.0.1:{40010 + i}" for i in range(5)}
+    first_pid = prop("wgsigd.service", "MainPID")
+    restart = run("systemctl", "restart", "wgsigd.service")
+    ok, detail = refresh_sees(expected)
+    check("restart_keeps_records", restart.returncode == 0 and ok and prop("wgsigd.service", "MainPID") != first_pid,
+          f"restart rc={restart.returncode} {detail}")
+    since = time.time() - 1
+    reload = run("systemctl", "reload", "wgsigd.service")
+    reloaded = wait_for(lambda: [e for e in journal("-u", "wgsigd.service", since=since)
+                                 if str(e.get("MESSAGE", "")).startswith("configuration reloaded")])
+    ok, detail = refresh_sees(expected)
+    check("reload_keeps_records", reload.returncode == 0 and bool(reloaded) and ok
+          and prop("wgsigd.service", "ActiveState") == "active", f"reload rc={reload.returncode} {detail}")
+    stop = run("systemctl", "stop", "wgsigd.service")
+    check("sigterm_saves_and_exits_0", stop.returncode == 0 and prop("wgsigd.service", "Result") == "success"
+          and prop("wgsigd.service", "ExecMainStatus") == "0"
+          and bool(journal("-u", "wgsigd.service", "--since=-10s", "MESSAGE=saved 6 records to "
+                           "/var/lib/wgsigd/records.state")),
+          f"{prop('wgsigd.service', 'Result')} {prop('wgsigd.service', 'ExecMainStatus')}")
+
+
+def rejections_rate_limited() -> None:
+    """With -v (drop-in), a flood of forged requests gives only a few debug entries."""
+    dropin = Path("/etc/systemd/system/wgsigd.service.d")
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "verbose.conf").write_text(
+        "[Service]\nExecStart=\nExecStart=/usr/bin/wgsigd --config /etc/wgsig/wgsigd.toml -v\n")
+    run("systemctl", "daemon-reload")
+    from wgsig.client import GroupCredentials, build_request
+    from wgsig.label import label_from_ns
+
+    forged = GroupCredentials(0, bytes(32))  # wrong secret: the MAC does not verify
+    since = time.time() - 1
+    start = time.monotonic()
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for i in range(400):
+            sock.sendto(build_request(forged, peer(0x70), label_from_ns(time.time_ns()), 1, os.urandom),
+                        ("127.0.0.1", PORT))
+            if i % 50 == 49:
+                time.sleep(0.01)  # stay within the socket's receive buffer
+    ok, detail = refresh_sees({peer(0xB0): "127.0.0.1:40010"})  # answered: the flood has been read
+    elapsed = time.monotonic() - start
+    time.sleep(1)
+    entries = [e for e in journal("-u", "wgsigd.service", f"MESSAGE_ID={MESSAGE_ID_REJECTED}", since=since)
+               if e.get("REASON") == "bad_mac"]
+    bound = 10 + 10 * elapsed + 2  # wgsigd's limiter: a burst of 10, then 10 a second
+    check("rejections_logged_at_debug_and_rate_limited",
+          ok and 1 <= len(entries) <= bound and all(e.get("PRIORITY") == "7" for e in entries),
+          f"{len(entries)} entries for 400 forged datagrams in {elapsed:.2f} s (bound {bound:.0f}); {detail}")
+    (dropin / "verbose.conf").unlink()
+    run("systemctl", "daemon-reload")
+
+
+def timer_runs_wgsigc() -> None:
+    Path("/etc/wgsig/wgsigc.toml").write_text("# test: the drop-in runs print mode and a capability probe\n")
+    dropin = Path("/etc/systemd/system/wgsigc.service.d")
+    dropin.mkdir(parents=True, exist_ok=True)
+    (dropin / "test.conf").write_text(
+        "[Service]\nExecStart=\n"
+        f"ExecStart=/usr/bin/wgsigc 127.0.0.1 {PORT} {b64(peer(0xC1))} %d/keys_zero.key 40020 --timeout 5\n"
+        f"ExecStart=/usr/bin/python3 /usr/local/lib/wgsig-test/caps_probe.py %d/keys_zero.key {b64(peer(0xD1))}\n"
+    )
+    run("systemctl", "daemon-reload")
+    start = run("systemctl", "restart", "wgsigc.timer")  # enabled earlier; its condition now holds
+    ran = wait_for(lambda: prop("wgsigc.service", "ExecMainExitTimestampMonotonic") not in ("", "0"), timeout=30)
+    result = prop("wgsigc.service", "Result")
+    logs = out("journalctl", "--no-pager", "-u", "wgsigc.service")
+    check("timer_runs_wgsigc", start.returncode == 0 and bool(ran) and result == "success"
+          and "[Interface]" in logs, f"result={result} {logs[-600:]}")
+    registered = wait_for(lambda: {e.get("PEER_KEY"): e.get("ENDPOINT")
+                                   for e in journal("-u", "wgsigd.service", f"MESSAGE_ID={MESSAGE_ID_REGISTERED}")})
+    check("timer_run_registered_peer", registered.get(b64(peer(0xC1))) == "127.0.0.1:40020", str(registered))
+    check("wgsigc_sandbox_allows_raw_socket_and_netlink",
+          "PROBE OK" in logs and registered.get(b64(peer(0xD1))) == "127.0.0.1:51820", logs[-600:])
+    check("wgsigc_sandbox_is_not_root", "uid=0 " not in logs and "uid=" in logs, "")
+    timers = prop("wgsigc.timer", "TimersMonotonic")
+    # The next run is due 30 s after the first one started; that start came up to 3 s
+    # (RandomizedDelaySec=) after the first trigger.
+    elapse = {name: _seconds(when) for name, when in re.findall(r"(\w+)=\S+ ; next_elapse=([^}]*?) ?}", timers)}
+    period = elapse.get("OnUnitActiveUSec", 0) - elapse.get("OnActiveUSec", 0)
+    check("timer_schedule", 30 <= period <= 35 and "OnUnitActiveUSec=30s" in timers and "OnActiveUSec=0" in timers
+          and prop("wgsigc.timer", "AccuracyUSec") == "1s" and prop("wgsigc.timer", "RandomizedDelayUSec") == "3s"
+          and prop("wgsigc.timer", "ActiveState") == "active", timers)
+
+
+def _seconds(span: str) -> float:
+    """systemd's time span text ("1h 25min 47.7s") in seconds."""
+    units = {"d": 86400, "h": 3600, "min": 60, "s": 1, "ms": 1e-3, "us": 1e-6}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9.]+)(d|h|min|ms|us|s)\b", span))
+
+
+def main() -> int:
+    install()
+    sys.path.insert(0, str(DIST))
+    phase("static", static_checks)
+    phase("unconfigured", unconfigured)
+    phase("configure", configure)
+    phase("first_datagram", first_datagram)
+    phase("journal", journal_fields)
+    phase("idle", idle_exit_and_reactivation)
+    phase("restart", restart_and_reload)
+    phase("ratelimit", rejections_rate_limited)
+    phase("timer", timer_runs_wgsigc)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

@@ -1,0 +1,93 @@
+"""wgsigd and wgsigc under systemd as PID 1 (``systemd-nspawn --boot``, Debian bookworm, systemd 252).
+
+One boot runs tests/nspawn_systemd_guest.py, which installs the project and the units of
+packaging/systemd/ the way the package does and prints one ``CHECK name PASS|FAIL`` line per
+check; each test below asserts one of them.  Real components throughout: socket activation
+by PID 1, journald, DynamicUser, LoadCredential, the timer, a real UDP client (wgsigc print
+mode), a raw socket and rtnetlink inside wgsigc's sandbox, and the exposure scores measured
+by the systemd-analyze that ships in bookworm.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.vmlib import run_in_nspawn, write_payload
+
+pytestmark = pytest.mark.vm
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+
+CHECKS = [
+    "verify_clean",
+    "security_wgsigd",
+    "security_wgsigc",
+    "unconfigured_opens_no_port",
+    "unconfigured_timer_idle",
+    "socket_listens_dual_stack",
+    "service_not_started_before_first_datagram",
+    "first_datagram_starts_service_and_is_answered",
+    "runs_as_dynamic_user",
+    "notify_status_text",
+    "journal_registration_fields",
+    "journal_no_noise_fields",
+    "journal_rejection_fields",
+    "journal_has_no_secret",
+    "idle_exit_saves_and_exits_0",
+    "idle_exit_logged",
+    "reactivation_answers_waiting_datagrams_with_saved_records",
+    "restart_keeps_records",
+    "reload_keeps_records",
+    "sigterm_saves_and_exits_0",
+    "rejections_logged_at_debug_and_rate_limited",
+    "timer_runs_wgsigc",
+    "timer_run_registered_peer",
+    "wgsigc_sandbox_allows_raw_socket_and_netlink",
+    "wgsigc_sandbox_is_not_root",
+    "timer_schedule",
+]
+
+
+@pytest.fixture(scope="module")
+def guest_run(tmp_path_factory: pytest.TempPathFactory) -> str:
+    payload = tmp_path_factory.mktemp("systemd-payload")
+    for package in ("wgsig", "wgsigd", "wgsigc"):
+        shutil.copytree(ROOT / package, payload / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (payload / "units").mkdir()
+    for unit in sorted((ROOT / "packaging" / "systemd").iterdir()):
+        if unit.suffix in (".socket", ".service", ".timer"):
+            shutil.copy(unit, payload / "units" / unit.name)
+    shutil.copy(TESTS / "nspawn_systemd_guest.py", payload / "nspawn_systemd_guest.py")
+    shutil.copy(TESTS / "nspawn_caps_probe.py", payload / "caps_probe.py")
+    write_payload(payload, "exec /usr/bin/python3 /srv/payload/nspawn_systemd_guest.py")
+    rc, output = run_in_nspawn(payload, timeout=240)
+    print(output)
+    assert rc == 0, output
+    return output
+
+
+def _result(output: str, name: str) -> tuple[str, str]:
+    found = re.search(rf"^CHECK {name} (PASS|FAIL) ?(.*)$", output, re.M)
+    return (found[1], found[2]) if found else ("MISSING", output[-3000:])
+
+
+@pytest.mark.parametrize("name", CHECKS)
+def test_systemd(guest_run: str, name: str) -> None:
+    verdict, detail = _result(guest_run, name)
+    assert verdict == "PASS", detail
+
+
+def test_every_phase_completed(guest_run: str) -> None:
+    assert "_completed FAIL" not in guest_run, guest_run
+
+
+def test_security_scores_reported(guest_run: str) -> None:
+    scores = dict(re.findall(r"^SCORE (\S+) ([0-9.]+)$", guest_run, re.M))
+    print(f"\n[systemd-analyze security (systemd 252): {scores}]")
+    assert float(scores["wgsigd.service"]) <= 2.0
+    assert float(scores["wgsigc.service"]) <= 2.5
