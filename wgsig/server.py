@@ -8,15 +8,15 @@ Randomness (nonces for encrypted answers) is passed in at construction.
 
 from __future__ import annotations
 
-import hmac
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, envelope_key, scrambled_group, seal, unseal
+from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, Envelope, envelope_key, scrambled_group
 from wgsig.events import Address, Answered, Change, Event, Reason, Rejected
 from wgsig.label import label_seconds
 from wgsig.ratelimit import AnswerLimiter, ReplayCache, capped_datagrams
+from wgsig.signer import Signer
 from wgsig.table import GroupTable
 from wgsig.wire import (
     NO_ENDPOINT_UPDATE,
@@ -62,7 +62,9 @@ class GroupConfig:
 class _Group:
     config: GroupConfig
     table: GroupTable
-    keys: tuple[bytes, ...] = field(default=())  # envelope keys, one per secret
+    # One per secret, prepared once: request HMACs, and envelopes of encrypted groups.
+    signers: tuple[Signer, ...]
+    envelopes: tuple[Envelope, ...]
 
 
 class Server:
@@ -102,8 +104,9 @@ class Server:
                 for peer_id in [r.peer_id for r in table.records()]:
                     if peer_id not in config.allowed_keys:
                         table.remove(peer_id)
-            keys = tuple(envelope_key(s) for s in config.secrets) if config.encrypt else ()
-            new[config.group_id] = _Group(config, table, keys)
+            signers = tuple(Signer(s) for s in config.secrets)
+            envelopes = tuple(Envelope(envelope_key(s)) for s in config.secrets) if config.encrypt else ()
+            new[config.group_id] = _Group(config, table, signers, envelopes)
         self._groups = new
         self.dirty = True
 
@@ -128,8 +131,7 @@ class Server:
             if group.config.encrypt:
                 return self._reject(Reason.ENCRYPTION, source, group_id)
             clear = data
-            secret = self._plain_secret(group, data)
-            key = b""
+            secret, envelope = self._plain_secret(group, data), None
         elif size >= _ENCRYPTED_REQUEST_SIZE:
             group_id = scrambled_group(data)
             group = self._groups.get(group_id)
@@ -137,41 +139,40 @@ class Server:
                 return self._reject(Reason.UNKNOWN_GROUP, source)
             if not group.config.encrypt:
                 return self._reject(Reason.ENCRYPTION, source, group_id)
-            clear, secret, key = self._open(group, data)
+            clear, secret, envelope = self._open(group, data)
             if secret is not None and int.from_bytes(clear[46:50], "big") != group_id:
                 return self._reject(Reason.GROUP_MISMATCH, source, group_id)
         else:
             return self._reject(Reason.SIZE, source)
         if secret is None:
             return self._reject(Reason.BAD_MAC, source, group_id)
-        return self._accept(group, group_id, secret, key, clear, source, now)
+        return self._accept(group, group_id, secret, envelope, clear, source, now)
 
     @staticmethod
     def _plain_secret(group: _Group, clear: bytes) -> bytes | None:
         """The group secret that authenticates ``clear``, if any."""
         signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:REQUEST_SIZE]
-        for secret in group.config.secrets:
-            if hmac.compare_digest(hmac.digest(secret, signed, "sha256"), tag):
+        for secret, signer in zip(group.config.secrets, group.signers, strict=True):
+            if signer.verify(signed, tag):
                 return secret
         return None
 
     @staticmethod
-    def _open(group: _Group, data: bytes) -> tuple[bytes, bytes | None, bytes]:
+    def _open(group: _Group, data: bytes) -> tuple[bytes, bytes | None, Envelope | None]:
         """Decrypt with each secret's key until one authenticates the payload."""
         clear = b""
-        for secret, key in zip(group.config.secrets, group.keys, strict=False):
-            clear = unseal(data, key, REQUEST_SIZE)
-            signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:]
-            if hmac.compare_digest(hmac.digest(secret, signed, "sha256"), tag):
-                return clear, secret, key
-        return clear, None, b""
+        for secret, signer, envelope in zip(group.config.secrets, group.signers, group.envelopes, strict=True):
+            clear = envelope.unseal(data, REQUEST_SIZE)
+            if signer.verify(clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:]):
+                return clear, secret, envelope
+        return clear, None, None
 
     def _accept(
         self,
         group: _Group,
         group_id: int,
         secret: bytes,
-        key: bytes,
+        envelope: Envelope | None,
         clear: bytes,
         source: Address,
         now: float,
@@ -229,14 +230,18 @@ class Server:
         if capped and len(answer) > 1:
             size = len(answer[0]) + (HEADER_SIZE if config.encrypt else 0)
             answer = answer[: capped_datagrams(len(answer), size, self.max_answer_bytes)]  # type: ignore[arg-type]
-        if config.encrypt:
-            answer = [self._seal(datagram, group_id, key) for datagram in answer]
+        if envelope is not None:
+            answer = self._seal(answer, group_id, envelope)
         self.answered += 1
         return answer, Answered(group_id, peer_id, source, clflg, change, evicted, len(answer))
 
-    def _seal(self, datagram: bytes, group_id: int, key: bytes) -> bytes:
+    def _seal(self, answer: list[bytes], group_id: int, envelope: Envelope) -> list[bytes]:
         assert self._random_bytes is not None
-        return seal(datagram, group_id, key, self._random_bytes(NONCE_SIZE))
+        nonces = self._random_bytes(NONCE_SIZE * len(answer))  # one read of the random source per answer
+        return [
+            envelope.seal(datagram, group_id, nonces[i : i + NONCE_SIZE])
+            for i, datagram in zip(range(0, len(nonces), NONCE_SIZE), answer, strict=True)
+        ]
 
     def _reject(
         self,

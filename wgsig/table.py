@@ -3,7 +3,8 @@
 Records keep the slot of their first registration; a full table evicts the
 least recently updated record.  Slots hold the encoded 50-byte records, so an
 answer is assembled from bytes, and only the datagram whose records changed is
-re-encoded and re-authenticated.
+re-encoded and re-authenticated: the cost of a request does not grow with the
+size of its group.
 """
 
 from __future__ import annotations
@@ -13,13 +14,28 @@ from collections import OrderedDict
 from collections.abc import Iterator
 
 from wgsig.label import label_seconds
+from wgsig.signer import Signer
 from wgsig.wire import (
     EMPTY_RECORD,
     RECORDS_PER_DATAGRAM,
+    RECORDS_SIZE,
     Record,
     decode_record,
-    encode_chunk,
+    response_tail,
 )
+
+
+class _Answer:
+    """The answer datagrams under one secret, and the indexes of stale ones."""
+
+    __slots__ = ("datagrams", "group", "signer", "stale", "tail")
+
+    def __init__(self, group: int, secret: bytes, count: int) -> None:
+        self.group = group
+        self.signer = Signer(secret)
+        self.tail = response_tail(count - 1, group)  # SVEXT, N_OTHER, GROUP: the same in every datagram
+        self.datagrams = [b""] * count
+        self.stale = set(range(count))
 
 
 class GroupTable:
@@ -28,12 +44,11 @@ class GroupTable:
     def __init__(self, max_records: int) -> None:
         self.max_records = max_records
         self.slots: list[bytes] = []
-        self._slot_of: dict[bytes, int] = {}
-        # Peer IDs, least recently updated first: the eviction and expiry order.
-        self._lru: OrderedDict[bytes, None] = OrderedDict()
+        # Peer ID -> slot, least recently updated first: the lookup, eviction and expiry order.
+        self._slot_of: OrderedDict[bytes, int] = OrderedDict()
         self._free: list[int] = []  # heap of empty slots below len(slots)
-        # Cleartext answer datagrams, None where records changed since encoding.
-        self._answer: list[bytes | None] = [None]
+        # Cached answers by secret: one, or a few during a secret rollover.
+        self._answers: dict[bytes, _Answer] = {}
 
     def __len__(self) -> int:
         return len(self._slot_of)
@@ -50,18 +65,18 @@ class GroupTable:
 
     def upsert(self, peer_id: bytes, endpoint: bytes, label: bytes) -> tuple[bool, bytes | None]:
         """Insert or replace a record; returns (inserted, evicted peer ID)."""
-        slot = self._slot_of.get(peer_id)
-        inserted = slot is None
+        slot_of = self._slot_of
+        slot = slot_of.get(peer_id)
         evicted = None
         if slot is None:
-            if len(self._slot_of) >= self.max_records:
-                evicted = next(iter(self._lru))
+            if len(slot_of) >= self.max_records:
+                evicted = next(iter(slot_of))
                 self.remove(evicted)
-            slot = self._take_slot()
-            self._slot_of[peer_id] = slot
-            self._lru[peer_id] = None
+            slot_of[peer_id] = slot = self._take_slot()
+            inserted = True
         else:
-            self._lru.move_to_end(peer_id)
+            slot_of.move_to_end(peer_id)
+            inserted = False
         self._store(slot, peer_id + endpoint + label)
         return inserted, evicted
 
@@ -70,40 +85,47 @@ class GroupTable:
         slot = self._slot_of.get(peer_id)
         if slot is None:
             return False
-        self._lru.move_to_end(peer_id)
+        self._slot_of.move_to_end(peer_id)
         self._store(slot, self.slots[slot][:38] + label)
         return True
 
     def remove(self, peer_id: bytes) -> None:
         slot = self._slot_of.pop(peer_id)
-        del self._lru[peer_id]
         self._store(slot, EMPTY_RECORD)
         heapq.heappush(self._free, slot)
 
     def expire(self, oldest_seconds: int) -> int:
         """Remove records whose label is older than ``oldest_seconds``."""
         removed = 0
-        while self._lru:
-            peer_id = next(iter(self._lru))
-            if label_seconds(self.slots[self._slot_of[peer_id]][38:50]) >= oldest_seconds:
+        for slot in self._slot_of.values():
+            if label_seconds(self.slots[slot][38:50]) >= oldest_seconds:
                 break
-            self.remove(peer_id)
             removed += 1
+        for _ in range(removed):
+            self.remove(next(iter(self._slot_of)))
         return removed
 
     def answer(self, group: int, secret: bytes) -> list[bytes]:
-        """The cleartext answer datagrams, re-encoding only stale ones."""
-        answer = self._answer
-        if None in answer:
-            n_other = len(answer) - 1
-            for index, datagram in enumerate(answer):
-                if datagram is None:
-                    answer[index] = encode_chunk(self.slots, index, n_other, group, secret)
-        return answer  # type: ignore[return-value]
+        """The cleartext answer datagrams, re-encoding only stale ones.
+
+        The list is the cache itself: callers must not change it.
+        """
+        answer = self._answers.get(secret)
+        if answer is None or answer.group != group:
+            answer = self._answers[secret] = _Answer(group, secret, self._datagram_count())
+        if answer.stale:
+            slots, datagrams, sign, tail = self.slots, answer.datagrams, answer.signer.digest, answer.tail
+            for index in answer.stale:
+                start = index * RECORDS_PER_DATAGRAM
+                # A last datagram that is not full is padded with empty records (zeros).
+                signed = b"".join(slots[start : start + RECORDS_PER_DATAGRAM]).ljust(RECORDS_SIZE, b"\0") + tail
+                datagrams[index] = signed + sign(signed)
+            answer.stale.clear()
+        return answer.datagrams
 
     def invalidate(self) -> None:
         """Forget every cached datagram (group ID or secret changed)."""
-        self._answer = [None] * len(self._answer)
+        self._answers.clear()
 
     def load(self, slots: list[bytes]) -> None:
         """Replace the table with saved slots (records ordered by label age)."""
@@ -115,15 +137,15 @@ class GroupTable:
         for _, slot, data in keep:
             self.slots[slot] = data
             self._slot_of[data[:32]] = slot
-            self._lru[data[:32]] = None
         self._free = [i for i, data in enumerate(self.slots) if data == EMPTY_RECORD]
         heapq.heapify(self._free)
-        self._answer = [None] * self._datagram_count()
 
     def _take_slot(self) -> int:
         if self._free:
             return heapq.heappop(self._free)
         self.slots.append(EMPTY_RECORD)
+        if len(self.slots) % RECORDS_PER_DATAGRAM == 1:
+            self._answers.clear()  # one more datagram: N_OTHER changes in all of them
         return len(self.slots) - 1
 
     def _datagram_count(self) -> int:
@@ -131,9 +153,6 @@ class GroupTable:
 
     def _store(self, slot: int, data: bytes) -> None:
         self.slots[slot] = data
-        count = self._datagram_count()
-        if count != len(self._answer):
-            # N_OTHER changed: every datagram carries it.
-            self._answer = [None] * count
-        else:
-            self._answer[slot // RECORDS_PER_DATAGRAM] = None
+        index = slot // RECORDS_PER_DATAGRAM
+        for answer in self._answers.values():
+            answer.stale.add(index)

@@ -150,6 +150,11 @@ def encode_response(records_bytes: bytes, n_other: int, group: int, secret: byte
     return signed + mac(secret, signed)
 
 
+def response_tail(n_other: int, group: int) -> bytes:
+    """SVEXT, N_OTHER and GROUP: the 8 bytes after the records of a response."""
+    return _RESPONSE_TAIL.pack(0, n_other, group)
+
+
 def encode_responses(records: Sequence[Record | None], group: int, secret: bytes) -> list[bytes]:
     """A whole answer: ten records per datagram, at least one datagram."""
     slots = [EMPTY_RECORD if r is None else encode_record(r) for r in records]
