@@ -1,0 +1,92 @@
+"""Unit tests of wgsigc's TOML configuration (real files in tmp_path, no fakes), including the
+shipped example packaging/examples/wgsigc.toml."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+import pytest
+
+from wgsigc.config import ConfigError, load_config, parse_server, state_file_for
+
+ROOT = Path(__file__).resolve().parent.parent
+KEY = base64.b64encode(bytes(range(32))).decode()
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "wgsigc.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_full_interface_table(tmp_path: Path) -> None:
+    path = write(tmp_path, f"""
+state_directory = "{tmp_path}/state"
+[interface.wg0]
+servers = ["sig1.example.net:1223", "192.0.2.1"]
+group = 7
+secret_file = "group7.key"
+encrypt = true
+max_age = 300
+keepalive = 15
+handshake_threshold = 100
+handshake_timeout = 20
+attempts = 2
+timeout = 0.5
+[[interface.wg0.peer]]
+public_key = "{KEY}"
+allowed_ips = ["10.0.0.8/32", "fd00::8/128"]
+""")
+    (wg0,) = load_config(path).interfaces
+    assert [str(s) for s in wg0.servers] == ["sig1.example.net:1223", "192.0.2.1:1223"]
+    assert (wg0.group, wg0.encrypt, wg0.max_age, wg0.keepalive) == (7, True, 300, 15)
+    assert (wg0.handshake_threshold, wg0.handshake_timeout, wg0.attempts, wg0.timeout) == (100, 20, 2, 0.5)
+    assert wg0.extra_peers == {bytes(range(32)): ("10.0.0.8/32", "fd00::8/128")}
+    assert state_file_for(wg0) == tmp_path / "state" / "wgsigc-wg0.json"
+
+
+def test_defaults_and_state_directory_from_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(tmp_path, '[interface.wg1]\nservers = "192.0.2.1:1223"\nsecret_file = "/etc/wgsig/g.key"\n')
+    (wg1,) = load_config(path).interfaces
+    assert (wg1.group, wg1.encrypt, wg1.keepalive, wg1.handshake_threshold) == (0, False, 25, 135)
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/wgsig")
+    assert state_file_for(wg1) == Path("/var/lib/wgsig/wgsigc-wg1.json")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", r"no \[interface.NAME\] table"),
+        ('[interface.wg0]\nsecret_file = "x"\n', "servers must be a list"),
+        ('[interface.wg0]\nservers = ["a:99999"]\nsecret_file = "x"\n', "out of range"),
+        ('[interface.wg0]\nservers = ["a:1"]\n', "secret_file is missing"),
+        ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\nkeepalive = 0\n', "keepalive must be an integer"),
+        ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\nbogus = 1\n', "unknown key 'bogus'"),
+        ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\n[[interface.wg0.peer]]\npublic_key = "nope"\n'
+         'allowed_ips = []\n', "not a base64 WireGuard public key"),
+        ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\n[[interface.wg0.peer]]\n'
+         f'public_key = "{KEY}"\nallowed_ips = ["10.0.0.1/8"]\n', "allowed_ips"),
+        ("[interface.wg0\n", "not valid TOML"),
+    ],
+)
+def test_mistakes_are_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message) as info:
+        load_config(write(tmp_path, text))
+    assert "\n" not in str(info.value)
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(str(tmp_path / "none.toml"))
+
+
+def test_server_parsing() -> None:
+    assert str(parse_server("example.net")) == "example.net:1223"
+    with pytest.raises(ValueError):
+        parse_server("[::1]:1223")
+
+
+def test_shipped_example_parses() -> None:
+    config = load_config(str(ROOT / "packaging" / "examples" / "wgsigc.toml"))
+    assert [i.name for i in config.interfaces] == ["wg0"]

@@ -1,0 +1,140 @@
+"""Unit tests of wgsigc.plan, the pure decision of what to write (hand-made interface states and
+records stand in for the kernel and the servers: no I/O)."""
+
+from __future__ import annotations
+
+from wgsig.label import encode_label
+from wgsig.wire import Record
+from wgsigc.plan import (
+    Action,
+    InterfaceState,
+    Pending,
+    PeerState,
+    Registration,
+    Settings,
+    nat_diagnosis,
+    plan,
+)
+
+NOW = 1_700_000_000
+OWN = bytes([1]) * 32
+PEER = bytes([2]) * 32
+OTHER = bytes([3]) * 32
+EXTRA = bytes([4]) * 32
+
+
+def record(key: bytes, ip: str, port: int, age: int = 10) -> Record:
+    return Record(key, ip, port, encode_label(NOW - age, 0))
+
+
+def state(*peers: PeerState) -> InterfaceState:
+    return InterfaceState("wg0", OWN, 51820, 0, True, {p.public_key: p for p in peers})
+
+
+def records(*rs: Record) -> dict[bytes, Record]:
+    return {r.peer_id: r for r in rs}
+
+
+def test_new_endpoint_is_written_with_current_allowed_ips_and_default_keepalive() -> None:
+    peer = PeerState(PEER, None, ("10.0.0.2/32", "10.9.0.0/16"), 0, 0)
+    p = plan(state(peer), records(record(OWN, "198.51.100.1", 51820), record(PEER, "203.0.113.5", 40000)),
+             Settings(keepalive=25), NOW)
+    (decision,) = p.decisions
+    assert decision.action is Action.SET_ENDPOINT
+    assert decision.write is not None
+    assert decision.write.endpoint == ("203.0.113.5", 40000)
+    assert decision.write.allowed_ips == ("10.0.0.2/32", "10.9.0.0/16")
+    assert decision.write.keepalive == 25 and decision.write.old_keepalive == 0
+    assert not decision.write.new_peer
+    assert p.own_endpoint == ("198.51.100.1", 51820)
+    assert p.problems == []
+
+
+def test_admins_keepalive_is_kept() -> None:
+    peer = PeerState(PEER, ("203.0.113.5", 1), ("10.0.0.2/32",), 10, 0)
+    (decision,) = plan(state(peer), records(record(PEER, "203.0.113.5", 2)), Settings(keepalive=25), NOW).decisions
+    assert decision.write is not None
+    assert (decision.write.keepalive, decision.write.old_keepalive) == (10, 10)
+
+
+def test_recent_handshake_means_healthy_even_if_endpoint_differs() -> None:
+    peer = PeerState(PEER, ("10.1.1.1", 5), ("10.0.0.2/32",), 25, NOW - 30)
+    (decision,) = plan(state(peer), records(record(PEER, "203.0.113.5", 2)),
+                       Settings(handshake_threshold=135), NOW).decisions
+    assert decision.action is Action.HEALTHY
+    assert decision.write is None
+
+
+def test_stale_handshake_with_same_endpoint_restarts_handshake() -> None:
+    peer = PeerState(PEER, ("203.0.113.5", 2), ("10.0.0.2/32",), 25, NOW - 500)
+    (decision,) = plan(state(peer), records(record(PEER, "203.0.113.5", 2)),
+                       Settings(handshake_threshold=135), NOW).decisions
+    assert decision.action is Action.HANDSHAKE
+    assert decision.write is not None and decision.write.endpoint == ("203.0.113.5", 2)
+
+
+def test_unknown_peer_is_ignored_unless_configured() -> None:
+    rs = records(record(OTHER, "203.0.113.7", 7), record(EXTRA, "203.0.113.8", 8))
+    p = plan(state(), rs, Settings(extra_peers={EXTRA: ("10.0.0.8/32",)}), NOW)
+    by_key = {d.public_key: d for d in p.decisions}
+    assert by_key[OTHER].action is Action.NOT_CONFIGURED and by_key[OTHER].write is None
+    added = by_key[EXTRA]
+    assert added.action is Action.ADD_PEER
+    assert added.write is not None and added.write.new_peer
+    assert added.write.allowed_ips == ("10.0.0.8/32",)
+
+
+def test_peers_without_record_or_with_old_record_are_left_alone() -> None:
+    a = PeerState(PEER, ("203.0.113.5", 2), ("10.0.0.2/32",), 25, 0)
+    b = PeerState(OTHER, None, ("10.0.0.3/32",), 0, 0)
+    p = plan(state(a, b), records(record(PEER, "203.0.113.9", 9, age=1000)), Settings(max_age=600), NOW)
+    by_key = {d.public_key: d for d in p.decisions}
+    assert by_key[PEER].action is Action.OLD_RECORD
+    assert by_key[OTHER].action is Action.NO_RECORD
+    assert p.writes == []
+
+
+def test_own_record_is_never_written_as_a_peer() -> None:
+    p = plan(state(), records(record(OWN, "198.51.100.1", 51820)), Settings(), NOW)
+    assert p.decisions == () and p.own_endpoint == ("198.51.100.1", 51820)
+
+
+def test_same_public_ip_reports_hairpin() -> None:
+    peer = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
+    p = plan(state(peer), records(record(OWN, "198.51.100.1", 51820), record(PEER, "198.51.100.1", 40000)),
+             Settings(), NOW)
+    (problem,) = p.problems
+    assert "same public IP 198.51.100.1" in problem and "hairpin" in problem
+
+
+def test_no_handshake_long_after_endpoint_was_set_is_a_problem() -> None:
+    peer = PeerState(PEER, ("203.0.113.5", 2), ("10.0.0.2/32",), 25, 0)
+    rs = records(record(PEER, "203.0.113.5", 2))
+    settings = Settings(handshake_timeout=15)
+    first = plan(state(peer), rs, settings, NOW)
+    (d1,) = first.decisions
+    assert d1.problem is None and d1.pending == Pending(("203.0.113.5", 2), NOW)
+    # Next run, 20 s later, still no handshake: diagnosed, and "since" is kept.
+    (d2,) = plan(state(peer), rs, settings, NOW + 20, {PEER: d1.pending}).decisions
+    assert d2.problem is not None and "no handshake since its endpoint was set" in d2.problem
+    assert d2.pending == d1.pending
+
+
+def test_pending_is_reset_by_a_handshake_or_a_new_endpoint() -> None:
+    settings = Settings(handshake_timeout=15, handshake_threshold=5)
+    old = {PEER: Pending(("203.0.113.5", 2), NOW - 100)}
+    shook = PeerState(PEER, ("203.0.113.5", 2), (), 25, NOW - 50)  # handshake after "since", now stale
+    (d,) = plan(state(shook), records(record(PEER, "203.0.113.5", 2)), settings, NOW, old).decisions
+    assert d.problem is None and d.pending == Pending(("203.0.113.5", 2), NOW)
+    moved = PeerState(PEER, ("203.0.113.5", 2), (), 25, 0)
+    (d,) = plan(state(moved), records(record(PEER, "203.0.113.5", 3)), settings, NOW, old).decisions
+    assert d.problem is None and d.action is Action.SET_ENDPOINT
+
+
+def test_nat_diagnosis_names_symmetric_nat_only_when_ports_differ() -> None:
+    same = [Registration("s1:1223", ("198.51.100.1", 51820)), Registration("s2:1223", ("198.51.100.1", 51820))]
+    assert nat_diagnosis(same, 51820) is None
+    assert nat_diagnosis(same[:1], 51820) is None
+    differ = [Registration("s1:1223", ("198.51.100.1", 3000)), Registration("s2:1223", ("198.51.100.1", 4000))]
+    text = nat_diagnosis(differ, 51820)
+    assert text is not None and "symmetric NAT" in text and "s1:1223 saw 198.51.100.1:3000" in text
