@@ -8,9 +8,11 @@ apt-get when missing); elsewhere the calling test is skipped (failed in CI).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -50,3 +52,15 @@ def build_deb(out_dir: Path, version: str | None = None) -> Path:
     deb = Path(proc.stdout.strip().splitlines()[-1])
     assert deb.is_file(), proc.stdout
     return deb
+
+
+@dataclass(frozen=True)
+class GuestRun:
+    """The output of one guest run (container or VM) and its "CHECK name rc" lines."""
+
+    output: str
+
+    def check(self, *names: str) -> None:
+        checks = {m[1]: int(m[2]) for m in re.finditer(r"^CHECK (\S+) (\d+)$", self.output, re.M)}
+        failed = [n for n in names if checks.get(n) != 0]
+        assert not failed, f"failed or missing checks {failed}:\n{self.output}"

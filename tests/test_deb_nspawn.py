@@ -13,15 +13,13 @@ Real .debs built by scripts/build-deb.sh, installed with apt. Two container runs
 
 from __future__ import annotations
 
-import re
 import shutil
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from tests.debpkg import UPGRADE_VERSION, VERSION, build_deb
+from tests.debpkg import UPGRADE_VERSION, VERSION, GuestRun, build_deb
 from tests.vmlib import run_in_nspawn, write_payload
 
 pytestmark = pytest.mark.vm
@@ -112,18 +110,6 @@ check reinstall apt_get install ./debs/wgsig___VERSION___all.deb
 check reinstall_inert sh -c '! systemctl is-enabled -q wgsigd.socket && test ! -e /etc/wgsig/wgsigd.toml'
 check purge_again apt_get purge wgsig
 """
-
-
-@dataclass(frozen=True)
-class GuestRun:
-    """The output of one container run and its "CHECK name rc" lines."""
-
-    output: str
-
-    def check(self, *names: str) -> None:
-        checks = {m[1]: int(m[2]) for m in re.finditer(r"^CHECK (\S+) (\d+)$", self.output, re.M)}
-        failed = [n for n in names if checks.get(n) != 0]
-        assert not failed, f"failed or missing checks {failed}:\n{self.output}"
 
 
 def _script(template: str) -> str:

@@ -1,0 +1,149 @@
+"""The whole story with the installed package, in a QEMU VM with kernel WireGuard (no fakes).
+
+The real .deb is installed with apt; the server is the shipped wgsigd.socket/wgsigd.service
+in the VM's root namespace (on the lab's public bridge), configured with the shipped example
+and ``wgsigd genkey``. Two peers live in network namespaces behind two masquerading NATs that
+drop unsolicited inbound traffic (tests/test_kernel_vm.py's lab). Each has a kernel WireGuard
+interface with keys and allowed IPs but no endpoint, and a wgsigc timer enabled; nobody runs
+wgsigc by hand. The test waits until the tunnel comes up by itself (ping through it).
+
+What differs from the shipped units, and why:
+* peer A uses the shipped wgsigc.timer and wgsigc.service with one drop-in,
+  ``NetworkNamespacePath=/run/netns/a``: the peer is a namespace, not a machine;
+* peer B needs a second copy, wgsigc-b.timer/.service: the shipped files with the
+  configuration path /etc/wgsig/wgsigc.toml replaced by /etc/wgsig/wgsigc-b.toml, plus the
+  same kind of drop-in (namespace ``b``) and ``StateDirectory=wgsig-b``, so that the two
+  dynamic users do not share one state directory.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tests.debpkg import VERSION, GuestRun, build_deb
+from tests.vmlib import run_in_qemu, write_payload
+
+pytestmark = pytest.mark.vm
+
+STORY = r"""
+set +e
+export DEBIAN_FRONTEND=noninteractive
+check() { name=$1; shift; echo "--- $name: $*"; "$@"; echo "CHECK $name $?"; }
+stamp() { echo "=== $(cut -d' ' -f1 /proc/uptime) s: $*"; }
+
+stamp "install"
+apt_get() { apt-get -y -q "$@" >/tmp/apt.log 2>&1; rc=$?; grep -v "^(Reading database" /tmp/apt.log; return $rc; }
+check install apt_get install ./wgsig___VERSION___all.deb
+
+stamp "NAT lab"
+for n in nata natb a b; do ip netns add $n; ip -n $n link set lo up; done
+ip link add br0 type bridge; ip addr add 192.0.2.1/24 dev br0; ip link set br0 up
+for x in a b; do
+    case $x in a) wan=192.0.2.11; lan=10.1;; b) wan=192.0.2.12; lan=10.2;; esac
+    ip link add wan0 netns nat$x type veth peer name p$x
+    ip link set p$x master br0 up
+    ip -n nat$x addr add $wan/24 dev wan0; ip -n nat$x link set wan0 up
+    ip link add lan0 netns nat$x type veth peer name eth0 netns $x
+    ip -n nat$x addr add $lan.0.1/24 dev lan0; ip -n nat$x link set lan0 up
+    ip -n $x addr add $lan.0.2/24 dev eth0; ip -n $x link set eth0 up
+    ip -n $x route add default via $lan.0.1
+    ip netns exec nat$x sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec nat$x nft -f - <<'NFT'
+table ip nat {
+    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
+}
+table ip filter {
+    chain fwd { type filter hook forward priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" drop
+    }
+}
+NFT
+done
+check lab_a_reaches_server ip netns exec a ping -c1 -W5 192.0.2.1
+
+stamp "server (README Install: server)"
+check genkey wgsigd genkey /etc/wgsig/keys/group0.key
+cp /usr/share/doc/wgsig/examples/wgsigd.toml /etc/wgsig/wgsigd.toml
+check enable_server systemctl enable --now wgsigd.socket
+
+stamp "WireGuard interfaces: keys and allowed IPs, no endpoints"
+wg genkey > /tmp/a.key; wg pubkey < /tmp/a.key > /tmp/a.pub
+wg genkey > /tmp/b.key; wg pubkey < /tmp/b.key > /tmp/b.pub
+ip -n a link add wga type wireguard
+ip netns exec a wg set wga private-key /tmp/a.key listen-port 51820 peer "$(cat /tmp/b.pub)" allowed-ips 10.99.0.2/32
+ip -n a addr add 10.99.0.1/24 dev wga; ip -n a link set wga up
+ip -n b link add wgb type wireguard
+ip netns exec b wg set wgb private-key /tmp/b.key listen-port 51820 peer "$(cat /tmp/a.pub)" allowed-ips 10.99.0.1/32
+ip -n b addr add 10.99.0.2/24 dev wgb; ip -n b link set wgb up
+check no_endpoints sh -c '! ip netns exec a wg show wga endpoints | grep -q :'
+
+stamp "peers (README Install: peer)"
+for x in a b; do
+    cat > /tmp/wgsigc-$x.toml <<EOF
+[interface.wg$x]
+servers = ["192.0.2.1:1223"]
+secret_file = "keys_group0.key"
+EOF
+done
+cp /tmp/wgsigc-a.toml /etc/wgsig/wgsigc.toml
+cp /tmp/wgsigc-b.toml /etc/wgsig/wgsigc-b.toml
+mkdir -p /etc/systemd/system/wgsigc.service.d
+printf '[Service]\nNetworkNamespacePath=/run/netns/a\n' > /etc/systemd/system/wgsigc.service.d/test-netns.conf
+for unit in service timer; do
+    sed 's#/etc/wgsig/wgsigc.toml#/etc/wgsig/wgsigc-b.toml#g' /lib/systemd/system/wgsigc.$unit \
+        > /etc/systemd/system/wgsigc-b.$unit
+done
+mkdir -p /etc/systemd/system/wgsigc-b.service.d
+printf '[Service]\nNetworkNamespacePath=/run/netns/b\nStateDirectory=\nStateDirectory=wgsig-b\n' \
+    > /etc/systemd/system/wgsigc-b.service.d/test-netns.conf
+systemctl daemon-reload
+check enable_peers systemctl enable --now wgsigc.timer wgsigc-b.timer
+
+stamp "waiting for the tunnel"
+up=1
+for i in $(seq 60); do
+    if ip netns exec a ping -c1 -W2 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
+    sleep 3
+done
+stamp "tunnel wait over (rc $up)"
+check tunnel_up test $up = 0
+check ping_back ip netns exec b ping -c1 -W3 10.99.0.1
+ip netns exec a wg show wga; ip netns exec b wg show wgb
+check endpoint_is_nat_b sh -c 'ip netns exec a wg show wga endpoints | grep -q "192.0.2.12:"'
+check endpoint_is_nat_a sh -c 'ip netns exec b wg show wgb endpoints | grep -q "192.0.2.11:"'
+check timers_active systemctl is-active wgsigc.timer wgsigc-b.timer wgsigd.socket
+check runs_logged sh -c 'journalctl -q -u wgsigc.service --no-pager | grep -q .'
+check status_a ip netns exec a wgsigc status --config /etc/wgsig/wgsigc.toml
+echo "--- journal"
+journalctl -q -u wgsigc.service -u wgsigc-b.service -u wgsigd.service --no-pager | tail -n 40
+systemctl list-timers --all --no-pager | grep wgsig
+stamp "done"
+"""
+
+
+@pytest.fixture(scope="module")
+def story(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
+    payload = tmp_path_factory.mktemp("deb-vm")
+    build_deb(payload)
+    write_payload(payload, "exec sh /srv/payload/story.sh")
+    (payload / "story.sh").write_text(STORY.replace("__VERSION__", VERSION))
+    start = time.monotonic()
+    rc, out = run_in_qemu(payload, timeout=480)
+    print(f"\n[package story VM run: {time.monotonic() - start:.1f} s]")
+    assert rc == 0, out
+    return GuestRun(out)
+
+
+def test_package_installs_in_vm(story: GuestRun) -> None:
+    story.check("install", "lab_a_reaches_server", "genkey", "enable_server", "no_endpoints", "enable_peers")
+
+
+def test_tunnel_comes_up_by_itself_through_two_nats(story: GuestRun) -> None:
+    story.check("tunnel_up", "ping_back", "endpoint_is_nat_b", "endpoint_is_nat_a")
+
+
+def test_timers_keep_running(story: GuestRun) -> None:
+    story.check("timers_active", "runs_logged", "status_a")
