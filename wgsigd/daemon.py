@@ -25,6 +25,8 @@ from wgsigd.store import StateStore
 log = logging.getLogger("wgsigd")
 
 RECV_SIZE = 2048
+CHORE_EVERY = 256  # datagrams handled between two looks at the clock-driven chores under load
+STATUS_INTERVAL = 5.0  # seconds between status updates to the service manager
 
 
 @dataclass
@@ -38,6 +40,17 @@ class Hooks:
     watchdog: Callable[[], None] = lambda: None
     watchdog_interval: float | None = None
     extra: dict[str, object] = field(default_factory=dict)
+
+
+class _Chores:
+    """When the daemon's clock-driven work is next due (monotonic seconds)."""
+
+    def __init__(self, now: float, save_interval: float, watchdog_interval: float | None) -> None:
+        self.save_interval = save_interval
+        self.watchdog_interval = watchdog_interval or None
+        self.next_save = now + save_interval
+        self.next_status = now + STATUS_INTERVAL
+        self.next_watchdog = now if self.watchdog_interval else float("inf")
 
 
 class Daemon:
@@ -115,52 +128,63 @@ class Daemon:
             self._stop = True
 
     def _loop(self, wake: socket.socket) -> None:
-        sock, server, events = self.sock, self.server, self.events
-        recvfrom, sendto = sock.recvfrom, sock.sendto
-        interval = self.config.save_interval
         idle_exit = self.config.idle_exit
-        next_save = time.monotonic() + interval
-        next_status = time.monotonic() + 5.0
+        chores = _Chores(time.monotonic(), self.config.save_interval, self.hooks.watchdog_interval)
         last_datagram = time.monotonic()
         while not self._stop:
+            handled = self._answer_queued(CHORE_EVERY)
+            now = time.monotonic()
+            if handled:
+                last_datagram = now
+            timeout = self._chores(chores, now)  # also under full load: saves, status, watchdog
+            if handled == CHORE_EVERY:
+                continue  # more may be queued
+            if idle_exit is not None:
+                if now - last_datagram >= idle_exit:
+                    log.info("no datagram for %g s: exiting (the socket unit keeps the port)", idle_exit)
+                    return
+                timeout = min(timeout, last_datagram + idle_exit - now)
+            ready = select.select([self.sock, wake], [], [], max(0.0, timeout))[0]
+            if wake in ready:
+                _drain(wake)
+
+    def _answer_queued(self, limit: int) -> int:
+        """Answer queued datagrams until the socket is empty or ``limit`` were read; returns how many were."""
+        # The per-datagram path: bound methods in locals, one clock read per datagram.
+        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
+        receive, events, wall_clock = self.server.receive_datagram, self.events, time.time
+        for count in range(limit):
             try:
                 data, source = recvfrom(RECV_SIZE)
             except BlockingIOError:
-                now = time.monotonic()
-                if self._reload:
-                    self._do_reload()
-                if server.dirty and now >= next_save:
-                    self._save_async()
-                    next_save = now + interval
-                if now >= next_status:
-                    self.hooks.status(self.status_line())
-                    next_status = now + 5.0
-                if idle_exit is not None and now - last_datagram >= idle_exit:
-                    log.info("no datagram for %g s: exiting (the socket unit keeps the port)", idle_exit)
-                    return
-                timeout = max(0.0, min(next_save - now if server.dirty else interval, next_status - now))
-                if idle_exit is not None:
-                    timeout = min(timeout, max(0.0, last_datagram + idle_exit - now))
-                if self.hooks.watchdog_interval:
-                    self.hooks.watchdog()
-                    timeout = min(timeout, self.hooks.watchdog_interval)
-                ready = select.select([sock, wake], [], [], timeout)[0]
-                if wake in ready:
-                    _drain(wake)
-                continue
+                return count
             except ConnectionRefusedError:
                 continue  # ICMP error from an earlier answer: nothing to do
-            last_datagram = time.monotonic()
-            answer, event = server.receive_datagram(data, source, time.time())
+            answer, event = receive(data, source, wall_clock())
             for datagram in answer:
                 try:
                     sendto(datagram, source)
                 except OSError as error:
                     log.debug("cannot answer %s: %s", source, error.strerror)
             events(event)
-            if server.dirty and last_datagram >= next_save:
-                self._save_async()
-                next_save = last_datagram + interval
+        return limit
+
+    def _chores(self, chores: _Chores, now: float) -> float:
+        """Reload, periodic save, status and watchdog when due; returns seconds until the next one."""
+        if self._reload:
+            self._do_reload()
+        if self.server.dirty and now >= chores.next_save:
+            self._save_async()
+            chores.next_save = now + chores.save_interval
+        if now >= chores.next_status:
+            self.hooks.status(self.status_line())
+            chores.next_status = now + STATUS_INTERVAL
+        if chores.watchdog_interval is not None and now >= chores.next_watchdog:
+            self.hooks.watchdog()
+            chores.next_watchdog = now + chores.watchdog_interval
+        due = [chores.next_status, chores.next_watchdog]
+        due.append(chores.next_save if self.server.dirty else now + chores.save_interval)
+        return min(due) - now
 
     def _do_reload(self) -> None:
         self._reload = False
