@@ -311,7 +311,7 @@ def test_journal_gets_only_upper_case_structured_fields() -> None:
     logger.setLevel(logging.DEBUG)
     try:
         events = EventLog()
-        events(Answered(group=0, peer_id=PEER_A, source=("::ffff:192.0.2.7", 51820, 0, 0), clflg=0,
+        events(Answered(group=0, peer_id=PEER_A, source=("::ffff:192.0.2.7", 51820), clflg=0,
                         change=Change.INSERTED, evicted=None, datagrams=1))
         events(Rejected(reason=Reason.BAD_MAC, source=("198.51.100.1", 4000), group=0))
     finally:
