@@ -154,7 +154,7 @@ def soak(kills: int, save_interval: float, groups: int, peers: int, rng: random.
         tmp = Path(tmpdir)
         run = Soak(tmp, groups, peers, save_interval)
         run.start()
-        totals = {"answered": 0, "missing": 0, "lost": 0, "lost_old": 0, "load_mismatch": 0, "corrupt": 0, "regressed": 0}
+        totals = dict.fromkeys(("answered", "missing", "lost", "lost_old", "load_mismatch", "corrupt", "regressed"), 0)
         oldest_lost = 0.0
         previous: dict[tuple[int, bytes], bytes] = {}
         for _ in range(kills):
