@@ -49,7 +49,7 @@ allowed_ips = ["10.0.0.8/32", "fd00::8/128"]
 def test_defaults_and_state_directory_from_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = write(tmp_path, '[interface.wg1]\nservers = "192.0.2.1:1223"\nsecret_file = "/etc/wgsig/g.key"\n')
     (wg1,) = load_config(path).interfaces
-    assert (wg1.group, wg1.encrypt, wg1.keepalive, wg1.handshake_threshold) == (0, False, 25, 135)
+    assert (wg1.group, wg1.encrypt, wg1.keepalive, wg1.handshake_threshold) == (0, False, 25, 180)
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/wgsig")
     assert state_file_for(wg1) == Path("/var/lib/wgsig/wgsigc-wg1.json")
 

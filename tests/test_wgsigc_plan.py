@@ -8,8 +8,8 @@ from wgsig.wire import Record
 from wgsigc.plan import (
     Action,
     InterfaceState,
-    Pending,
     PeerState,
+    Pending,
     Registration,
     Settings,
     nat_diagnosis,

@@ -21,9 +21,9 @@ from wgsig.keys import parse_public_key
 DEFAULT_SERVER_PORT = 1223
 DEFAULT_STATE_DIRECTORY = "/var/lib/wgsig"
 DEFAULT_KEEPALIVE = 25
-# WireGuard re-handshakes every 120 s on a live session (plus up to 15 s of retries):
-# a handshake younger than this means the peer is talking to us.
-DEFAULT_HANDSHAKE_THRESHOLD = 135
+# After 180 s (REJECT_AFTER_TIME) without a handshake WireGuard has no valid session left:
+# a handshake younger than this means the peer may still be talking to us.
+DEFAULT_HANDSHAKE_THRESHOLD = 180
 # A handshake takes well under a second; after this long with an endpoint set and no
 # handshake, something on the path (usually a NAT) is in the way.
 DEFAULT_HANDSHAKE_TIMEOUT = 15

@@ -109,7 +109,10 @@ def run_kernel_mode(config_path: str, interface: str | None, dry_run: bool) -> i
     return code
 
 
-def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Run:
+def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None = None,
+                     err: TextIO | None = None) -> Run:
+    out = out or sys.stdout
+    err = err or sys.stderr
     run = Run(config, dry_run)
     path = state_file_for(config)
     previous = runrecord.pending_from(runrecord.load(path))

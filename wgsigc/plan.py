@@ -47,7 +47,7 @@ class InterfaceState:
 @dataclass(frozen=True)
 class Settings:
     keepalive: int = 25
-    handshake_threshold: float = 135
+    handshake_threshold: float = 180
     handshake_timeout: float = 15
     max_age: float | None = 600
     extra_peers: Mapping[bytes, tuple[str, ...]] = field(default_factory=dict)

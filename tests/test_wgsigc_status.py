@@ -1,0 +1,108 @@
+"""Unit tests of the run record (real files in tmp_path) and of the status view (a hand-made
+InterfaceState stands in for the live kernel read), plus kernel mode's handling of a bad
+configuration and of a missing interface through the real command line."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from wgsig.keys import key_text
+from wgsig.label import encode_label
+from wgsig.wire import Record
+from wgsigc import runrecord
+from wgsigc.cli import main
+from wgsigc.plan import InterfaceState, PeerState, Pending, Settings, plan
+from wgsigc.status import format_view, status_view
+
+NOW = 1_700_000_000
+OWN = bytes([1]) * 32
+PEER = bytes([2]) * 32
+
+
+def a_plan() -> runrecord.Plan:
+    peer = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
+    records = {
+        OWN: Record(OWN, "198.51.100.1", 51820, encode_label(NOW - 1, 0)),
+        PEER: Record(PEER, "203.0.113.5", 4000, encode_label(NOW - 30, 0)),
+    }
+    return plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: peer}), records, Settings(), NOW)
+
+
+def test_record_round_trip_keeps_pending(tmp_path: Path) -> None:
+    record = runrecord.build_record("wg0", NOW, 0, [], a_plan(), [{"server": "s:1223"}], applied=True)
+    path = tmp_path / "sub" / "wgsigc-wg0.json"
+    runrecord.save(path, record)
+    loaded = runrecord.load(path)
+    assert loaded == json.loads(json.dumps(record))
+    assert runrecord.pending_from(loaded) == {PEER: Pending(("203.0.113.5", 4000), NOW)}
+    assert [p.name for p in path.parent.iterdir()] == ["wgsigc-wg0.json"]  # no temporary left
+
+
+def test_failed_run_carries_pending_over() -> None:
+    pending = {PEER: Pending(("203.0.113.5", 4000), NOW - 50)}
+    record = runrecord.build_record("wg0", NOW, 2, ["no answer"], None, [], False, pending)
+    assert runrecord.pending_from(record) == pending
+
+
+def test_unreadable_record_is_a_fresh_start(tmp_path: Path) -> None:
+    (tmp_path / "bad.json").write_text("{not json")
+    assert runrecord.load(tmp_path / "bad.json") is None
+    assert runrecord.load(tmp_path / "missing.json") is None
+
+
+def test_status_view_combines_record_and_live_kernel() -> None:
+    record = runrecord.build_record("wg0", NOW, 0, [], a_plan(), [], applied=True)
+    live = InterfaceState("wg0", OWN, 51820, 0, True, {
+        PEER: PeerState(PEER, ("203.0.113.5", 4000), ("10.0.0.2/32",), 25, NOW + 5),
+    })
+    view = status_view("wg0", record, live, None, NOW + 10)
+    (peer,) = view["peers"]
+    assert peer["public_key"] == key_text(PEER)
+    assert peer["server_endpoint"] == "203.0.113.5:4000"
+    assert peer["kernel_endpoint"] == "203.0.113.5:4000"
+    assert peer["record_age"] == 40
+    assert peer["handshake_age"] == 5
+    assert peer["last_action"] == "set endpoint"
+    assert view["last_run"]["own_endpoint"] == "198.51.100.1:51820"
+    text = format_view(view)
+    assert "server endpoint: 203.0.113.5:4000 (record 40 s old)" in text
+    assert "latest handshake: 5 s ago" in text
+    assert "last run: set endpoint" in text
+
+
+def test_status_without_kernel_access_says_so() -> None:
+    view = status_view("wg0", None, None, "reading interface wg0: needs CAP_NET_ADMIN", NOW)
+    text = format_view(view)
+    assert "kernel state not read: reading interface wg0: needs CAP_NET_ADMIN" in text
+    assert "last run: none recorded" in text
+
+
+def test_bad_config_is_exit_6_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text("[interface.wg0]\n")
+    assert main(["--config", str(path)]) == 6
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "servers must be a list" in err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="netlink reads need CAP_NET_ADMIN")
+def test_missing_interface_is_exit_4_and_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("pyroute2")
+    secret = tmp_path / "s"
+    secret.write_bytes(bytes(32))
+    secret.chmod(0o600)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'state_directory = "{tmp_path}"\n[interface.wgsigtest9]\nservers = ["127.0.0.1:1"]\n'
+        f'secret_file = "{secret}"\n'
+    )
+    assert main(["--config", str(path)]) == 4
+    err = capsys.readouterr().err
+    assert "wgsigc: wgsigtest9: interface wgsigtest9 does not exist" in err and err.count("\n") == 1
+    record = runrecord.load(tmp_path / "wgsigc-wgsigtest9.json")
+    assert record is not None and record["exit_code"] == 4
+    assert main(["--config", str(path), "--interface", "other"]) == 6
