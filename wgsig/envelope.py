@@ -5,7 +5,8 @@ SGROUP = GROUP XOR (NONCE bytes 8..11).  The nonce and pad come from the
 caller, which owns the random source.
 
 ``Envelope`` keeps one key's cipher set up, for the server's per-datagram
-path; ``seal`` and ``unseal`` are the one-off forms.
+path; ``seal`` and ``unseal`` are the one-off forms.  ``cryptography`` is
+imported on first use: clients of unencrypted groups never pay for it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from typing import Any
-
-from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 
 HEADER_SIZE = 16  # SGROUP + NONCE
 NONCE_SIZE = 12
@@ -77,6 +76,8 @@ def _aead_chacha20(key: bytes) -> ChaCha20:
     """Portable: RFC 8439 AEAD encryption is ChaCha20 from block counter 1
     followed by a Poly1305 tag; drop the tag.  XOR is its own inverse, so
     "encrypting" a ciphertext decrypts it."""
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
     aead = ChaCha20Poly1305(key)
 
     def chacha20(nonce: bytes, data: bytes) -> bytes:
