@@ -41,6 +41,7 @@ table ip filter {
     }
 }
 NFT
+    check nat${x}_ruleset sh -c "ip netns exec nat$x nft list chain ip nat post | grep -q masquerade"
 done
 head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret
 (cd /tmp && ip netns exec pub env PYTHONPATH=$SRC python3 -m wgsigd /tmp/secret 1223 >/tmp/wgsigd1.log 2>&1 & echo $! > /tmp/wgsigd1.pid)
@@ -102,7 +103,9 @@ wait_handshake_older_than() {  # wait until a's latest handshake is older than $
 scenario_connect() {  # scenario_connect TAG
     tag=$1
     setup_wg
-    check ${tag}_pyroute2_version sh -c "ip netns exec a env PYTHONPATH=$PYPATH python3 -c 'from wgsigc.netlink import pyroute2_version as v; print(\"pyroute2\", v())' | tee /dev/stderr | grep -q \"$2\""
+    version=$(ip netns exec a env PYTHONPATH="$PYPATH" python3 -c 'from wgsigc.netlink import pyroute2_version as v; print(v())')
+    echo "pyroute2 version in use: $version"
+    check ${tag}_pyroute2_version test "$version" = "$2"
     wgsigc a --config /tmp/a.toml; check ${tag}_first_run_a test $RC = 0
     wgsigc b --config /tmp/b.toml; check ${tag}_first_run_b test $RC = 0
     wgsigc a --config /tmp/a.toml; check ${tag}_second_run_a test $RC = 0
@@ -146,9 +149,14 @@ check mapping_restored_ping ip netns exec a ping -c1 -W3 10.99.0.2
 check mapping_allowed_ips_unchanged ips_unchanged
 
 stamp "scenario 4: masquerade fully-random"
-(cd /tmp && ip netns exec pub env PYTHONPATH=$SRC python3 -m wgsigd /tmp/secret 1224 >/tmp/wgsigd2.log 2>&1 &)
-ip netns exec nata nft flush chain ip nat post
-ip netns exec nata nft add rule ip nat post oifname wan0 masquerade fully-random
+(cd /tmp && ip netns exec pub env PYTHONPATH=$SRC python3 -m wgsigd /tmp/secret 1224 >>/tmp/wgsigd2.log 2>&1 &)
+ip netns exec nata nft delete table ip nat
+ip netns exec nata nft -f - <<'NFT'
+table ip nat {
+    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade fully-random; }
+}
+NFT
+check random_ruleset sh -c "ip netns exec nata nft list chain ip nat post | grep -q fully-random"
 ip netns exec nata conntrack -F >/dev/null 2>&1 || true
 for i in $(seq 50); do ip netns exec pub ss -Hlun | grep -q ':1224 ' && break; sleep 0.2; done
 wait_handshake_older_than 5
@@ -165,5 +173,5 @@ wgsigc b status --config /tmp/b.toml
 check random_status_shows_problem sh -c "echo \"\$0\" | grep -q 'problem: peer'" "$OUT"
 
 stamp "done: $PASSES passed, $FAILS failed"
-echo "--- wgsigd logs"; tail -n 20 /tmp/wgsigd1.log
+echo "--- wgsigd logs"; tail -n 20 /tmp/wgsigd1.log /tmp/wgsigd2.log
 [ "$FAILS" = 0 ]
