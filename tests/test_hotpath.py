@@ -105,3 +105,17 @@ def test_large_group_reencodes_one_datagram_per_change() -> None:
     assert len(after) == 100
     assert [i for i in range(100) if before[i] != after[i]] == [0]
     assert after == encode_slot_answer(table.slots, 1, SECRET)
+
+
+def test_full_table_with_holes_puts_a_new_record_in_the_lowest_free_slot() -> None:
+    """Loading into a smaller table leaves holes below its records: eviction must not fill the evicted slot."""
+    def record(n: int) -> bytes:
+        return bytes([n]) * 32 + encode_endpoint(bytes([10, 0, 0, n]), n) + encode_label(NOW, n)
+
+    table = GroupTable(3)
+    table.load([record(1), record(2), record(3), record(4), record(5)])  # keeps 3, 4, 5 in slots 2, 3, 4
+    assert [s[0] for s in table.slots] == [0, 0, 3, 4, 5]
+    inserted, evicted = table.upsert(bytes([9]) * 32, encode_endpoint(bytes([10, 0, 0, 9]), 9), encode_label(NOW, 9))
+    assert inserted and evicted == bytes([3]) * 32
+    assert [s[0] for s in table.slots] == [9, 0, 0, 4, 5]
+    assert table.answer(1, SECRET) == encode_slot_answer(table.slots, 1, SECRET)

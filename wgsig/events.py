@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from typing import NamedTuple
 
 Address = tuple[str, int]
 
@@ -34,8 +34,11 @@ class Change(enum.Enum):
     UNCHANGED = "unchanged"
 
 
-@dataclass(frozen=True, slots=True)
-class Rejected:
+# Events are named tuples: one is made for every datagram, and a tuple is the
+# cheapest immutable record with named fields (a third of a frozen dataclass).
+
+
+class Rejected(NamedTuple):
     """A datagram dropped silently.  ``peer_id`` is set only once authenticated."""
 
     reason: Reason
@@ -45,8 +48,7 @@ class Rejected:
     skew: int | None = None  # seconds the peer's clock is ahead of ours
 
 
-@dataclass(frozen=True, slots=True)
-class Answered:
+class Answered(NamedTuple):
     """An authenticated request, answered with the group's table."""
 
     group: int

@@ -78,6 +78,7 @@ class Server:
     ) -> None:
         self.window = window
         self._random_bytes = random_bytes
+        self._nonces = _RandomPool(random_bytes) if random_bytes is not None else None
         self._groups: dict[int, _Group] = {}
         self.answered = 0
         self.rejected = 0
@@ -198,12 +199,12 @@ class Server:
         clflg = clear[45] & 3  # CLFLG 2 (keep label, move endpoint) is treated as 0
         capped = False
         if clflg == 3 or (clflg == NO_ENDPOINT_UPDATE and stored is None):
-            # Stores no label, so only the replay cache stops a replay; if it is full, cap the answer.
+            # Stores no label, so it stays valid for the whole window: the protocol answers its
+            # replays too (C vector clflg3_no_update), but only the first sight gets the whole
+            # answer; replays, and requests a full cache cannot track, get at most the byte cap.
             cache = self.replay_cache
             first = None if cache is None else cache.check(clear[REQUEST_SIGNED:REQUEST_SIZE], now)
-            if first is False:
-                return self._reject(Reason.REPLAY, source, group_id, peer_id)
-            capped = first is None and self.max_answer_bytes is not None
+            capped = first is not True and self.max_answer_bytes is not None
         if self.answer_limiter is not None and not self.answer_limiter.allow(source[0], now):
             return self._reject(Reason.RATE_LIMITED, source, group_id, peer_id)
 
@@ -236,8 +237,8 @@ class Server:
         return answer, Answered(group_id, peer_id, source, clflg, change, evicted, len(answer))
 
     def _seal(self, answer: list[bytes], group_id: int, envelope: Envelope) -> list[bytes]:
-        assert self._random_bytes is not None
-        nonces = self._random_bytes(NONCE_SIZE * len(answer))  # one read of the random source per answer
+        assert self._nonces is not None
+        nonces = self._nonces.take(NONCE_SIZE * len(answer))
         return [
             envelope.seal(datagram, group_id, nonces[i : i + NONCE_SIZE])
             for i, datagram in zip(range(0, len(nonces), NONCE_SIZE), answer, strict=True)
@@ -253,6 +254,24 @@ class Server:
     ) -> tuple[list[bytes], Event]:
         self.rejected += 1
         return [], Rejected(reason, source, group, peer_id, skew)
+
+
+class _RandomPool:
+    """Bytes from a random source, read in blocks: one read serves hundreds of nonces."""
+
+    def __init__(self, random_bytes: Callable[[int], bytes], block: int = 4096) -> None:
+        self._read = random_bytes
+        self._block = block
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self, size: int) -> bytes:
+        start, end = self._offset, self._offset + size
+        if end > len(self._buffer):
+            self._buffer = self._read(max(self._block, size))
+            start, end = 0, size
+        self._offset = end
+        return self._buffer[start:end]
 
 
 def _inet_aton(ip: str) -> bytes:

@@ -67,18 +67,23 @@ class GroupTable:
         """Insert or replace a record; returns (inserted, evicted peer ID)."""
         slot_of = self._slot_of
         slot = slot_of.get(peer_id)
-        evicted = None
-        if slot is None:
-            if len(slot_of) >= self.max_records:
-                evicted = next(iter(slot_of))
-                self.remove(evicted)
-            slot_of[peer_id] = slot = self._take_slot()
-            inserted = True
-        else:
+        if slot is not None:
             slot_of.move_to_end(peer_id)
-            inserted = False
+            self._store(slot, peer_id + endpoint + label)
+            return False, None
+        evicted = None
+        if len(slot_of) >= self.max_records:
+            # Full: the least recently updated record leaves, and its slot is reused
+            # unless a lower one is free (new records take the lowest free slot).
+            evicted, slot = slot_of.popitem(last=False)
+            if self._free and self._free[0] < slot:
+                self._store(slot, EMPTY_RECORD)
+                slot = heapq.heappushpop(self._free, slot)
+        else:
+            slot = self._take_slot()
+        slot_of[peer_id] = slot
         self._store(slot, peer_id + endpoint + label)
-        return inserted, evicted
+        return True, evicted
 
     def refresh(self, peer_id: bytes, label: bytes) -> bool:
         """Update only the label of an existing record (CLFLG 1)."""
