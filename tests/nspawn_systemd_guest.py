@@ -334,13 +334,19 @@ def timer_runs_wgsigc() -> None:
     )
     run("systemctl", "daemon-reload")
     start = run("systemctl", "restart", "wgsigc.timer")  # enabled earlier; its condition now holds
-    ran = wait_for(lambda: prop("wgsigc.service", "ExecMainExitTimestampMonotonic") not in ("", "0"), timeout=30)
+    # Finished: both ExecStart= commands ran (ExecMain* is set when the first one exits).
+    ran = wait_for(lambda: prop("wgsigc.service", "ExecMainExitTimestampMonotonic") not in ("", "0")
+                   and prop("wgsigc.service", "ActiveState") in ("inactive", "failed"), timeout=90)
     result = prop("wgsigc.service", "Result")
     logs = out("journalctl", "--no-pager", "-u", "wgsigc.service")
     check("timer_runs_wgsigc", start.returncode == 0 and bool(ran) and result == "success"
           and "[Interface]" in logs, f"result={result} {logs[-600:]}")
-    registered = wait_for(lambda: {e.get("PEER_KEY"): e.get("ENDPOINT")
-                                   for e in journal("-u", "wgsigd.service", f"MESSAGE_ID={MESSAGE_ID_REGISTERED}")})
+    def registrations() -> dict[str, str]:
+        return {e.get("PEER_KEY", ""): e.get("ENDPOINT", "")
+                for e in journal("-u", "wgsigd.service", f"MESSAGE_ID={MESSAGE_ID_REGISTERED}")}
+
+    wait_for(lambda: {b64(peer(0xC1)), b64(peer(0xD1))} <= set(registrations()))
+    registered = registrations()
     check("timer_run_registered_peer", registered.get(b64(peer(0xC1))) == "127.0.0.1:40020", str(registered))
     check("wgsigc_sandbox_allows_raw_socket_and_netlink",
           "PROBE OK" in logs and registered.get(b64(peer(0xD1))) == "127.0.0.1:51820", logs[-600:])
