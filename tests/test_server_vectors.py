@@ -12,17 +12,25 @@ import pytest
 
 from tests import vectors
 from wgsig.envelope import HEADER_SIZE, envelope_key, unseal
+from wgsig.ratelimit import ReplayCache
 from wgsig.server import GroupConfig, Server
 from wgsig.wire import RESPONSE_SIZE, decode_response
+from wgsigd.config import DaemonConfig
 
 SECRET = vectors.secret()
 NOW = float(vectors.fake_time())
 C_CAPACITY = 10  # the C server keeps ten records
 
 
-def make_server(encrypt: bool, group_ids: tuple[int, ...] = (0,)) -> Server:
+def make_server(encrypt: bool, group_ids: tuple[int, ...] = (0,), limits: bool = False) -> Server:
     groups = [GroupConfig(g, (SECRET,), encrypt=encrypt, max_records=C_CAPACITY) for g in group_ids]
-    return Server(groups, random_bytes=os.urandom)
+    server = Server(groups, random_bytes=os.urandom)
+    if limits:  # the anti-amplification limits wgsigd applies by default
+        defaults = DaemonConfig()
+        server.answer_limiter = defaults.answer_limiter()
+        server.max_answer_bytes = defaults.max_answer_bytes
+        server.replay_cache = ReplayCache(defaults.window)
+    return server
 
 
 def clear_answer(datagrams: list[bytes], encrypt: bool) -> list[bytes]:
@@ -44,10 +52,11 @@ MATCH = [s for s in vectors.server_scenarios() if s["verdict"].startswith("match
 DEVIATE = {vectors.scenario_id(s): s for s in vectors.server_scenarios() if s["verdict"].startswith("DEVIATE")}
 
 
+@pytest.mark.parametrize("limits", [False, True], ids=["core", "daemon-defaults"])
 @pytest.mark.parametrize("scenario", MATCH, ids=vectors.scenario_id)
-def test_match_scenarios_byte_for_byte(scenario: dict[str, Any]) -> None:
+def test_match_scenarios_byte_for_byte(scenario: dict[str, Any], limits: bool) -> None:
     encrypt = scenario["variant"] == "enc"
-    server = make_server(encrypt)
+    server = make_server(encrypt, limits=limits)
     for step in scenario["steps"]:
         answer = send(server, step)
         if step["response_wire_hex"] is None:

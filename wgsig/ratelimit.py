@@ -8,13 +8,14 @@ valid for the whole time window: a spoofed replay of one of them is the
 amplification vector.  Three defences:
 
 - ``ReplayCache``: the HMAC tags of such requests, kept while their label is
-  inside the window, so each of them too is answered once.  Its size is
-  bounded; when it is full (only holders of the secret can fill it) a request
-  it cannot record is still answered, under the byte cap below.
-- ``max_answer_bytes``: an answer to a request that changed nothing is cut to
-  the first datagrams that fit (a C client reads only the first one anyway);
-  an answer to a request that changed the table is sent whole, since a
-  legitimate peer of a large group needs all of it and it cannot be replayed.
+  inside the window.  The first sight of one gets the whole answer (a
+  legitimate peer fetching a large table with CLFLG 3); a replay is still
+  answered, as the protocol allows and the C server does, but only with what
+  fits in ``max_answer_bytes``.  When the cache is full (only holders of the
+  secret can fill it) every such request is treated as a replay.
+- ``max_answer_bytes``: the byte cap for those answers.  The default, one
+  datagram, is all a C client reads anyway and bounds a replay's
+  amplification to 540/82 (6.6; 556/98 encrypted).
 - ``AnswerLimiter``: at most ``rate`` answers a second, ``burst`` at once, per
   source IP address, whatever the request.  This bounds what a spoofed victim
   receives, even from a group member who holds the secret.
@@ -31,9 +32,8 @@ from collections import OrderedDict
 DEFAULT_ANSWER_RATE = 10.0  # answers per second per source address
 DEFAULT_ANSWER_BURST = 40  # answers at once per source address (peers behind one NAT, retries)
 DEFAULT_MAX_SOURCES = 65536
-# Ten datagrams of ten records (540 bytes plain, 556 encrypted): peeks at
-# groups of up to 100 peers are answered whole.
-DEFAULT_MAX_ANSWER_BYTES = 5600
+# One datagram (540 bytes plain, 556 encrypted) for a replayed request.
+DEFAULT_MAX_ANSWER_BYTES = 600
 DEFAULT_REPLAY_ENTRIES = 65536
 MIN_ANSWER_BYTES = 600  # one datagram, plain or encrypted, always fits
 
