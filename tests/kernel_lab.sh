@@ -113,7 +113,10 @@ scenario_connect() {  # scenario_connect TAG
     check ${tag}_ping ip netns exec a ping -c1 -W3 10.99.0.2
     check ${tag}_allowed_ips_unchanged ips_unchanged
     ip netns exec a wg show wg0
-    wgsigc a --config /tmp/a.toml
+    # handshake_threshold is 5 s in these configs (to test recovery quickly); slow emulation
+    # can take longer than that between handshake and this run, so check with 120 s
+    sed 's/^handshake_threshold = 5$/handshake_threshold = 120/' /tmp/a.toml > /tmp/a120.toml
+    wgsigc a --config /tmp/a120.toml
     check ${tag}_healthy_left_alone sh -c "test $RC = 0 && echo \"\$0\" | grep -q '0 peers updated, 1 healthy'" "$OUT"
 }
 
@@ -142,7 +145,7 @@ ip netns exec nata conntrack -F >/dev/null 2>&1 || true
 wait_handshake_older_than 5
 check mapping_change_breaks_tunnel sh -c '! ip netns exec a ping -c1 -W2 10.99.0.2'
 wgsigc a --config /tmp/a.toml; check mapping_run_a test $RC = 0
-check one_server_down_warns sh -c "echo \"\$0\" | grep -q 'warning: no answer from 192.0.2.1:1224'" "$OUT"
+check one_server_down_warns sh -c "echo \"\$0\" | grep -q 'warning: .*192.0.2.1:1224'" "$OUT"
 wgsigc b --config /tmp/b.toml; check mapping_run_b test $RC = 0
 check mapping_b_follows sh -c "echo \"\$0\" | grep -q -- '-> 192.0.2.21:51820'" "$OUT"
 check mapping_restored_ping ip netns exec a ping -c1 -W3 10.99.0.2

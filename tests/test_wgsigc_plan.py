@@ -138,3 +138,12 @@ def test_nat_diagnosis_names_symmetric_nat_only_when_ports_differ() -> None:
     differ = [Registration("s1:1223", ("198.51.100.1", 3000)), Registration("s2:1223", ("198.51.100.1", 4000))]
     text = nat_diagnosis(differ, 51820)
     assert text is not None and "symmetric NAT" in text and "s1:1223 saw 198.51.100.1:3000" in text
+
+
+def test_handshake_in_the_same_second_as_since_counts_as_after() -> None:
+    """Kernel handshake times are whole seconds, "since" is not: no false alarm."""
+    settings = Settings(handshake_timeout=3, handshake_threshold=1)
+    before = {PEER: Pending(("203.0.113.5", 2), NOW + 0.7)}
+    peer = PeerState(PEER, ("203.0.113.5", 2), (), 25, NOW)
+    (d,) = plan(state(peer), records(record(PEER, "203.0.113.5", 2)), settings, NOW + 10, before).decisions
+    assert d.problem is None

@@ -206,7 +206,9 @@ def _known_peer(
     )
     # Since when has the peer been pointed at this endpoint without a handshake?
     before = pending.get(key)
-    since = before.since if before is not None and before.endpoint == endpoint and handshake < before.since else now
+    # Handshake times are whole seconds: one in the same second as "since" counts as after it.
+    kept = before is not None and before.endpoint == endpoint and handshake < int(before.since)
+    since = before.since if before is not None and kept else now
     problem = None
     if own_endpoint is not None and own_endpoint[0] == endpoint[0]:
         problem = (
