@@ -224,7 +224,7 @@ def report(scenario: Scenario, runs: list[dict[str, float]]) -> dict[str, float]
 def print_row(name: str, f: dict[str, float]) -> None:
     print(
         f"{name:16} {f['answers_per_s']:>10,.0f} {f['capacity_per_s']:>10,.0f} {f['cpu_us_per_request']:>9.2f}"
-        f" {f['cpu_us_per_datagram']:>9.2f} {f['cpu_share']:>6.0%} {f['rss_mb']:>7.1f}"
+        f" {f['cpu_us_per_datagram']:>9.2f} {f['cpu_share']:>6.0%} {f['rss_mb']:>7.1f} {f['peak_rss_mb']:>7.1f}"
         f" {f['longest_gap_ms']:>8.1f} {f['max_longest_gap_ms']:>8.1f}",
         flush=True,
     )
@@ -232,7 +232,7 @@ def print_row(name: str, f: dict[str, float]) -> None:
 
 HEADER = (
     f"{'scenario':16} {'answers/s':>10} {'capacity':>10} {'cpu us/req':>9} {'us/dgram':>9} {'cpu':>6}"
-    f" {'RSS MB':>7} {'gap ms':>8} {'max gap':>8}"
+    f" {'RSS MB':>7} {'peak MB':>7} {'gap ms':>8} {'max gap':>8}"
 )
 
 

@@ -132,7 +132,8 @@ class Server:
             if group.config.encrypt:
                 return self._reject(Reason.ENCRYPTION, source, group_id)
             clear = data
-            secret, envelope = self._plain_secret(group, data), None
+            secret, signer = self._plain_secret(group, data)
+            envelope = None
         elif size >= _ENCRYPTED_REQUEST_SIZE:
             group_id = scrambled_group(data)
             group = self._groups.get(group_id)
@@ -140,39 +141,40 @@ class Server:
                 return self._reject(Reason.UNKNOWN_GROUP, source)
             if not group.config.encrypt:
                 return self._reject(Reason.ENCRYPTION, source, group_id)
-            clear, secret, envelope = self._open(group, data)
+            clear, secret, signer, envelope = self._open(group, data)
             if secret is not None and int.from_bytes(clear[46:50], "big") != group_id:
                 return self._reject(Reason.GROUP_MISMATCH, source, group_id)
         else:
             return self._reject(Reason.SIZE, source)
-        if secret is None:
+        if secret is None or signer is None:
             return self._reject(Reason.BAD_MAC, source, group_id)
-        return self._accept(group, group_id, secret, envelope, clear, source, now)
+        return self._accept(group, group_id, secret, signer, envelope, clear, source, now)
 
     @staticmethod
-    def _plain_secret(group: _Group, clear: bytes) -> bytes | None:
-        """The group secret that authenticates ``clear``, if any."""
+    def _plain_secret(group: _Group, clear: bytes) -> tuple[bytes | None, Signer | None]:
+        """The group secret that authenticates ``clear``, if any, and its Signer."""
         signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:REQUEST_SIZE]
         for secret, signer in zip(group.config.secrets, group.signers, strict=True):
             if signer.verify(signed, tag):
-                return secret
-        return None
+                return secret, signer
+        return None, None
 
     @staticmethod
-    def _open(group: _Group, data: bytes) -> tuple[bytes, bytes | None, Envelope | None]:
+    def _open(group: _Group, data: bytes) -> tuple[bytes, bytes | None, Signer | None, Envelope | None]:
         """Decrypt with each secret's key until one authenticates the payload."""
         clear = b""
         for secret, signer, envelope in zip(group.config.secrets, group.signers, group.envelopes, strict=True):
             clear = envelope.unseal(data, REQUEST_SIZE)
             if signer.verify(clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:]):
-                return clear, secret, envelope
-        return clear, None, None
+                return clear, secret, signer, envelope
+        return clear, None, None, None
 
     def _accept(
         self,
         group: _Group,
         group_id: int,
         secret: bytes,
+        signer: Signer,
         envelope: Envelope | None,
         clear: bytes,
         source: Address,
@@ -227,7 +229,7 @@ class Server:
         else:
             change = Change.UNCHANGED
 
-        answer = table.answer(group_id, secret)
+        answer = table.answer(group_id, secret, signer)
         if capped and len(answer) > 1:
             size = len(answer[0]) + (HEADER_SIZE if config.encrypt else 0)
             answer = answer[: capped_datagrams(len(answer), size, self.max_answer_bytes)]  # type: ignore[arg-type]

@@ -30,9 +30,9 @@ class _Answer:
 
     __slots__ = ("datagrams", "group", "signer", "stale", "tail")
 
-    def __init__(self, group: int, secret: bytes, count: int) -> None:
+    def __init__(self, group: int, signer: Signer, count: int) -> None:
         self.group = group
-        self.signer = Signer(secret)
+        self.signer = signer
         self.tail = response_tail(count - 1, group)  # SVEXT, N_OTHER, GROUP: the same in every datagram
         self.datagrams = [b""] * count
         self.stale = set(range(count))
@@ -110,14 +110,17 @@ class GroupTable:
             self.remove(next(iter(self._slot_of)))
         return removed
 
-    def answer(self, group: int, secret: bytes) -> list[bytes]:
+    def answer(self, group: int, secret: bytes, signer: Signer | None = None) -> list[bytes]:
         """The cleartext answer datagrams, re-encoding only stale ones.
 
-        The list is the cache itself: callers must not change it.
+        ``signer``, if given, is the caller's Signer for ``secret`` (saves
+        memory with many groups).  The list is the cache itself: callers must
+        not change it.
         """
         answer = self._answers.get(secret)
         if answer is None or answer.group != group:
-            answer = self._answers[secret] = _Answer(group, secret, self._datagram_count())
+            signer = signer or Signer(secret)
+            answer = self._answers[secret] = _Answer(group, signer, self._datagram_count())
         if answer.stale:
             slots, datagrams, sign, tail = self.slots, answer.datagrams, answer.signer.digest, answer.tail
             for index in answer.stale:

@@ -7,6 +7,7 @@ empty; signals wake the select through a wakeup socket.  Saving is periodic
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import select
@@ -128,6 +129,10 @@ class Daemon:
             self._stop = True
 
     def _loop(self, wake: socket.socket) -> None:
+        # What exists now (configuration, loaded records) lives as long as the server: exempt it
+        # from the collector's full passes, which otherwise stall answers for tens of milliseconds
+        # with 100,000 records.
+        gc.freeze()
         idle_exit = self.config.idle_exit
         chores = _Chores(time.monotonic(), self.config.save_interval, self.hooks.watchdog_interval)
         last_datagram = time.monotonic()

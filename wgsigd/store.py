@@ -27,7 +27,7 @@ class StateStore:
         self.directory = directory
         self.path = directory / STATE_FILE
         self._writer: threading.Thread | None = None
-        self._pending: bytes | None = None
+        self._pending: dict[int, list[bytes]] | None = None
         self._lock = threading.Lock()
         self.saves = 0
 
@@ -49,10 +49,13 @@ class StateStore:
             return {}
 
     def save_async(self, tables: dict[int, list[bytes]]) -> None:
-        """Queue a snapshot for writing; a newer snapshot replaces an unwritten one."""
-        data = encode_state(tables)
+        """Queue a snapshot for writing; a newer snapshot replaces an unwritten one.
+
+        ``tables`` must not change afterwards: it is encoded on the writer
+        thread, off the answering path.
+        """
         with self._lock:
-            self._pending = data
+            self._pending = tables
             if self._writer is None:
                 self._writer = threading.Thread(target=self._drain, name="wgsigd-save", daemon=True)
                 self._writer.start()
@@ -71,12 +74,12 @@ class StateStore:
     def _drain(self) -> None:
         while True:
             with self._lock:
-                data, self._pending = self._pending, None
-                if data is None:
+                tables, self._pending = self._pending, None
+                if tables is None:
                     self._writer = None
                     return
             try:
-                self._write(data)
+                self._write(encode_state(tables))
             except OSError as error:
                 log.error("cannot save records to %s: %s", self.path, error.strerror)
 
