@@ -44,8 +44,8 @@ NFT
     check nat${x}_ruleset sh -c "ip netns exec nat$x nft list chain ip nat post | grep -q masquerade"
 done
 head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret
-(cd /tmp && ip netns exec pub env PYTHONPATH=$SRC python3 -m wgsigd /tmp/secret 1223 >/tmp/wgsigd1.log 2>&1 & echo $! > /tmp/wgsigd1.pid)
-(cd /tmp && ip netns exec pub env PYTHONPATH=$SRC python3 -m wgsigd /tmp/secret 1224 >/tmp/wgsigd2.log 2>&1 & echo $! > /tmp/wgsigd2.pid)
+(cd /tmp && ip netns exec pub env PYTHONPATH=$SRC python3 -m wgsigd /tmp/secret 1223 >/tmp/wgsigd1.log 2>&1 &)
+(cd /tmp && ip netns exec pub env PYTHONPATH=$SRC python3 -m wgsigd /tmp/secret 1224 >/tmp/wgsigd2.log 2>&1 &)
 wg genkey > /tmp/a.key; wg pubkey < /tmp/a.key > /tmp/a.pub
 wg genkey > /tmp/b.key; wg pubkey < /tmp/b.key > /tmp/b.pub
 wg genkey | wg pubkey > /tmp/c.pub  # a third peer of a's that never registers
@@ -139,7 +139,10 @@ PYPATH=$SRC:$NEW
 scenario_connect p095 "(0, 9, 5)"
 
 stamp "scenario 3: one server down, NAT A's public address changes"
-kill "$(cat /tmp/wgsigd2.pid)"
+pid2=$(ip netns exec pub ss -Hlunp 'sport = :1224' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)
+kill "$pid2"
+for i in $(seq 50); do ip netns exec pub ss -Hlun | grep -q ':1224 ' || break; sleep 0.2; done
+check server2_stopped sh -c "! ip netns exec pub ss -Hlun | grep -q ':1224 '"
 ip -n nata addr del 192.0.2.11/24 dev wan0; ip -n nata addr add 192.0.2.21/24 dev wan0
 ip netns exec nata conntrack -F >/dev/null 2>&1 || true
 wait_handshake_older_than 5

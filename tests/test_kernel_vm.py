@@ -115,7 +115,7 @@ def test_nat_address_change_is_restored_by_next_run(lab: str) -> None:
 
 
 def test_one_server_down_changes_nothing(lab: str) -> None:
-    _passed(lab, "one_server_down_warns", "mapping_run_a")
+    _passed(lab, "server2_stopped", "one_server_down_warns", "mapping_run_a")
 
 
 def test_fully_random_nat_is_diagnosed(lab: str) -> None:

@@ -220,7 +220,7 @@ def _known_peer(
         problem = (
             f"peer {_short(key)}: no handshake since its endpoint was set to {_ep(endpoint)} {int(now - since)} s"
             " ago; likely causes: a NAT on either side maps each destination to a new port (symmetric NAT,"
-            " e.g. 'masquerade random'), a firewall drops UDP, or wgsigc is not running on that peer"
+            " e.g. 'masquerade fully-random'), a firewall drops UDP, or wgsigc is not running on that peer"
         )
     if peer.endpoint == endpoint:
         action, detail = Action.HANDSHAKE, f"endpoint {_ep(endpoint)} already set, no recent handshake"
@@ -249,6 +249,6 @@ def nat_diagnosis(registrations: Iterable[Registration], listen_port: int) -> st
     where = ", ".join(f"{r.server} saw {_ep(r.endpoint)}" for r in registrations)
     return (
         f"this host's NAT maps WireGuard's port {listen_port} to a different public endpoint per destination"
-        f" ({where}): a symmetric NAT (e.g. 'masquerade random'); hole punching cannot work through it,"
+        f" ({where}): a symmetric NAT (e.g. 'masquerade fully-random'); hole punching cannot work through it,"
         " forward a UDP port to WireGuard or use a host with a stable mapping"
     )
