@@ -75,19 +75,20 @@ static void usage(void) {
     fprintf(stderr,
             "usage: loadgen --port PORT --secret-hex HEX [--groups N] [--group-base ID] [--encrypt]\n"
             "               [--duration S] [--warmup S] [--sockets N] [--window N] [--max-rate R]\n"
-            "               [--clflg N] [--host 127.0.0.1]\n");
+            "               [--clflg N] [--host 127.0.0.1] [--sleep (wait in epoll instead of polling)]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
     const char *host = "127.0.0.1", *secret_hex = NULL;
-    int port = 0, groups = 1, encrypt = 0, nsock = 32, window = 4, clflg = 0;
+    int port = 0, groups = 1, encrypt = 0, nsock = 32, window = 4, clflg = 0, busy_poll = 1;
     uint32_t group_base = 0;
     double duration = 5.0, warmup = 1.0, max_rate = 250000.0;
     static struct option opts[] = {
         {"host", 1, 0, 'h'}, {"port", 1, 0, 'p'}, {"secret-hex", 1, 0, 's'}, {"groups", 1, 0, 'g'},
         {"group-base", 1, 0, 'b'}, {"encrypt", 0, 0, 'e'}, {"duration", 1, 0, 'd'}, {"warmup", 1, 0, 'w'},
         {"sockets", 1, 0, 'n'}, {"window", 1, 0, 'W'}, {"max-rate", 1, 0, 'r'}, {"clflg", 1, 0, 'c'},
+        {"sleep", 0, 0, 'S'},
         {0, 0, 0, 0}};
     int c;
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
@@ -104,6 +105,7 @@ int main(int argc, char **argv) {
         case 'W': window = atoi(optarg); break;
         case 'r': max_rate = atof(optarg); break;
         case 'c': clflg = atoi(optarg); break;
+        case 'S': busy_poll = 0; break;
         default: usage();
         }
     }
@@ -222,7 +224,9 @@ int main(int argc, char **argv) {
             }
         }
         if (exhausted) { end = t; break; }
-        int nev = epoll_wait(ep, evs, nsock, 1);
+        /* Busy-poll (timeout 0): a sleeping load generator would make each answer's sendto pay for
+         * waking it up on the other CPU (an inter-processor interrupt, costly in a VM). */
+        int nev = epoll_wait(ep, evs, nsock, busy_poll ? 0 : 1);
         for (int e = 0; e < nev; e++) {
             struct sock_state *ss = &socks[evs[e].data.u32];
             for (;;) {
