@@ -51,6 +51,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/wgsig-deb.XXXXXX")
 trap 'rm -rf "$WORK"' EXIT
 mkdir "$WORK/wgsig"
 if git -C "$SRC" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+    # Tracked files deleted in the work tree are left out.
+    # shellcheck disable=SC2016  # $f expands in the inner shell
     (cd "$SRC" && git ls-files -z --cached --others --exclude-standard |
         xargs -0 -r sh -c 'for f; do [ -e "$f" ] && printf "%s\0" "$f"; done' sh |
         tar --null -T - -cf -) | tar -xf - -C "$WORK/wgsig"

@@ -3,9 +3,10 @@
 The real .deb is installed with apt; the server is the shipped wgsigd.socket/wgsigd.service
 in the VM's root namespace (on the lab's public bridge), configured with the shipped example
 and ``wgsigd genkey``. Two peers live in network namespaces behind two masquerading NATs that
-drop unsolicited inbound traffic (tests/test_kernel_vm.py's lab). Each has a kernel WireGuard
-interface with keys and allowed IPs but no endpoint, and a wgsigc timer enabled; nobody runs
-wgsigc by hand. The test waits until the tunnel comes up by itself (ping through it).
+drop unsolicited inbound traffic, forwarded or addressed to the NAT itself (the lab of
+tests/test_kernel_vm.py). Each has a kernel WireGuard interface with keys and allowed IPs but
+no endpoint, and a wgsigc timer enabled; nobody runs wgsigc by hand. The test waits until
+the tunnel comes up by itself (ping through it).
 
 What differs from the shipped units, and why:
 * peer A uses the shipped wgsigc.timer and wgsigc.service with one drop-in,
@@ -55,13 +56,20 @@ table ip nat {
     chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
 }
 table ip filter {
-    chain fwd { type filter hook forward priority filter; policy accept;
+    chain inbound { type filter hook forward priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" drop
+    }
+    # Also for the NAT itself: a rejected punch packet would leave a conntrack entry that
+    # clashes with the peer's own mapping, and masquerade would pick another port.
+    chain to_nat { type filter hook input priority filter; policy accept;
         iifname "wan0" ct state established,related accept
         iifname "wan0" drop
     }
 }
 NFT
 done
+check nat_rules sh -c 'ip netns exec nata nft list chain ip nat post | grep -q masquerade'
 check lab_a_reaches_server ip netns exec a ping -c1 -W5 192.0.2.1
 
 stamp "server (README Install: server)"
@@ -138,7 +146,8 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
 
 
 def test_package_installs_in_vm(story: GuestRun) -> None:
-    story.check("install", "lab_a_reaches_server", "genkey", "enable_server", "no_endpoints", "enable_peers")
+    story.check("install", "nat_rules", "lab_a_reaches_server", "genkey", "enable_server")
+    story.check("no_endpoints", "enable_peers")
 
 
 def test_tunnel_comes_up_by_itself_through_two_nats(story: GuestRun) -> None:
