@@ -10,7 +10,6 @@ size of its group.
 from __future__ import annotations
 
 import heapq
-from collections import OrderedDict
 from collections.abc import Iterator
 
 from wgsig.label import label_seconds
@@ -41,11 +40,15 @@ class _Answer:
 class GroupTable:
     """Records of one group, in slots; at most ``max_records`` of them."""
 
+    __slots__ = ("_answers", "_free", "_slot_of", "max_records", "slots")
+
     def __init__(self, max_records: int) -> None:
         self.max_records = max_records
         self.slots: list[bytes] = []
         # Peer ID -> slot, least recently updated first: the lookup, eviction and expiry order.
-        self._slot_of: OrderedDict[bytes, int] = OrderedDict()
+        # A plain dict keeps insertion order and is a third of an OrderedDict's size (10,000
+        # groups); moving a peer to the end is a pop and a re-insert.
+        self._slot_of: dict[bytes, int] = {}
         self._free: list[int] = []  # heap of empty slots below len(slots)
         # Cached answers by secret: one, or a few during a secret rollover.
         self._answers: dict[bytes, _Answer] = {}
@@ -68,14 +71,15 @@ class GroupTable:
         slot_of = self._slot_of
         slot = slot_of.get(peer_id)
         if slot is not None:
-            slot_of.move_to_end(peer_id)
+            slot_of[peer_id] = slot_of.pop(peer_id)  # now the most recently updated
             self._store(slot, peer_id + endpoint + label)
             return False, None
         evicted = None
         if len(slot_of) >= self.max_records:
             # Full: the least recently updated record leaves, and its slot is reused
             # unless a lower one is free (new records take the lowest free slot).
-            evicted, slot = slot_of.popitem(last=False)
+            evicted = next(iter(slot_of))
+            slot = slot_of.pop(evicted)
             if self._free and self._free[0] < slot:
                 self._store(slot, EMPTY_RECORD)
                 slot = heapq.heappushpop(self._free, slot)
@@ -90,7 +94,7 @@ class GroupTable:
         slot = self._slot_of.get(peer_id)
         if slot is None:
             return False
-        self._slot_of.move_to_end(peer_id)
+        self._slot_of[peer_id] = self._slot_of.pop(peer_id)
         self._store(slot, self.slots[slot][:38] + label)
         return True
 
