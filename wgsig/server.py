@@ -33,7 +33,7 @@ _ENCRYPTED_REQUEST_SIZE = HEADER_SIZE + REQUEST_SIZE
 _IPV4_MAPPED = "::ffff:"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class GroupConfig:
     """One group as the administrator configured it.
 
@@ -58,7 +58,7 @@ class GroupConfig:
             raise ValueError("max_records must be at least 1")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Group:
     config: GroupConfig
     table: GroupTable
