@@ -120,7 +120,8 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     try:
         _run_interface(run, previous)
     except InterfaceFailed as error:
-        run.fail(error.code, str(error))
+        run.code = error.code  # what stopped the run outranks peer problems found before it
+        run.messages.append(str(error))
     for message in run.messages:
         print(f"wgsigc: {config.name}: {message}", file=err)
     if run.plan is not None:
@@ -163,6 +164,8 @@ def _run_interface(run: Run, previous: dict[bytes, Any]) -> None:
         codes = [EXIT_NO_ANSWER if s.address is not None else EXIT_RESOLVE for s in run.servers]
         raise InterfaceFailed(min(codes), "; ".join(s.error or "no answer" for s in run.servers))
     records = newest_records(s.records or [] for s in answered)
+    if not run.dry_run:
+        state = _read_again(state)
     settings = Settings(
         config.keepalive, config.handshake_threshold, config.handshake_timeout, config.max_age, config.extra_peers
     )
@@ -179,7 +182,9 @@ def _run_interface(run: Run, previous: dict[bytes, Any]) -> None:
     try:
         fixed_flags = netlink.has_fixed_peer_flags(netlink.pyroute2_version())
         errors = netlink.apply_writes(config.name, run.plan.writes, fixed_flags)
-    except netlink.CapabilityError as error:
+    except netlink.InterfaceError as error:
+        raise InterfaceFailed(EXIT_INTERFACE, f"{error}; stopped writing its peers") from None
+    except (netlink.CapabilityError, netlink.NetlinkFailure) as error:
         raise InterfaceFailed(EXIT_SOCKET, str(error)) from None
     run.applied = True
     for error_line in errors:
@@ -193,6 +198,22 @@ def _read(name: str) -> InterfaceState:
         raise InterfaceFailed(EXIT_INTERFACE, str(error)) from None
     except (netlink.CapabilityError, netlink.NetlinkFailure) as error:
         raise InterfaceFailed(EXIT_SOCKET, str(error)) from None
+
+
+def _read_again(before: InterfaceState) -> InterfaceState:
+    """Registering and fetching take seconds: plan on the interface as it is now, so that the
+    writes carry the current allowed IPs, and stop if it vanished or was re-keyed meanwhile."""
+    try:
+        now = _read(before.name)
+    except InterfaceFailed as error:
+        raise InterfaceFailed(error.code, f"{error}; nothing was written to it") from None
+    if (now.public_key, now.listen_port) != (before.public_key, before.listen_port):
+        raise InterfaceFailed(
+            EXIT_INTERFACE,
+            f"interface {before.name} changed during the run (new private key or listen port);"
+            " nothing was written, run wgsigc again",
+        )
+    return now
 
 
 def _resolve_servers(run: Run) -> None:

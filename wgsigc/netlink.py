@@ -211,12 +211,19 @@ def read_interface(name: str) -> InterfaceState:
     except (InterfaceError, NetlinkFailure):
         raise
     except Exception as error:
-        if getattr(error, "code", None) == errno.ENODEV:
-            raise InterfaceError(f"interface {name} does not exist") from None
-        if getattr(error, "code", None) == errno.EOPNOTSUPP:
-            raise InterfaceError(f"interface {name} is not a WireGuard interface") from None
-        raise _failure(error, f"reading interface {name}") from None
+        raise _interface_problem(error, name) or _failure(error, f"reading interface {name}") from None
     return merge_device(messages, name, up)
+
+
+def _interface_problem(error: Exception, name: str) -> InterfaceError | None:
+    """What pyroute2 (0.7.2 and 0.9.5, verified in tests/kernel_lab.sh) raises when the interface
+    vanished or is no longer WireGuard: NetlinkError with ENODEV or EOPNOTSUPP."""
+    code = getattr(error, "code", None)
+    if code == errno.ENODEV:
+        return InterfaceError(f"interface {name} does not exist (deleted during the run?)")
+    if code == errno.EOPNOTSUPP:
+        return InterfaceError(f"interface {name} is not a WireGuard interface")
+    return None
 
 
 def apply_writes(name: str, writes: list[PeerWrite], fixed_flags: bool) -> list[str]:
@@ -224,17 +231,24 @@ def apply_writes(name: str, writes: list[PeerWrite], fixed_flags: bool) -> list[
 
     A failure on one peer does not stop the others; each netlink message is atomic in
     the kernel, so a failed write leaves that peer as it was (see ``peer_updates``).
+    An interface that vanished (or is no longer WireGuard) stops all writes: InterfaceError.
     """
     from pyroute2 import WireGuard
 
     errors = []
-    wg = WireGuard()
+    try:
+        wg = WireGuard()
+    except Exception as error:
+        raise _failure(error, f"opening WireGuard netlink for {name}") from None
     try:
         for write in writes:
             for peer in peer_updates(write, fixed_flags):
                 try:
                     wg.set(name, peer=peer)
                 except Exception as error:
+                    problem = _interface_problem(error, name)
+                    if problem is not None:
+                        raise problem from None
                     failure = _failure(error, f"writing peer {key_text(write.public_key)} of {name}")
                     if isinstance(failure, CapabilityError):
                         raise failure from None
