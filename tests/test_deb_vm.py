@@ -141,6 +141,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
     start = time.monotonic()
     rc, out = run_in_qemu(payload, timeout=480)
     print(f"\n[package story VM run: {time.monotonic() - start:.1f} s]")
+    print("".join(line + "\n" for line in out.splitlines() if line.startswith("=== ")))
     assert rc == 0, out
     return GuestRun(out)
 
