@@ -70,10 +70,14 @@ SCENARIOS = {
         Scenario("group-1000", "1 group of 1,000 peers: 100 datagrams per answer", max_records=1000, prefill=1000,
                  window=1),
         Scenario("plain-quiet", "as plain, registrations not logged", quiet=True),
+        Scenario("groups-10k-quiet", "as groups-10k, registrations not logged", groups=10_000, prefill=10,
+                 quiet=True),
         Scenario("encrypted-quiet", "as encrypted, registrations not logged", encrypt=True, quiet=True),
     ]
 }
-DEFAULT_SCENARIOS = ["plain", "encrypted", "groups-10k", "group-1000", "plain-quiet", "encrypted-quiet"]
+DEFAULT_SCENARIOS = [
+    "plain", "encrypted", "groups-10k", "group-1000", "plain-quiet", "encrypted-quiet", "groups-10k-quiet",
+]
 
 # Starts wgsigd's own command line with INFO records disabled before anything is logged.
 QUIET_LAUNCHER = "import logging, sys; logging.disable(logging.INFO); from wgsigd.cli import main; sys.exit(main())"
@@ -302,7 +306,7 @@ def wgsigc_run(python: str, runs: int) -> None:
                 subprocess.run([*pinned(LOADGEN_CPU), python, "-c", "pass"], check=True)
                 bare.append(time.perf_counter() - start)
             imports: dict[str, dict[str, int] | None] = {}
-            for module in ["pass", "wgsigc.cli", "wgsigc.printmode", "wgsigc.kernelmode"]:
+            for module in ["pass", "wgsigc.cli", "wgsigc.printmode", "wgsigc.kernelmode", "pyroute2"]:
                 code = "pass" if module == "pass" else f"import {module}"
                 done = subprocess.run([python, "-X", "importtime", "-c", code], cwd=REPO, env=env,
                                       capture_output=True, text=True)
