@@ -8,15 +8,23 @@ one secret; NAT namespaces ``nata`` (WAN 192.0.2.11) and ``natb`` (192.0.2.12) m
 drop unsolicited inbound WAN traffic; peers ``a`` (10.1.0.2) and ``b`` (10.2.0.2) behind them
 each have a kernel WireGuard ``wg0`` (port 51820) with keys and allowed IPs but no endpoint.
 
+Keys d and e register with server 1 (the C client's mode, from the public network): d is in
+a's ``[[interface.wg0.peer]]`` list but not on its interface, e is known to the server only.
+
 Scenarios:
-1. pyroute2 0.7.2 (Debian's): wgsigc in a, b, a -> handshake, ping, allowed IPs unchanged;
-   a fourth run leaves the healthy peer alone; ``wgsigc status --json`` shows it.
+1. pyroute2 0.7.2 (Debian's): the errors pyroute2 raises for a vanished / non-WireGuard interface
+   are those the fake kernel of tests/test_wgsigc_vanish.py raises; wgsigc in a with wg0 down
+   (port free) and without CAP_NET_RAW registers from the port itself; then b, a -> handshake,
+   ping, allowed IPs unchanged; a fourth run leaves the healthy peer alone and adds d with
+   exactly its configured allowed IPs, ignores e; ``wgsigc status --json`` shows it.
 2. Same from scratch with pyroute2 0.9.5 (PYTHONPATH).
 3. Server 2 stopped, NAT A's public address changes (192.0.2.11 -> .21): the tunnel breaks;
    the next wgsigc runs (a, then b) restore it, with one server answering.
 4. NAT A switches to ``masquerade fully-random``: no tunnel, wgsigc names a symmetric NAT
    (a: two servers saw different ports; b: no handshake since the endpoint was set), exits 5,
    and every peer keeps its keys and allowed IPs.
+5. Server answers to b delayed 1.5 s (netem); b's wg0 is deleted right after b registered:
+   exit 4 with one line; then re-created with a new key mid-run: exit 4, nothing written to it.
 """
 
 from __future__ import annotations
@@ -93,6 +101,30 @@ def test_lab_servers_listen(lab: str) -> None:
 def test_tunnel_comes_up_through_two_nats(lab: str, tag: str) -> None:
     _passed(lab, f"{tag}_pyroute2_version", f"{tag}_first_run_a", f"{tag}_first_run_b", f"{tag}_second_run_a",
             f"{tag}_handshake", f"{tag}_ping")
+
+
+@pytest.mark.parametrize("tag", ["p072", "p095"])
+def test_real_pyroute2_errors_match_the_fake_kernel(lab: str, tag: str) -> None:
+    _passed(lab, f"{tag}_fake_errors_match")
+
+
+@pytest.mark.parametrize("tag", ["p072", "p095"])
+def test_interface_down_registers_from_the_port_itself_without_raw_socket(lab: str, tag: str) -> None:
+    _passed(lab, "raw_denied_without_cap", f"{tag}_down_port_free", f"{tag}_first_run_a", f"{tag}_direct_bind")
+
+
+@pytest.mark.parametrize("tag", ["p072", "p095"])
+def test_configured_peer_added_with_its_allowed_ips_unconfigured_key_ignored(lab: str, tag: str) -> None:
+    _passed(lab, "d_registered", "e_registered", f"{tag}_config_peer_added", f"{tag}_unconfigured_key_ignored",
+            f"{tag}_config_peer_others_unchanged")
+
+
+def test_interface_deleted_mid_run_exits_4_with_one_line(lab: str) -> None:
+    _passed(lab, "slow_link", "vanish_exit_4", "vanish_one_line")
+
+
+def test_interface_rekeyed_mid_run_gets_nothing_written(lab: str) -> None:
+    _passed(lab, "slow_link", "rekeyed_exit_4", "rekeyed_nothing_written")
 
 
 @pytest.mark.parametrize("tag", ["p072", "p095"])
