@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.procs import run_wgsigc
-from wgsig.secretfile import SecretFileError, create_secret, load_secret
+from wgsig.secretfile import SecretFileError, create_secret, load_secret, resolve_secret_path
 
 
 def secret_at(path: Path, data: bytes = bytes(32), mode: int = 0o600) -> Path:
@@ -75,3 +75,16 @@ def test_programs_report_bad_secret_in_one_line(tmp_path: Path) -> None:
     assert result.returncode == 6
     assert result.stderr.count("\n") == 1 and "holds 40 bytes" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_secret_names_resolve_as_systemd_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", "/run/credentials/wgsigd.service")
+    assert resolve_secret_path("keys_office.key") == "/run/credentials/wgsigd.service/keys_office.key"
+    assert resolve_secret_path("/etc/x.key") == "/etc/x.key"
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY")
+    # Outside the unit (wgsigd --check, wgsigc --dry-run): the file the credential is made from.
+    assert resolve_secret_path("keys_office.key") == "/etc/wgsig/keys/office.key"
+    assert resolve_secret_path("secret") == "secret"  # the C-compatible form: a relative path
+    (tmp_path / "keys_local").write_bytes(b"")
+    assert resolve_secret_path("keys_local") == "keys_local"

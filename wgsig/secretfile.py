@@ -11,9 +11,31 @@ from collections.abc import Callable
 
 from wgsig.wire import SECRET_SIZE
 
+# The shipped units pass every file F of this directory as the credential "keys_F"
+# (LoadCredential=keys:/etc/wgsig/keys).
+KEYS_DIRECTORY = "/etc/wgsig/keys"
+_KEYS_CREDENTIAL = "keys_"
+
 
 class SecretFileError(Exception):
     """A secret file that cannot be used; the message says why and what to do."""
+
+
+def resolve_secret_path(name: str) -> str:
+    """Where a configured secret file is.
+
+    A bare name is a systemd credential, in ``$CREDENTIALS_DIRECTORY``.  Outside
+    the unit (an admin running ``--check`` or ``--dry-run``), ``keys_F`` is the
+    file ``F`` of /etc/wgsig/keys, where the credential comes from.
+    """
+    if "/" in name:
+        return name
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    if credentials:
+        return os.path.join(credentials, name)
+    if name.startswith(_KEYS_CREDENTIAL) and not os.path.exists(name):
+        return os.path.join(KEYS_DIRECTORY, name.removeprefix(_KEYS_CREDENTIAL))
+    return name
 
 
 def load_secret(path: str) -> bytes:

@@ -83,14 +83,6 @@ def state_file_for(interface: InterfaceConfig, directory: Path | None = None) ->
     return (directory or default_state_directory()) / f"wgsigc-{interface.name}.json"
 
 
-def resolve_credential(path: str) -> str:
-    """A bare name is looked up among systemd credentials (LoadCredential=)."""
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials and "/" not in path:
-        return os.path.join(credentials, path)
-    return path
-
-
 def parse_server(text: str) -> ServerAddress:
     """``host:port`` or ``host`` (port 1223); the protocol carries IPv4 only."""
     host, sep, port_text = text.strip().rpartition(":")

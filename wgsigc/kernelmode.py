@@ -27,10 +27,10 @@ from typing import Any, TextIO
 from wgsig.client import GroupCredentials, build_request, newest_records
 from wgsig.keys import key_text
 from wgsig.label import label_from_ns
-from wgsig.secretfile import SecretFileError, load_secret
+from wgsig.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.wire import Record
 from wgsigc import netlink, runrecord
-from wgsigc.config import ConfigError, InterfaceConfig, load_config, resolve_credential, state_file_for
+from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exchange import MIN_REQUEST_GAP, ExchangeError, diagnose, exchange, resolve
 from wgsigc.plan import Action, InterfaceState, Plan, Registration, Settings, nat_diagnosis, plan
 from wgsigc.rawsend import CapabilityMissing, port_is_free, send_from_port, set_mark, udp_socket
@@ -141,7 +141,7 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
 def _run_interface(run: Run, previous: dict[bytes, Any]) -> None:
     config = run.config
     try:
-        secret = load_secret(resolve_credential(config.secret_file))
+        secret = load_secret(resolve_secret_path(config.secret_file))
         credentials = GroupCredentials(config.group, secret, config.encrypt)
     except SecretFileError as error:
         raise InterfaceFailed(EXIT_USAGE, str(error)) from None

@@ -20,7 +20,7 @@ from wgsig.ratelimit import (
     MIN_ANSWER_BYTES,
     AnswerLimiter,
 )
-from wgsig.secretfile import SecretFileError, load_secret
+from wgsig.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.server import DEFAULT_MAX_RECORDS, DEFAULT_WINDOW, GroupConfig
 
 DEFAULT_PORT = 1223
@@ -66,19 +66,11 @@ class DaemonConfig:
         groups = []
         for g in self.groups:
             try:
-                secrets = tuple(load_secret(resolve_credential(path)) for path in g.secret_files)
+                secrets = tuple(load_secret(resolve_secret_path(path)) for path in g.secret_files)
             except SecretFileError as error:
                 raise ConfigError(f"group {g.name!r}: {error}") from None
             groups.append(GroupConfig(g.group_id, secrets, g.encrypt, g.allowed_keys, g.max_records, g.max_age))
         return groups
-
-
-def resolve_credential(path: str) -> str:
-    """A bare name is looked up among systemd credentials (LoadCredential=)."""
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials and "/" not in path:
-        return os.path.join(credentials, path)
-    return path
 
 
 def default_state_directory() -> Path:
