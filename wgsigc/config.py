@@ -11,11 +11,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wgsig.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
+from wgsig.configfile import read_toml
 from wgsig.keys import parse_public_key
 
 DEFAULT_SERVER_PORT = 1223
@@ -30,10 +31,6 @@ DEFAULT_HANDSHAKE_TIMEOUT = 15
 DEFAULT_MAX_AGE = 600
 
 _IFNAME = re.compile(r"^[A-Za-z0-9_.=+-]{1,15}$")
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; the message says where and why."""
 
 
 @dataclass(frozen=True)
@@ -100,18 +97,7 @@ def parse_server(text: str) -> ServerAddress:
 
 
 def load_config(path: str) -> ClientConfig:
-    try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except FileNotFoundError:
-        raise ConfigError(f"configuration file {path} does not exist") from None
-    except PermissionError:
-        raise ConfigError(f"configuration file {path} is not readable by uid {os.geteuid()}") from None
-    except IsADirectoryError:
-        raise ConfigError(f"configuration file {path} is a directory") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return parse_config(data, path)
+    return parse_config(read_toml(path), path)
 
 
 def parse_config(data: dict[str, Any], source: str) -> ClientConfig:

@@ -7,11 +7,12 @@ what is expected, as one line.
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wgsig.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
+from wgsig.configfile import read_toml
 from wgsig.keys import parse_public_key
 from wgsig.ratelimit import (
     DEFAULT_ANSWER_BURST,
@@ -25,10 +26,6 @@ from wgsig.server import DEFAULT_MAX_RECORDS, DEFAULT_WINDOW, GroupConfig
 
 DEFAULT_PORT = 1223
 DEFAULT_STATE_DIRECTORY = "/var/lib/wgsigd"
-
-
-class ConfigError(Exception):
-    """A configuration that cannot be used; the message says where and why."""
 
 
 @dataclass(frozen=True)
@@ -97,18 +94,7 @@ _GROUP_KEYS = {"id", "secret_file", "previous_secret_files", "encrypt", "allowed
 
 
 def load_config(path: str) -> DaemonConfig:
-    try:
-        with open(path, "rb") as file:
-            data = tomllib.load(file)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such configuration file") from None
-    except PermissionError:
-        raise ConfigError(f"{path}: not readable by this user") from None
-    except IsADirectoryError:
-        raise ConfigError(f"{path}: is a directory, expected a TOML file") from None
-    except tomllib.TOMLDecodeError as error:
-        raise ConfigError(f"{path}: not valid TOML: {error}") from None
-    return parse_config(data, path)
+    return parse_config(read_toml(path), path)
 
 
 def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
