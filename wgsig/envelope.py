@@ -102,8 +102,9 @@ def _openssl_chacha20(key: bytes) -> ChaCha20 | None:
     try:
         from cryptography.hazmat.bindings.openssl.binding import Binding
 
-        lib: Any = Binding().lib
-        ffi: Any = Binding().ffi
+        binding: Any = Binding()  # type: ignore[no-untyped-call]
+        lib: Any = binding.lib
+        ffi: Any = binding.ffi
         if not lib.Cryptography_HAS_300_EVP_CIPHER:
             return None
         init, update = lib.EVP_CipherInit_ex, lib.EVP_CipherUpdate
