@@ -26,7 +26,8 @@ from tests.test_wgsigc_register import SECRET, free_port, server  # noqa: F401  
 from wgsig.client import GroupCredentials
 from wgsigc import runrecord
 from wgsigc.exchange import exchange
-from wgsigc.kernelmode import EXIT_INTERFACE, run_kernel_mode
+from wgsigc.exitcodes import EXIT_INTERFACE
+from wgsigc.kernelmode import run_kernel_mode
 
 NetlinkError = pytest.importorskip("pyroute2.netlink.exceptions").NetlinkError
 

@@ -8,7 +8,8 @@ import sys
 from wgsig.client import GroupCredentials
 from wgsig.keys import parse_public_key
 from wgsig.secretfile import SecretFileError, load_secret
-from wgsigc.printmode import EXIT_USAGE, PrintOptions, run_print_mode
+from wgsigc.exitcodes import EXIT_USAGE
+from wgsigc.printmode import PrintOptions, run_print_mode
 
 DEFAULT_CONFIG = "/etc/wgsig/wgsigc.toml"
 

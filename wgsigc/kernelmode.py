@@ -32,16 +32,17 @@ from wgsig.wire import Record
 from wgsigc import netlink, runrecord
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exchange import MIN_REQUEST_GAP, ExchangeError, diagnose, exchange, resolve
+from wgsigc.exitcodes import (
+    EXIT_INTERFACE,
+    EXIT_NO_ANSWER,
+    EXIT_OK,
+    EXIT_PEER,
+    EXIT_RESOLVE,
+    EXIT_SOCKET,
+    EXIT_USAGE,
+)
 from wgsigc.plan import Action, InterfaceState, Plan, Registration, Settings, nat_diagnosis, plan
 from wgsigc.rawsend import CapabilityMissing, port_is_free, send_from_port, set_mark, udp_socket
-
-EXIT_OK = 0
-EXIT_SOCKET = 1
-EXIT_NO_ANSWER = 2
-EXIT_RESOLVE = 3
-EXIT_INTERFACE = 4
-EXIT_PEER = 5
-EXIT_USAGE = 6
 
 CLFLG_REGISTER = 0
 CLFLG_FETCH = 3  # change nothing on the server, just answer

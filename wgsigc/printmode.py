@@ -18,16 +18,11 @@ from dataclasses import dataclass
 
 from wgsig.client import GroupCredentials, fresh_records
 from wgsigc.exchange import ExchangeError, diagnose, exchange, resolve
+from wgsigc.exitcodes import EXIT_NO_ANSWER, EXIT_OK, EXIT_RESOLVE, EXIT_SOCKET
 from wgsigc.skeleton import format_skeleton
 
 PING_SIZE = 8
 
-# Exit codes, as the C client's.
-EXIT_OK = 0
-EXIT_SOCKET = 1
-EXIT_NO_ANSWER = 2
-EXIT_RESOLVE = 3
-EXIT_USAGE = 6
 
 
 @dataclass(frozen=True)

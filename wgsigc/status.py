@@ -17,10 +17,8 @@ from typing import Any
 from wgsig.keys import key_text
 from wgsigc import runrecord
 from wgsigc.config import ConfigError, load_config, state_file_for
+from wgsigc.exitcodes import EXIT_OK, EXIT_USAGE
 from wgsigc.plan import InterfaceState
-
-EXIT_OK = 0
-EXIT_USAGE = 6
 
 
 def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState | None, live_error: str | None,
