@@ -12,7 +12,11 @@ export PYTHONPATH="$ROOT" PYTHONDONTWRITEBYTECODE=1 DEBIAN_FRONTEND=noninteracti
 
 for p in python3 python3-cryptography; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
-        [ "$(id -u)" = 0 ] && SUDO= || SUDO=sudo
+        SUDO=
+        if [ "$(id -u)" != 0 ]; then
+            command -v sudo >/dev/null || { echo "demo.sh: run as root, or install sudo" >&2; exit 1; }
+            SUDO="sudo env DEBIAN_FRONTEND=noninteractive"
+        fi
         $SUDO apt-get update -qq && $SUDO apt-get install -y -qq --no-install-recommends python3 python3-cryptography >/dev/null
         break
     fi

@@ -20,7 +20,10 @@ QUICK=0
 if [ "${1:-}" = "--quick" ]; then QUICK=1; shift; fi
 
 SUDO=
-[ "$(id -u)" = 0 ] || SUDO=sudo
+if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || { echo "test.sh: run as root, or install sudo" >&2; exit 1; }
+    SUDO="sudo env DEBIAN_FRONTEND=noninteractive"
+fi
 
 # What the code and the tests import, as Debian bookworm ships it.
 PKGS="python3 python3-venv python3-pytest python3-hypothesis python3-cryptography python3-systemd
@@ -37,6 +40,7 @@ if [ -n "$missing" ]; then
 fi
 
 # Linters from PyPI, pinned, in a venv of Debian's Python.
+HOME=${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}
 LINT=${WGSIG_LINT_VENV:-$HOME/.cache/wgsig/lint-venv}
 if [ ! -x "$LINT/bin/ruff" ] || [ ! -x "$LINT/bin/mypy" ]; then
     python3 -m venv --system-site-packages "$LINT"  # mypy sees the Debian packages
