@@ -102,7 +102,7 @@ def _openssl_chacha20(key: bytes) -> ChaCha20 | None:
     try:
         from cryptography.hazmat.bindings.openssl.binding import Binding
 
-        binding: Any = Binding()  # type: ignore[no-untyped-call]
+        binding: Any = Binding()  # type: ignore[no-untyped-call,unused-ignore]
         lib: Any = binding.lib
         ffi: Any = binding.ffi
         if not lib.Cryptography_HAS_300_EVP_CIPHER:
