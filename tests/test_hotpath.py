@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from wgsig import envelope
 from wgsig.client import GroupCredentials, build_request
+from wgsig.events import Change
 from wgsig.label import encode_label
 from wgsig.server import GroupConfig, Server
 from wgsig.signer import Signer
@@ -115,7 +116,7 @@ def test_full_table_with_holes_puts_a_new_record_in_the_lowest_free_slot() -> No
     table = GroupTable(3)
     table.load([record(1), record(2), record(3), record(4), record(5)])  # keeps 3, 4, 5 in slots 2, 3, 4
     assert [s[0] for s in table.slots] == [0, 0, 3, 4, 5]
-    inserted, evicted = table.upsert(bytes([9]) * 32, encode_endpoint(bytes([10, 0, 0, 9]), 9), encode_label(NOW, 9))
-    assert inserted and evicted == bytes([3]) * 32
+    change, evicted = table.upsert(bytes([9]) * 32, encode_endpoint(bytes([10, 0, 0, 9]), 9), encode_label(NOW, 9))
+    assert change is Change.INSERTED and evicted == bytes([3]) * 32
     assert [s[0] for s in table.slots] == [9, 0, 0, 4, 5]
     assert table.answer(1, SECRET) == encode_slot_answer(table.slots, 1, SECRET)

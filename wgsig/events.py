@@ -29,7 +29,8 @@ class Change(enum.Enum):
     """What an accepted request did to its group's table."""
 
     INSERTED = "inserted"
-    UPDATED = "updated"
+    MOVED = "moved"  # a known peer registered from another endpoint
+    UPDATED = "updated"  # a known peer registered again from the same endpoint
     REFRESHED = "timestamp refreshed"
     UNCHANGED = "unchanged"
 

@@ -219,8 +219,7 @@ class Server:
                 packed = _inet_aton(ip)
             except OSError:
                 return self._reject(Reason.NOT_IPV4, source, group_id, peer_id)
-            inserted, evicted = table.upsert(peer_id, encode_endpoint(packed, source[1]), label)
-            change = Change.INSERTED if inserted else Change.UPDATED
+            change, evicted = table.upsert(peer_id, encode_endpoint(packed, source[1]), label)
             self.dirty = True
         elif clflg == NO_ENDPOINT_UPDATE and stored is not None:
             table.refresh(peer_id, label)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import heapq
 from collections.abc import Iterator
 
+from wgsig.events import Change
 from wgsig.label import label_seconds
 from wgsig.signer import Signer
 from wgsig.wire import (
@@ -66,14 +67,15 @@ class GroupTable:
             if record is not None:
                 yield record
 
-    def upsert(self, peer_id: bytes, endpoint: bytes, label: bytes) -> tuple[bool, bytes | None]:
-        """Insert or replace a record; returns (inserted, evicted peer ID)."""
+    def upsert(self, peer_id: bytes, endpoint: bytes, label: bytes) -> tuple[Change, bytes | None]:
+        """Insert or replace a record; returns what changed and the evicted peer ID."""
         slot_of = self._slot_of
         slot = slot_of.get(peer_id)
         if slot is not None:
             slot_of[peer_id] = slot_of.pop(peer_id)  # now the most recently updated
+            change = Change.UPDATED if self.slots[slot][32:38] == endpoint else Change.MOVED
             self._store(slot, peer_id + endpoint + label)
-            return False, None
+            return change, None
         evicted = None
         if len(slot_of) >= self.max_records:
             # Full: the least recently updated record leaves, and its slot is reused
@@ -87,7 +89,7 @@ class GroupTable:
             slot = self._take_slot()
         slot_of[peer_id] = slot
         self._store(slot, peer_id + endpoint + label)
-        return True, evicted
+        return Change.INSERTED, evicted
 
     def refresh(self, peer_id: bytes, label: bytes) -> bool:
         """Update only the label of an existing record (CLFLG 1)."""

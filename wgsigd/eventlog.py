@@ -1,14 +1,19 @@
 """Turning the core's events into log records.
 
-Registrations are logged at info level; rejected datagrams at debug level and
-rate-limited, so a flood cannot fill the journal.  Structured fields use
-upper-case names (journald's rule); secrets never appear.
+New peers and peers that moved are logged at info level, rate-limited: a
+burst of registrations costs a counter, not a formatted line each (and the
+journal would drop most of them anyway).  A peer registering again from the
+same endpoint is logged at debug level only.  Rejected datagrams are logged at
+debug level and rate-limited, except clock skew, which admins need to see.
+Structured fields use upper-case names (journald's rule); secrets never
+appear.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 
 from wgsig.events import Answered, Change, Event, Reason, Rejected
 from wgsig.keys import key_text
@@ -25,26 +30,61 @@ def endpoint_text(source: tuple[str, int]) -> str:
     return f"[{ip}]:{source[1]}" if ":" in ip else f"{ip}:{source[1]}"
 
 
-class EventLog:
-    """Logs events, at most ``rejections_per_second`` rejections a second."""
+class LineBudget:
+    """A token bucket of log lines; counts the lines it refused since the last one allowed."""
 
-    def __init__(self, rejections_per_second: float = 10.0, clock: object = time.monotonic) -> None:
-        self._rate = rejections_per_second
+    def __init__(self, per_second: float, clock: Callable[[], float]) -> None:
+        self._rate = per_second
         self._clock = clock
-        self._tokens = rejections_per_second
-        self._last = 0.0
+        self._tokens = per_second
+        self._last = clock()
         self.suppressed = 0
+
+    def take(self) -> bool:
+        now = self._clock()
+        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
+        self._last = now
+        if self._tokens < 1:
+            self.suppressed += 1
+            return False
+        self._tokens -= 1
+        return True
+
+    def note(self, what: str) -> str:
+        """The " (N more WHAT not logged)" suffix for the next line; the count starts again."""
+        text = f" ({self.suppressed} more {what} not logged)" if self.suppressed else ""
+        self.suppressed = 0
+        return text
+
+
+class EventLog:
+    """Logs events within per-second budgets of registration and rejection lines."""
+
+    def __init__(
+        self,
+        registrations_per_second: float = 50.0,
+        rejections_per_second: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._registrations = LineBudget(registrations_per_second, clock)
+        self._rejections = LineBudget(rejections_per_second, clock)
+
+    @property
+    def suppressed(self) -> int:
+        return self._registrations.suppressed + self._rejections.suppressed
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Answered):
-            if event.change in (Change.INSERTED, Change.UPDATED):
-                self._registered(event)
+            if event.change is Change.INSERTED or event.change is Change.MOVED:
+                if self._registrations.take():
+                    self._registered(event)
             elif log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "group %d: %s from %s (%s)", event.group, key_text(event.peer_id),
                     endpoint_text(event.source), event.change.value,
                 )
-        elif self._allow_rejection(event):
+        # Clock skew is what admins most need to see: it is logged at info level.
+        elif (event.reason is Reason.CLOCK_SKEW or log.isEnabledFor(logging.DEBUG)) and self._rejections.take():
             self._rejected(event)
 
     def _registered(self, event: Answered) -> None:
@@ -56,22 +96,9 @@ class EventLog:
         }
         evicted = f", evicting {key_text(event.evicted)}" if event.evicted else ""
         log.info(
-            "group %d: %s %s at %s%s", event.group, fields["PEER_KEY"], event.change.value,
-            fields["ENDPOINT"], evicted, extra=fields,
+            "group %d: %s %s at %s%s%s", event.group, fields["PEER_KEY"], event.change.value,
+            fields["ENDPOINT"], evicted, self._registrations.note("registrations"), extra=fields,
         )
-
-    def _allow_rejection(self, event: Rejected) -> bool:
-        # Clock skew is what admins most need to see: it is logged at info level.
-        if event.reason is not Reason.CLOCK_SKEW and not log.isEnabledFor(logging.DEBUG):
-            return False
-        now = self._clock()  # type: ignore[operator]
-        self._tokens = min(self._rate, self._tokens + (now - self._last) * self._rate)
-        self._last = now
-        if self._tokens < 1:
-            self.suppressed += 1
-            return False
-        self._tokens -= 1
-        return True
 
     def _rejected(self, event: Rejected) -> None:
         fields = {
@@ -83,8 +110,7 @@ class EventLog:
             fields["GROUP"] = str(event.group)
         if event.peer_id is not None:
             fields["PEER_KEY"] = key_text(event.peer_id)
-        suppressed = f" ({self.suppressed} more rejections not logged)" if self.suppressed else ""
-        self.suppressed = 0
+        suppressed = self._rejections.note("rejections")
         if event.reason is Reason.CLOCK_SKEW and event.skew is not None:
             fields["SKEW"] = str(event.skew)
             who = fields.get("PEER_KEY", "a peer")

@@ -1,0 +1,62 @@
+"""What wgsigd logs for each event, and how much (pure: a fake clock, pytest's log capture)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from wgsig.events import Answered, Change, Reason, Rejected
+from wgsigd.eventlog import EventLog
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def answered(n: int, change: Change) -> Answered:
+    return Answered(group=0, peer_id=bytes([n]) * 32, source=("::ffff:192.0.2.1", 1000 + n), clflg=0,
+                    change=change, evicted=None, datagrams=1)
+
+
+def info_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelno == logging.INFO]
+
+
+def test_new_and_moved_peers_logged_same_endpoint_only_at_debug(caplog: pytest.LogCaptureFixture) -> None:
+    log = EventLog(clock=Clock())
+    with caplog.at_level(logging.INFO, logger="wgsigd"):
+        log(answered(1, Change.INSERTED))
+        log(answered(1, Change.UPDATED))
+        log(answered(1, Change.MOVED))
+        log(answered(1, Change.REFRESHED))
+    lines = info_lines(caplog)
+    assert len(lines) == 2
+    assert "inserted at 192.0.2.1:1001" in lines[0] and "moved at 192.0.2.1:1001" in lines[1]
+    assert caplog.records[0].PEER_KEY == "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="  # type: ignore[attr-defined]
+
+
+def test_registration_burst_is_rate_limited_and_counted(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    log = EventLog(registrations_per_second=5, clock=clock)
+    with caplog.at_level(logging.INFO, logger="wgsigd"):
+        for n in range(1000):
+            log(answered(n % 256, Change.INSERTED))
+        assert len(info_lines(caplog)) == 5
+        clock.now += 1.0
+        log(answered(7, Change.INSERTED))
+    lines = info_lines(caplog)
+    assert len(lines) == 6 and lines[-1].endswith("(995 more registrations not logged)")
+
+
+def test_clock_skew_logged_at_info_other_rejections_at_debug_only(caplog: pytest.LogCaptureFixture) -> None:
+    log = EventLog(clock=Clock())
+    with caplog.at_level(logging.INFO, logger="wgsigd"):
+        log(Rejected(Reason.BAD_MAC, ("192.0.2.9", 9)))
+        log(Rejected(Reason.CLOCK_SKEW, ("192.0.2.9", 9), 0, bytes(32), -45))
+    (line,) = info_lines(caplog)
+    assert "its clock is 45 s behind ours" in line
