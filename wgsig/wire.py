@@ -87,11 +87,6 @@ def decode_request(data: bytes) -> Request:
     return Request(data[:32], data[32:44], clflg, group, data[50:82])
 
 
-def request_group(data: bytes) -> int:
-    """GROUP of an 82-byte request."""
-    return int.from_bytes(data[46:50], "big")
-
-
 # --- records ----------------------------------------------------------------
 
 
