@@ -65,6 +65,10 @@ class _Group:
     # One per secret, prepared once: request HMACs, and envelopes of encrypted groups.
     signers: tuple[Signer, ...]
     envelopes: tuple[Envelope, ...]
+    # Copied from config: with 10,000 groups each object a request reads is likely a cache miss.
+    encrypt: bool
+    allowed_keys: frozenset[bytes] | None
+    max_age: int | None
 
 
 class Server:
@@ -107,7 +111,9 @@ class Server:
                         table.remove(peer_id)
             signers = tuple(Signer(s) for s in config.secrets)
             envelopes = tuple(Envelope(envelope_key(s)) for s in config.secrets) if config.encrypt else ()
-            new[config.group_id] = _Group(config, table, signers, envelopes)
+            new[config.group_id] = _Group(
+                config, table, signers, envelopes, config.encrypt, config.allowed_keys, config.max_age
+            )
         self._groups = new
         self.dirty = True
 
@@ -129,62 +135,60 @@ class Server:
             group = self._groups.get(group_id)
             if group is None:
                 return self._reject(Reason.UNKNOWN_GROUP, source)
-            if group.config.encrypt:
+            if group.encrypt:
                 return self._reject(Reason.ENCRYPTION, source, group_id)
             clear = data
-            secret, signer = self._plain_secret(group, data)
+            signer = self._plain_signer(group, data)
             envelope = None
         elif size >= _ENCRYPTED_REQUEST_SIZE:
             group_id = scrambled_group(data)
             group = self._groups.get(group_id)
             if group is None:
                 return self._reject(Reason.UNKNOWN_GROUP, source)
-            if not group.config.encrypt:
+            if not group.encrypt:
                 return self._reject(Reason.ENCRYPTION, source, group_id)
-            clear, secret, signer, envelope = self._open(group, data)
-            if secret is not None and int.from_bytes(clear[46:50], "big") != group_id:
+            clear, signer, envelope = self._open(group, data)
+            if signer is not None and int.from_bytes(clear[46:50], "big") != group_id:
                 return self._reject(Reason.GROUP_MISMATCH, source, group_id)
         else:
             return self._reject(Reason.SIZE, source)
-        if secret is None or signer is None:
+        if signer is None:
             return self._reject(Reason.BAD_MAC, source, group_id)
-        return self._accept(group, group_id, secret, signer, envelope, clear, source, now)
+        return self._accept(group, group_id, signer, envelope, clear, source, now)
 
     @staticmethod
-    def _plain_secret(group: _Group, clear: bytes) -> tuple[bytes | None, Signer | None]:
-        """The group secret that authenticates ``clear``, if any, and its Signer."""
+    def _plain_signer(group: _Group, clear: bytes) -> Signer | None:
+        """The Signer of the group secret that authenticates ``clear``, if any."""
         signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:REQUEST_SIZE]
-        for secret, signer in zip(group.config.secrets, group.signers, strict=True):
+        for signer in group.signers:
             if signer.verify(signed, tag):
-                return secret, signer
-        return None, None
+                return signer
+        return None
 
     @staticmethod
-    def _open(group: _Group, data: bytes) -> tuple[bytes, bytes | None, Signer | None, Envelope | None]:
+    def _open(group: _Group, data: bytes) -> tuple[bytes, Signer | None, Envelope | None]:
         """Decrypt with each secret's key until one authenticates the payload."""
         clear = b""
-        for secret, signer, envelope in zip(group.config.secrets, group.signers, group.envelopes, strict=True):
+        for signer, envelope in zip(group.signers, group.envelopes, strict=True):
             clear = envelope.unseal(data, REQUEST_SIZE)
             if signer.verify(clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:]):
-                return clear, secret, signer, envelope
-        return clear, None, None, None
+                return clear, signer, envelope
+        return clear, None, None
 
     def _accept(
         self,
         group: _Group,
         group_id: int,
-        secret: bytes,
         signer: Signer,
         envelope: Envelope | None,
         clear: bytes,
         source: Address,
         now: float,
     ) -> tuple[list[bytes], Event]:
-        config = group.config
         peer_id = clear[:32]
         if peer_id == ZERO_KEY:
             return self._reject(Reason.ZERO_ID, source, group_id)
-        if config.allowed_keys is not None and peer_id not in config.allowed_keys:
+        if group.allowed_keys is not None and peer_id not in group.allowed_keys:
             return self._reject(Reason.NOT_ALLOWED, source, group_id, peer_id)
         label = clear[32:44]
         if label[0] & 0xC0 != 0x40:
@@ -193,7 +197,7 @@ class Server:
         if skew > self.window or -skew > self.window:
             return self._reject(Reason.CLOCK_SKEW, source, group_id, peer_id, skew)
         table = group.table
-        if config.max_age is not None and table.expire(int(now) - config.max_age):
+        if group.max_age is not None and table.expire(int(now) - group.max_age):
             self.dirty = True
         stored = table.label_of(peer_id)
         if stored is not None and label <= stored:
@@ -228,9 +232,9 @@ class Server:
         else:
             change = Change.UNCHANGED
 
-        answer = table.answer(group_id, secret, signer)
+        answer = table.answer(group_id, signer.key, signer)
         if capped and len(answer) > 1:
-            size = len(answer[0]) + (HEADER_SIZE if config.encrypt else 0)
+            size = len(answer[0]) + (HEADER_SIZE if group.encrypt else 0)
             answer = answer[: capped_datagrams(len(answer), size, self.max_answer_bytes)]  # type: ignore[arg-type]
         if envelope is not None:
             answer = self._seal(answer, group_id, envelope)

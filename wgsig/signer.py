@@ -19,9 +19,10 @@ _OUTER_PAD = bytes(x ^ 0x5C for x in range(256))
 class Signer:
     """HMAC-SHA256 tags under one key; equal to ``hmac.digest(key, data, "sha256")``."""
 
-    __slots__ = ("_inner", "_outer")
+    __slots__ = ("_inner", "_outer", "key")
 
     def __init__(self, key: bytes) -> None:
+        self.key = key
         if len(key) > _BLOCK_SIZE:
             key = hashlib.sha256(key).digest()
         key = key.ljust(_BLOCK_SIZE, b"\0")

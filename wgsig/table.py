@@ -26,16 +26,22 @@ from wgsig.wire import (
 
 
 class _Answer:
-    """The answer datagrams under one secret, and the indexes of stale ones."""
+    """The answer datagrams under one secret, and which of them are stale.
 
-    __slots__ = ("datagrams", "group", "signer", "stale", "tail")
+    ``stale`` is a bit mask of datagram indexes, not a set: with 10,000 groups
+    every request touches a different group, and each object it touches is
+    likely a cache miss.
+    """
 
-    def __init__(self, group: int, signer: Signer, count: int) -> None:
+    __slots__ = ("datagrams", "group", "secret", "signer", "stale", "tail")
+
+    def __init__(self, group: int, secret: bytes, signer: Signer, count: int) -> None:
         self.group = group
+        self.secret = secret
         self.signer = signer
         self.tail = response_tail(count - 1, group)  # SVEXT, N_OTHER, GROUP: the same in every datagram
         self.datagrams = [b""] * count
-        self.stale = set(range(count))
+        self.stale = (1 << count) - 1
 
 
 class GroupTable:
@@ -51,8 +57,8 @@ class GroupTable:
         # groups); moving a peer to the end is a pop and a re-insert.
         self._slot_of: dict[bytes, int] = {}
         self._free: list[int] = []  # heap of empty slots below len(slots)
-        # Cached answers by secret: one, or a few during a secret rollover.
-        self._answers: dict[bytes, _Answer] = {}
+        # Cached answers, one per secret: one, or a few during a secret rollover.
+        self._answers: tuple[_Answer, ...] = ()
 
     def __len__(self) -> int:
         return len(self._slot_of)
@@ -123,23 +129,28 @@ class GroupTable:
         memory with many groups).  The list is the cache itself: callers must
         not change it.
         """
-        answer = self._answers.get(secret)
-        if answer is None or answer.group != group:
-            signer = signer or Signer(secret)
-            answer = self._answers[secret] = _Answer(group, signer, self._datagram_count())
-        if answer.stale:
+        for answer in self._answers:
+            if answer.secret == secret and answer.group == group:
+                break
+        else:
+            answer = _Answer(group, secret, signer or Signer(secret), self._datagram_count())
+            self._answers = (*(a for a in self._answers if a.secret != secret), answer)
+        stale = answer.stale
+        if stale:
             slots, datagrams, sign, tail = self.slots, answer.datagrams, answer.signer.digest, answer.tail
-            for index in answer.stale:
-                start = index * RECORDS_PER_DATAGRAM
+            while stale:
+                lowest = stale & -stale
+                stale ^= lowest
+                start = (lowest.bit_length() - 1) * RECORDS_PER_DATAGRAM
                 # A last datagram that is not full is padded with empty records (zeros).
                 signed = b"".join(slots[start : start + RECORDS_PER_DATAGRAM]).ljust(RECORDS_SIZE, b"\0") + tail
-                datagrams[index] = signed + sign(signed)
-            answer.stale.clear()
+                datagrams[start // RECORDS_PER_DATAGRAM] = signed + sign(signed)
+            answer.stale = 0
         return answer.datagrams
 
     def invalidate(self) -> None:
         """Forget every cached datagram (group ID or secret changed)."""
-        self._answers.clear()
+        self._answers = ()
 
     def load(self, slots: list[bytes]) -> None:
         """Replace the table with saved slots (records ordered by label age)."""
@@ -159,7 +170,7 @@ class GroupTable:
             return heapq.heappop(self._free)
         self.slots.append(EMPTY_RECORD)
         if len(self.slots) % RECORDS_PER_DATAGRAM == 1:
-            self._answers.clear()  # one more datagram: N_OTHER changes in all of them
+            self._answers = ()  # one more datagram: N_OTHER changes in all of them
         return len(self.slots) - 1
 
     def _datagram_count(self) -> int:
@@ -167,6 +178,6 @@ class GroupTable:
 
     def _store(self, slot: int, data: bytes) -> None:
         self.slots[slot] = data
-        index = slot // RECORDS_PER_DATAGRAM
-        for answer in self._answers.values():
-            answer.stale.add(index)
+        bit = 1 << (slot // RECORDS_PER_DATAGRAM)
+        for answer in self._answers:
+            answer.stale |= bit
