@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 
 from wgsig.client import AnswerCollector, GroupCredentials, build_request  # noqa: E402
 from wgsig.label import label_from_ns  # noqa: E402
+from wgsig.ratelimit import DEFAULT_ANSWER_BURST, DEFAULT_ANSWER_RATE, DEFAULT_MAX_ANSWER_BYTES  # noqa: E402
 
 SECRET = bytes(range(32))
 GROUP = 77
@@ -223,15 +224,16 @@ def amplification_phase(port: int, records: int) -> None:
            [captured(3, False)] * 2001, "127.0.6.5")
     attack("on-path race: a captured CLFLG 0 the server never saw, then x2000",
            [captured(0, False)] * 2001, "127.0.6.6")
-    print(f"amplification (group of {records + 1} records, defaults: answer_rate 10/s, burst 40, replay cache on,"
-          " max_answer_bytes 5600):")
+    print(f"amplification (group of {records + 1} records, defaults: answer_rate {DEFAULT_ANSWER_RATE:g}/s,"
+          f" burst {DEFAULT_ANSWER_BURST}, replay cache on, max_answer_bytes {DEFAULT_MAX_ANSWER_BYTES}):")
     for name, bytes_in, bytes_out in results:
         print(f"  {name}: {bytes_in:,} B in, {bytes_out:,} B out, ratio {bytes_out / bytes_in:.3f}")
     worst = max(results, key=lambda r: r[2] / r[1])
     print(f"  worst sustained ratio without the secret: {worst[2] / worst[1]:.3f} ({worst[0]})")
-    one_shot = max(out for name, _, out in results if "race" in name)
-    print(f"  worst single datagram: {one_shot:,} B for 82 B = {one_shot / 82:.1f}, once per request the attacker"
-          " captures before the server sees it (on-path race; its replays get nothing)")
+    whole = 540 * -(-(records + 1) // 10)
+    print(f"  worst answer to one datagram: the whole table, {whole:,} B for 82 B = {whole / 82:.1f}, once per request"
+          f" the attacker captures before the server sees it; each replay gets at most {DEFAULT_MAX_ANSWER_BYTES} B,"
+          " within the per-source rate limit")
 
 
 def ask_raw(port: int, data: bytes) -> bool:
