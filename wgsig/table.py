@@ -157,13 +157,14 @@ class GroupTable:
         records = [(data[38:50], i, data) for i, data in enumerate(slots) if data != EMPTY_RECORD]
         records.sort()
         keep = records[-self.max_records :] if self.max_records else []
-        self.__init__(self.max_records)  # type: ignore[misc]
         self.slots = [EMPTY_RECORD] * (max(i for _, i, _ in keep) + 1 if keep else 0)
-        for _, slot, data in keep:
+        self._slot_of = {}
+        for _, slot, data in keep:  # oldest first: the least recently updated order
             self.slots[slot] = data
             self._slot_of[data[:32]] = slot
         self._free = [i for i, data in enumerate(self.slots) if data == EMPTY_RECORD]
         heapq.heapify(self._free)
+        self._answers = ()
 
     def _take_slot(self) -> int:
         if self._free:
