@@ -16,31 +16,9 @@ wgsigc() {  # wgsigc NS ARGS...: run, print output, keep rc in $RC and output in
 }
 
 stamp "lab setup"
-for n in pub nata natb a b; do ip netns add $n; ip -n $n link set lo up; done
-ip -n pub link add br0 type bridge; ip -n pub addr add 192.0.2.1/24 dev br0; ip -n pub link set br0 up
+. /srv/payload/natlab.sh
+natlab_setup pub
 for x in a b; do
-    case $x in a) wan=192.0.2.11; lan=10.1;; b) wan=192.0.2.12; lan=10.2;; esac
-    ip link add wan0 netns nat$x type veth peer name p$x netns pub
-    ip -n pub link set p$x master br0 up
-    ip -n nat$x addr add $wan/24 dev wan0; ip -n nat$x link set wan0 up
-    ip link add lan0 netns nat$x type veth peer name eth0 netns $x
-    ip -n nat$x addr add $lan.0.1/24 dev lan0; ip -n nat$x link set lan0 up
-    ip -n $x addr add $lan.0.2/24 dev eth0; ip -n $x link set eth0 up
-    ip -n $x route add default via $lan.0.1
-    ip netns exec nat$x sysctl -qw net.ipv4.ip_forward=1
-    ip netns exec nat$x nft -f - <<'NFT'
-table ip nat {
-    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
-}
-table ip filter {
-    # prerouting, not forward: a punch packet to the NAT's own address must not create a
-    # conntrack entry either (it would clash with the peer's mapping and move its port)
-    chain pre { type filter hook prerouting priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        iifname "wan0" drop
-    }
-}
-NFT
     check nat${x}_ruleset sh -c "ip netns exec nat$x nft list chain ip nat post | grep -q masquerade"
 done
 head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret

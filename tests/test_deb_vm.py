@@ -19,7 +19,9 @@ What differs from the shipped units, and why:
 
 from __future__ import annotations
 
+import shutil
 import time
+from pathlib import Path
 
 import pytest
 
@@ -39,36 +41,8 @@ apt_get() { apt-get -y -q "$@" >/tmp/apt.log 2>&1; rc=$?; grep -v "^(Reading dat
 check install apt_get install ./wgsig___VERSION___all.deb
 
 stamp "NAT lab"
-for n in nata natb a b; do ip netns add $n; ip -n $n link set lo up; done
-ip link add br0 type bridge; ip addr add 192.0.2.1/24 dev br0; ip link set br0 up
-for x in a b; do
-    case $x in a) wan=192.0.2.11; lan=10.1;; b) wan=192.0.2.12; lan=10.2;; esac
-    ip link add wan0 netns nat$x type veth peer name p$x
-    ip link set p$x master br0 up
-    ip -n nat$x addr add $wan/24 dev wan0; ip -n nat$x link set wan0 up
-    ip link add lan0 netns nat$x type veth peer name eth0 netns $x
-    ip -n nat$x addr add $lan.0.1/24 dev lan0; ip -n nat$x link set lan0 up
-    ip -n $x addr add $lan.0.2/24 dev eth0; ip -n $x link set eth0 up
-    ip -n $x route add default via $lan.0.1
-    ip netns exec nat$x sysctl -qw net.ipv4.ip_forward=1
-    ip netns exec nat$x nft -f - <<'NFT'
-table ip nat {
-    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
-}
-table ip filter {
-    chain inbound { type filter hook forward priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        iifname "wan0" drop
-    }
-    # Also for the NAT itself: a rejected punch packet would leave a conntrack entry that
-    # clashes with the peer's own mapping, and masquerade would pick another port.
-    chain to_nat { type filter hook input priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        iifname "wan0" drop
-    }
-}
-NFT
-done
+. /srv/payload/natlab.sh
+natlab_setup ""
 check nat_rules sh -c 'ip netns exec nata nft list chain ip nat post | grep -q masquerade'
 check lab_a_reaches_server ip netns exec a ping -c1 -W5 192.0.2.1
 
@@ -138,6 +112,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
     build_deb(payload)
     write_payload(payload, "exec sh /srv/payload/story.sh")
     (payload / "story.sh").write_text(STORY.replace("__VERSION__", VERSION))
+    shutil.copy(Path(__file__).with_name("natlab.sh"), payload / "natlab.sh")
     start = time.monotonic()
     rc, out = run_in_qemu(payload, timeout=480)
     print(f"\n[package story VM run: {time.monotonic() - start:.1f} s]")

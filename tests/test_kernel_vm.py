@@ -79,6 +79,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> str:
     compileall.compile_dir(payload, quiet=2, workers=2)
     write_payload(payload, "exec bash /srv/payload/lab.sh")
     shutil.copy(LAB, payload / "lab.sh")
+    shutil.copy(LAB.with_name("natlab.sh"), payload / "natlab.sh")
     start = time.monotonic()
     rc, out = run_in_qemu(payload, timeout=420)
     print(f"\n[kernel lab VM run: {time.monotonic() - start:.1f} s]\n{out}")
