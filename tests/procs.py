@@ -73,7 +73,13 @@ class Wgsigd:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "wgsigd", *args], stdout=self._log_file, stderr=subprocess.STDOUT, env=env()
         )
-        self.wait_ready()
+        try:
+            self.wait_ready()
+        except BaseException:
+            self.proc.kill()  # never leave a server behind a failed test
+            self.proc.wait()
+            self._log_file.close()
+            raise
 
     def wait_ready(self, timeout: float = 10.0) -> None:
         deadline = time.monotonic() + timeout
