@@ -119,6 +119,18 @@ def prefill_state(path: Path, scenario: Scenario) -> None:
     (path / STATE_FILE).write_bytes(encode_state(tables))
 
 
+def prepare_server(workdir: Path, scenario: Scenario) -> tuple[bytes, Path, int, Path]:
+    """A fresh secret, a free port, the config and the prefilled state of one run: (secret, its file, port, config)."""
+    secret = os.urandom(32)
+    secret_file = workdir / "secret"
+    secret_file.write_bytes(secret)
+    secret_file.chmod(0o600)
+    port = free_port()
+    config = write_config(workdir, scenario, port, secret_file)
+    prefill_state(workdir / "state", scenario)
+    return secret, secret_file, port, config
+
+
 def write_config(workdir: Path, scenario: Scenario, port: int, secret_file: Path) -> Path:
     lines = [
         'listen = "127.0.0.1"',
@@ -157,13 +169,7 @@ def pinned(cpu: str) -> list[str]:
 def one_run(python: str, loadgen: Path, scenario: Scenario, duration: float, warmup: float) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="wgsig-bench-") as tmp:
         workdir = Path(tmp)
-        secret = os.urandom(32)
-        secret_file = workdir / "secret"
-        secret_file.write_bytes(secret)
-        secret_file.chmod(0o600)
-        port = free_port()
-        config = write_config(workdir, scenario, port, secret_file)
-        prefill_state(workdir / "state", scenario)
+        secret, secret_file, port, config = prepare_server(workdir, scenario)
         command = [python, "-c", QUIET_LAUNCHER] if scenario.quiet else [python, "-m", "wgsigd"]
         server = subprocess.Popen(
             [*pinned(SERVER_CPU), *command, "--config", str(config)],
@@ -269,14 +275,8 @@ def wgsigc_run(python: str, runs: int) -> None:
     """wgsigc print mode against a server holding 50 peers: whole run and import time."""
     with tempfile.TemporaryDirectory(prefix="wgsig-bench-") as tmp:
         workdir = Path(tmp)
-        secret = os.urandom(32)
-        secret_file = workdir / "secret"
-        secret_file.write_bytes(secret)
-        secret_file.chmod(0o600)
-        port = free_port()
         scenario = Scenario("wgsigc", "", groups=1, max_records=64, prefill=49)
-        config = write_config(workdir, scenario, port, secret_file)
-        prefill_state(workdir / "state", scenario)
+        _, secret_file, port, config = prepare_server(workdir, scenario)
         server = subprocess.Popen(
             [*pinned(SERVER_CPU), python, "-m", "wgsigd", "--config", str(config)],
             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
