@@ -37,7 +37,7 @@ sys.path.insert(0, str(REPO))
 
 from wgsig.label import encode_label  # noqa: E402
 from wgsig.statefile import encode_state  # noqa: E402
-from wgsig.wire import EMPTY_RECORD, encode_endpoint  # noqa: E402
+from wgsig.wire import encode_endpoint  # noqa: E402
 
 SERVER_CPU = "0"
 LOADGEN_CPU = "1"
@@ -114,7 +114,7 @@ def prefill_state(path: Path, scenario: Scenario) -> None:
             peer = b"\xfe" + (g * scenario.prefill + i).to_bytes(8, "big") * 3 + bytes(7)
             endpoint = encode_endpoint(bytes([127, 0, 0, 1]), 20000 + i % 40000)
             slots.append(peer + endpoint + encode_label(old, i))
-        tables[g + 1] = slots + [EMPTY_RECORD] * 0
+        tables[g + 1] = b"".join(slots)
     path.mkdir(parents=True, exist_ok=True)
     (path / STATE_FILE).write_bytes(encode_state(tables))
 

@@ -120,3 +120,20 @@ def test_full_table_with_holes_puts_a_new_record_in_the_lowest_free_slot() -> No
     assert change is Change.INSERTED and evicted == bytes([3]) * 32
     assert [s[0] for s in table.slots] == [9, 0, 0, 4, 5]
     assert table.answer(1, SECRET) == encode_slot_answer(table.slots, 1, SECRET)
+
+
+@given(st.lists(st.tuples(st.integers(1, 40), st.booleans()), max_size=60), st.integers(1, 35))
+def test_packed_slots_are_the_slots_end_to_end(steps: list[tuple[int, bool]], max_records: int) -> None:
+    """What a snapshot saves is exactly the table's slots, holes included, across datagrams."""
+    table = GroupTable(max_records)
+    for n, (peer, remove) in enumerate(steps):
+        peer_id = peer.to_bytes(2, "big") * 16
+        if remove and table.label_of(peer_id) is not None:
+            table.remove(peer_id)
+        else:
+            table.upsert(peer_id, encode_endpoint(bytes([192, 0, 2, peer]), n), encode_label(NOW, n))
+    assert table.packed_slots() == b"".join(table.slots)
+    assert all(len(slot) == 50 for slot in table.slots)
+    reloaded = GroupTable(max_records)
+    reloaded.load(table.slots)
+    assert sorted(reloaded.records(), key=lambda r: r.peer_id) == sorted(table.records(), key=lambda r: r.peer_id)

@@ -324,7 +324,7 @@ def test_real_wgsigd_corrupt_state_file(tmp_path: Path, damage: str) -> None:
     write_secret(tmp_path / "s", SECRET)
     state = tmp_path / "state"
     state.mkdir()
-    good = encode_state({0: [bytes([1]) * 32 + bytes(6) + encode_label(int(time.time()), 0)]})
+    good = encode_state({0: bytes([1]) * 32 + bytes(6) + encode_label(int(time.time()), 0)})
     data = {"truncate": good[:-7], "flip": good[:20] + bytes([good[20] ^ 1]) + good[21:],
             "garbage": os.urandom(300), "empty": b""}[damage]
     (state / "records.state").write_bytes(data)

@@ -11,11 +11,12 @@ from wgsig.statefile import StateFileError, decode_state, encode_state
 from wgsigd.store import STATE_FILE, StateStore
 
 TABLES = {0: [bytes([1]) * 50, bytes(50), bytes([2]) * 50], 7: [bytes([3]) * 50]}
+PACKED = {group: b"".join(slots) for group, slots in TABLES.items()}  # what a snapshot holds
 
 
 def test_save_then_load(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state")
-    store.save(TABLES)
+    store.save(PACKED)
     assert StateStore(tmp_path / "state").load() == TABLES
     assert (tmp_path / "state" / STATE_FILE).stat().st_mode & 0o077 == 0
 
@@ -23,7 +24,7 @@ def test_save_then_load(tmp_path: Path) -> None:
 def test_async_saves_end_with_the_newest_snapshot(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     for i in range(50):
-        store.save_async({0: [bytes([i + 1]) * 50]})
+        store.save_async({0: bytes([i + 1]) * 50})
     store.flush()
     assert store.load() == {0: [bytes([50]) * 50]}
 
@@ -31,7 +32,7 @@ def test_async_saves_end_with_the_newest_snapshot(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
 def test_corrupt_file_is_kept_aside_and_start_is_empty(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
     store = StateStore(tmp_path)
-    store.save(TABLES)
+    store.save(PACKED)
     path = tmp_path / STATE_FILE
     data = path.read_bytes()
     broken = {"truncate": data[:-7], "flip": data[:20] + bytes([data[20] ^ 1]) + data[21:],
@@ -45,7 +46,12 @@ def test_corrupt_file_is_kept_aside_and_start_is_empty(tmp_path: Path, damage: s
 
 
 def test_decode_rejects_trailing_and_missing_bytes() -> None:
-    good = encode_state(TABLES)
+    good = encode_state(PACKED)
     assert decode_state(good) == TABLES
     with pytest.raises(StateFileError):
         decode_state(good[:-1])
+
+
+def test_encode_refuses_a_partial_slot() -> None:
+    with pytest.raises(ValueError, match="not a whole number of slots"):
+        encode_state({3: bytes(75)})

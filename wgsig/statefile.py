@@ -2,14 +2,15 @@
 
 Layout: ``MAGIC || count(4) || {group(4) || slots(4) || slots*50 bytes}* ||
 SHA-256 of everything before``.  Records are stored exactly as on the wire, so
-saving is a join of bytes the tables already hold.
+saving is a join of bytes the tables already hold (``GroupTable.packed_slots``);
+loading gives each group's slots as a list.
 """
 
 from __future__ import annotations
 
 import hashlib
 import struct
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from wgsig.wire import RECORD_SIZE
 
@@ -23,11 +24,15 @@ class StateFileError(ValueError):
     """A state file that is truncated, corrupt or of another format."""
 
 
-def encode_state(tables: Mapping[int, Sequence[bytes]]) -> bytes:
+def encode_state(tables: Mapping[int, bytes]) -> bytes:
+    """A state file from each group's slots, end to end (a multiple of 50 bytes)."""
     parts = [MAGIC, _COUNT.pack(len(tables))]
-    for group_id, slots in tables.items():
-        parts.append(_GROUP.pack(group_id, len(slots)))
-        parts.extend(slots)
+    for group_id, packed in tables.items():
+        count, rest = divmod(len(packed), RECORD_SIZE)
+        if rest:
+            raise ValueError(f"group {group_id}: {len(packed)} bytes is not a whole number of slots")
+        parts.append(_GROUP.pack(group_id, count))
+        parts.append(packed)
     body = b"".join(parts)
     return body + hashlib.sha256(body).digest()
 

@@ -89,8 +89,8 @@ class Daemon:
         self.server.dirty = False
         log.info("loaded %d records of %d groups from %s", self.server.record_count(), len(tables), self.store.path)
 
-    def snapshot(self) -> dict[int, list[bytes]]:
-        return {gid: list(table.slots) for gid, table in self.server.groups.items()}
+    def snapshot(self) -> dict[int, bytes]:
+        return {gid: table.packed_slots() for gid, table in self.server.groups.items()}
 
     def status_line(self) -> str:
         s = self.server

@@ -27,7 +27,7 @@ class StateStore:
         self.directory = directory
         self.path = directory / STATE_FILE
         self._writer: threading.Thread | None = None
-        self._pending: dict[int, list[bytes]] | None = None
+        self._pending: dict[int, bytes] | None = None
         self._lock = threading.Lock()
         self.saves = 0
 
@@ -48,7 +48,7 @@ class StateStore:
             )
             return {}
 
-    def save_async(self, tables: dict[int, list[bytes]]) -> None:
+    def save_async(self, tables: dict[int, bytes]) -> None:
         """Queue a snapshot for writing; a newer snapshot replaces an unwritten one.
 
         ``tables`` must not change afterwards: it is encoded on the writer
@@ -60,7 +60,7 @@ class StateStore:
                 self._writer = threading.Thread(target=self._drain, name="wgsigd-save", daemon=True)
                 self._writer.start()
 
-    def save(self, tables: dict[int, list[bytes]]) -> None:
+    def save(self, tables: dict[int, bytes]) -> None:
         """Write a snapshot now and wait for every queued one (used on exit)."""
         self.save_async(tables)
         self.flush()
