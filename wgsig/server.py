@@ -58,17 +58,26 @@ class GroupConfig:
             raise ValueError("max_records must be at least 1")
 
 
-@dataclass(slots=True)
-class _Group:
-    config: GroupConfig
-    table: GroupTable
-    # One per secret, prepared once: request HMACs, and envelopes of encrypted groups.
-    signers: tuple[Signer, ...]
-    envelopes: tuple[Envelope, ...]
-    # Copied from config: with 10,000 groups each object a request reads is likely a cache miss.
-    encrypt: bool
-    allowed_keys: frozenset[bytes] | None
-    max_age: int | None
+class _Group(GroupTable):
+    """A configured group: its record table, and what checking its requests needs.
+
+    One object, not a table beside its settings: with 10,000 groups every
+    request reads a different group, and each object it reads is likely a
+    cache miss.
+    """
+
+    __slots__ = ("allowed_keys", "config", "encrypt", "envelopes", "max_age", "signer", "signers")
+
+    def __init__(self, config: GroupConfig) -> None:
+        super().__init__(config.max_records)
+        self.config = config
+        # One per secret, prepared once: request HMACs, and envelopes of encrypted groups.
+        self.signers = tuple(Signer(s) for s in config.secrets)
+        self.signer = self.signers[0]  # the current secret: tried first, without the tuple
+        self.envelopes = tuple(Envelope(envelope_key(s)) for s in config.secrets) if config.encrypt else ()
+        self.encrypt = config.encrypt
+        self.allowed_keys = config.allowed_keys
+        self.max_age = config.max_age
 
 
 class Server:
@@ -102,30 +111,26 @@ class Server:
             if config.encrypt and self._random_bytes is None:
                 raise ValueError("encrypted groups need a random source")
             old = self._groups.get(config.group_id)
-            table = GroupTable(config.max_records)
+            group = _Group(config)
             if old is not None:
-                table.load(old.table.slots)
+                group.load(old.slots)
             if config.allowed_keys is not None:
-                for peer_id in [r.peer_id for r in table.records()]:
+                for peer_id in [r.peer_id for r in group.records()]:
                     if peer_id not in config.allowed_keys:
-                        table.remove(peer_id)
-            signers = tuple(Signer(s) for s in config.secrets)
-            envelopes = tuple(Envelope(envelope_key(s)) for s in config.secrets) if config.encrypt else ()
-            new[config.group_id] = _Group(
-                config, table, signers, envelopes, config.encrypt, config.allowed_keys, config.max_age
-            )
+                        group.remove(peer_id)
+            new[config.group_id] = group
         self._groups = new
         self.dirty = True
 
     @property
     def groups(self) -> Mapping[int, GroupTable]:
-        return {gid: g.table for gid, g in self._groups.items()}
+        return dict(self._groups)
 
     def group_config(self, group_id: int) -> GroupConfig:
         return self._groups[group_id].config
 
     def record_count(self) -> int:
-        return sum(len(g.table) for g in self._groups.values())
+        return sum(len(g) for g in self._groups.values())
 
     def receive_datagram(self, data: bytes, source: Address, now: float) -> tuple[list[bytes], Event]:
         """Handle one datagram from ``source`` at UNIX time ``now``."""
@@ -160,7 +165,9 @@ class Server:
     def _plain_signer(group: _Group, clear: bytes) -> Signer | None:
         """The Signer of the group secret that authenticates ``clear``, if any."""
         signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:REQUEST_SIZE]
-        for signer in group.signers:
+        if group.signer.verify(signed, tag):
+            return group.signer
+        for signer in group.signers[1:]:
             if signer.verify(signed, tag):
                 return signer
         return None
@@ -196,7 +203,7 @@ class Server:
         skew = label_seconds(label) - int(now)
         if skew > self.window or -skew > self.window:
             return self._reject(Reason.CLOCK_SKEW, source, group_id, peer_id, skew)
-        table = group.table
+        table: GroupTable = group
         if group.max_age is not None and table.expire(int(now) - group.max_age):
             self.dirty = True
         stored = table.label_of(peer_id)
