@@ -83,6 +83,17 @@ DEFAULT_SCENARIOS = [
 QUIET_LAUNCHER = "import logging, sys; logging.disable(logging.INFO); from wgsigd.cli import main; sys.exit(main())"
 
 
+def unit_environment() -> dict[str, str]:
+    """The Environment= settings of the shipped wgsigd.service: the benchmark runs wgsigd as systemd does."""
+    env = {}
+    for line in (REPO / "packaging" / "systemd" / "wgsigd.service").read_text().splitlines():
+        if line.startswith("Environment="):
+            for assignment in line.removeprefix("Environment=").split():
+                key, _, value = assignment.partition("=")
+                env[key] = value
+    return env
+
+
 def build_loadgen(workdir: Path) -> Path:
     binary = workdir / "loadgen"
     source = REPO / "bench" / "loadgen.c"
@@ -166,14 +177,15 @@ def pinned(cpu: str) -> list[str]:
     return [*PRIORITY, "taskset", "-c", cpu]
 
 
-def one_run(python: str, loadgen: Path, scenario: Scenario, duration: float, warmup: float) -> dict[str, float]:
+def one_run(python: str, loadgen: Path, scenario: Scenario, duration: float, warmup: float,
+            server_env: dict[str, str]) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="wgsig-bench-") as tmp:
         workdir = Path(tmp)
         secret, secret_file, port, config = prepare_server(workdir, scenario)
         command = [python, "-c", QUIET_LAUNCHER] if scenario.quiet else [python, "-m", "wgsigd"]
         server = subprocess.Popen(
             [*pinned(SERVER_CPU), *command, "--config", str(config)],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO, env={**os.environ, **server_env, "PYTHONPATH": str(REPO)},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
@@ -229,10 +241,11 @@ MIN_CPU_SHARE = 0.85  # below this, something else ran on the server's core: the
 ATTEMPTS = 4
 
 
-def undisturbed_run(python: str, loadgen: Path, scenario: Scenario, duration: float, warmup: float) -> dict[str, float]:
+def undisturbed_run(python: str, loadgen: Path, scenario: Scenario, duration: float, warmup: float,
+                    server_env: dict[str, str]) -> dict[str, float]:
     """A run in which the server had its core to itself, or the last of ATTEMPTS tries (flagged)."""
     for attempt in range(ATTEMPTS):
-        result = one_run(python, loadgen, scenario, duration, warmup)
+        result = one_run(python, loadgen, scenario, duration, warmup, server_env)
         if result["cpu_share"] >= MIN_CPU_SHARE:
             break
         print(f"  ({scenario.name}: server got {result['cpu_share']:.0%} of its core, load"
@@ -279,7 +292,7 @@ def wgsigc_run(python: str, runs: int) -> None:
         _, secret_file, port, config = prepare_server(workdir, scenario)
         server = subprocess.Popen(
             [*pinned(SERVER_CPU), python, "-m", "wgsigd", "--config", str(config)],
-            cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+            cwd=REPO, env={**os.environ, **server_env, "PYTHONPATH": str(REPO)},
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -352,7 +365,10 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=5, help="runs per scenario (median reported)")
     p.add_argument("--duration", type=float, default=5.0, help="measured seconds per run")
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
+    p.add_argument("--no-unit-environment", action="store_true",
+                   help="run wgsigd without the Environment= settings of packaging/systemd/wgsigd.service")
     args = p.parse_args()
+    server_env = {} if args.no_unit_environment else unit_environment()
     names = args.scenarios or [*DEFAULT_SCENARIOS, "wgsigc"]
     unknown = [n for n in names if n not in SCENARIOS and n != "wgsigc"]
     if unknown:
@@ -365,7 +381,9 @@ def main() -> int:
     print(f"wgsigd under {args.python} ({version.stdout.strip()}), {os.cpu_count()} CPUs, load {load:.2f}")
     print(f"{args.repeat} runs per scenario, {args.duration:g} s measured after {args.warmup:g} s; medians;"
           f" server on CPU {SERVER_CPU}, load generator on CPU {LOADGEN_CPU}"
-          f"{', nice -20' if PRIORITY else ''}\n")
+          f"{', nice -20' if PRIORITY else ''}")
+    print(f"wgsigd environment: {' '.join(f'{k}={v}' for k, v in server_env.items()) or 'none added'}"
+          f"{'' if args.no_unit_environment else ' (from wgsigd.service)'}\n")
     with tempfile.TemporaryDirectory(prefix="wgsig-loadgen-") as tmp:
         loadgen = build_loadgen(Path(tmp))
         header_printed = False
@@ -374,7 +392,7 @@ def main() -> int:
                 wgsigc_run(args.python, max(args.repeat, 5))
                 continue
             scenario = SCENARIOS[name]
-            runs = [undisturbed_run(args.python, loadgen, scenario, args.duration, args.warmup)
+            runs = [undisturbed_run(args.python, loadgen, scenario, args.duration, args.warmup, server_env)
                     for _ in range(args.repeat)]
             if not header_printed:
                 print(HEADER)
