@@ -16,7 +16,7 @@ PACKED = {group: b"".join(slots) for group, slots in TABLES.items()}  # what a s
 
 def test_save_then_load(tmp_path: Path) -> None:
     store = StateStore(tmp_path / "state")
-    store.save(PACKED)
+    store.save(lambda: PACKED)
     assert StateStore(tmp_path / "state").load() == TABLES
     assert (tmp_path / "state" / STATE_FILE).stat().st_mode & 0o077 == 0
 
@@ -24,7 +24,7 @@ def test_save_then_load(tmp_path: Path) -> None:
 def test_async_saves_end_with_the_newest_snapshot(tmp_path: Path) -> None:
     store = StateStore(tmp_path)
     for i in range(50):
-        store.save_async({0: bytes([i + 1]) * 50})
+        store.save_async(lambda i=i: {0: bytes([i + 1]) * 50})
     store.flush()
     assert store.load() == {0: [bytes([50]) * 50]}
 
@@ -32,7 +32,7 @@ def test_async_saves_end_with_the_newest_snapshot(tmp_path: Path) -> None:
 @pytest.mark.parametrize("damage", ["truncate", "flip", "garbage", "empty"])
 def test_corrupt_file_is_kept_aside_and_start_is_empty(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
     store = StateStore(tmp_path)
-    store.save(PACKED)
+    store.save(lambda: PACKED)
     path = tmp_path / STATE_FILE
     data = path.read_bytes()
     broken = {"truncate": data[:-7], "flip": data[:20] + bytes([data[20] ^ 1]) + data[21:],
