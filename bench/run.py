@@ -284,7 +284,7 @@ HEADER = (
 )
 
 
-def wgsigc_run(python: str, runs: int) -> None:
+def wgsigc_run(python: str, runs: int, server_env: dict[str, str]) -> None:
     """wgsigc print mode against a server holding 50 peers: whole run and import time."""
     with tempfile.TemporaryDirectory(prefix="wgsig-bench-") as tmp:
         workdir = Path(tmp)
@@ -389,7 +389,7 @@ def main() -> int:
         header_printed = False
         for name in names:
             if name == "wgsigc":
-                wgsigc_run(args.python, max(args.repeat, 5))
+                wgsigc_run(args.python, max(args.repeat, 5), server_env)
                 continue
             scenario = SCENARIOS[name]
             runs = [undisturbed_run(args.python, loadgen, scenario, args.duration, args.warmup, server_env)

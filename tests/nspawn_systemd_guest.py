@@ -161,6 +161,10 @@ def first_datagram() -> None:
     uid = next((line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
                 if line.startswith("Uid:")), "?")
     check("runs_as_dynamic_user", uid not in ("0", "?"), f"uid={uid}")
+    environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    check("allocator_environment_applied",
+          b"PYTHONMALLOC=malloc" in environ and b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in environ,
+          repr([e for e in environ if e.startswith((b"PYTHON", b"GLIBC"))]))
     status = prop("wgsigd.service", "StatusText")
     check("notify_status_text", re.match(r"1 groups, \d+ records, \d+ requests answered", status) is not None,
           status)

@@ -33,6 +33,7 @@ CHECKS = [
     "service_not_started_before_first_datagram",
     "first_datagram_starts_service_and_is_answered",
     "runs_as_dynamic_user",
+    "allocator_environment_applied",
     "notify_status_text",
     "journal_registration_fields",
     "journal_no_noise_fields",
