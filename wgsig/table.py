@@ -13,7 +13,6 @@ from memory far faster than ten record objects scattered over the heap.
 from __future__ import annotations
 
 import heapq
-import struct
 from collections.abc import Iterator, Sequence
 
 from wgsig.events import Change
@@ -27,9 +26,9 @@ from wgsig.wire import (
     RESPONSE_SIGNED,
     Record,
     decode_record,
+    response_tail,
 )
 
-_TAIL = struct.Struct(">HHI")  # SVEXT, N_OTHER, GROUP: wgsig.wire's response tail
 _NO_GROUP = -1  # tails not written yet: the table learns its group ID from answer()
 
 
@@ -87,16 +86,17 @@ class GroupTable:
         return [bytes(buffer[o : o + RECORD_SIZE]) for o in map(_offset, range(self._count))]
 
     def packed_slots(self) -> bytes:
-        """The slots end to end, as the state file stores them."""
-        buffer, count = self._buffer, self._count
-        if count <= RECORDS_PER_DATAGRAM:
-            return bytes(buffer[: count * RECORD_SIZE])
-        return b"".join(
-            buffer[start : start + min(RECORDS_SIZE, (count - slot) * RECORD_SIZE)]
-            for slot, start in zip(
-                range(0, count, RECORDS_PER_DATAGRAM), range(0, len(buffer), RESPONSE_SIGNED), strict=False
-            )
-        )
+        """The slots end to end, as the state file stores them.
+
+        The state writer thread calls this while the answering thread updates
+        the table: the buffer is copied in one step (one C call under the GIL),
+        so a record that moved to another slot meanwhile is never saved twice.
+        """
+        count = self._count  # read first: the buffer grows after it, never before
+        data = bytes(self._buffer)
+        if count > RECORDS_PER_DATAGRAM:  # drop the tails between the datagrams' records
+            data = b"".join(data[start : start + RECORDS_SIZE] for start in range(0, len(data), RESPONSE_SIGNED))
+        return data[: count * RECORD_SIZE]
 
     def label_of(self, peer_id: bytes) -> bytes | None:
         slot = self._slot_of.get(peer_id)
@@ -208,7 +208,6 @@ class GroupTable:
             self._slot_of[bytes(data[:32])] = slot
         used = set(self._slot_of.values())
         self._free = [slot for slot in range(self._count) if slot not in used]  # sorted: a heap
-        self._answers = ()
 
     def _take_slot(self) -> int:
         if self._free:
@@ -219,19 +218,19 @@ class GroupTable:
             # One more datagram: N_OTHER changes in all of them.
             self._buffer.extend(bytes(RESPONSE_SIGNED))
             self._write_tails()
-            self._answers = ()
         return slot
 
     def _datagram_count(self) -> int:
         return max(1, -(-self._count // RECORDS_PER_DATAGRAM))
 
     def _write_tails(self) -> None:
+        """Write every datagram's tail (N_OTHER or the group changed); forgets the cached answers."""
+        self._answers = ()
         if self._group == _NO_GROUP:
             return
-        last = len(self._buffer) // RESPONSE_SIGNED - 1
+        tail = response_tail(len(self._buffer) // RESPONSE_SIGNED - 1, self._group)
         for start in range(RECORDS_SIZE, len(self._buffer), RESPONSE_SIGNED):
-            _TAIL.pack_into(self._buffer, start, 0, last, self._group)
-        self._answers = ()
+            self._buffer[start : start + len(tail)] = tail
 
     def _store(self, slot: int, data: bytes) -> None:
         offset = _offset(slot)
