@@ -27,7 +27,7 @@ fi
 
 # What the code and the tests import, as Debian bookworm ships it.
 PKGS="python3 python3-venv python3-pytest python3-hypothesis python3-cryptography python3-systemd
-python3-pyroute2 systemd gcc iproute2 procps"
+python3-pyroute2 systemd gcc iproute2 procps nftables"
 missing=
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

@@ -140,6 +140,23 @@ def test_server_down(secret_file: Path) -> None:
     assert "refused the request (ICMP port unreachable): is wgsigd running" in last_line(result)
 
 
+def test_firewall_rejecting_the_request(secret_file: Path) -> None:
+    """A real ICMP "administratively prohibited" (nftables rejects the request on loopback): one line, exit 1."""
+    port = free_udp_port()
+    table = f"wgsigtest{port}"
+    subprocess.run(["nft", "add", "table", "inet", table], check=True)
+    try:
+        for rule in (["chain", "inet", table, "input", "{ type filter hook input priority 0; }"],
+                     ["rule", "inet", table, "input", "udp", "dport", str(port),
+                      "reject", "with", "icmpx", "type", "admin-prohibited"]):
+            subprocess.run(["nft", "add", *rule], check=True)
+        result = wgsigc(port, secret_file)
+    finally:
+        subprocess.run(["nft", "delete", "table", "inet", table], check=True)
+    assert result.returncode == 1
+    assert f"cannot reach 127.0.0.1:{port}: No route to host (an ICMP error came back" in last_line(result)
+
+
 def test_server_silent(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
     """A server that drops the request (skewed clock, wrong secret on its side, ...)."""
     server = fake(lambda req, src: [])
@@ -299,6 +316,12 @@ def test_bad_secret_file(tmp_path: Path, damage: str, words: str) -> None:
     result = run_wgsigc("127.0.0.1", "1223", key_text(ME), str(path), "1225")
     assert result.returncode == 6 and "Traceback" not in result.stderr
     assert words in result.stderr.lower(), result.stderr
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "0"])
+def test_timeout_must_be_a_positive_number(secret_file: Path, timeout: str) -> None:
+    result = run_wgsigc("127.0.0.1", "1223", key_text(ME), str(secret_file), "1225", "--timeout", timeout)
+    assert result.returncode == 6 and "--timeout positive" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_bad_public_key(secret_file: Path) -> None:

@@ -68,6 +68,8 @@ def test_defaults_and_state_directory_from_systemd(tmp_path: Path, monkeypatch: 
         ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\n[[interface.wg0.peer]]\n'
          f'public_key = "{KEY}"\nallowed_ips = ["10.0.0.1/8"]\n', "allowed_ips"),
         ("[interface.wg0\n", "not valid TOML"),
+        ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\ntimeout = nan\n', "timeout must be a number"),
+        ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\ntimeout = inf\n', "timeout must be a number"),
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:

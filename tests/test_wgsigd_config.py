@@ -45,6 +45,8 @@ def test_full_config(tmp_path: Path) -> None:
         ({}, "no [group.NAME] table"),
         (config(port=70000), "'port' = 70000 is out of range"),
         (config(port="1223"), "'port' must be an integer"),
+        (config(save_interval=float("nan")), "'save_interval' = nan is out of range"),
+        (config(idle_exit=float("inf")), "'idle_exit' = inf is out of range"),
         (config(windw=3), "unknown key 'windw'"),
         ({"group": {"g": {"secret_file": "x"}}}, "missing 'id'"),
         ({"group": {"g": {"id": 1}}}, "missing 'secret_file'"),

@@ -52,7 +52,7 @@ def print_options(args: argparse.Namespace) -> PrintOptions:
         raise UsageError(f"PUBKEY {pubkey!r} is not a base64 WireGuard public key (44 characters, 'wg pubkey')")
     if not 0 <= args.group < 1 << 32:
         raise UsageError(f"--group {args.group} is not a 32-bit unsigned integer")
-    if args.attempts < 1 or args.timeout <= 0:
+    if args.attempts < 1 or not 0 < args.timeout < float("inf"):  # float() also takes "nan" and "inf"
         raise UsageError("--attempts must be at least 1 and --timeout positive")
     credentials = GroupCredentials(args.group, load_secret(secret_file), args.encrypt)
     return PrintOptions(server, port, peer_id, credentials, local_port, args.max_age, args.attempts, args.timeout)

@@ -9,6 +9,7 @@ only its own interface.
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -208,6 +209,7 @@ def _number(table: dict[str, Any], key: str, low: float, where: str, default: fl
             raise ConfigError(f"{where}: {key} is missing")
         return default
     value = table[key]
-    if not isinstance(value, int | float) or isinstance(value, bool) or value < low:
+    # TOML also has nan and inf.
+    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value < math.inf:
         raise ConfigError(f"{where}: {key} must be a number of seconds, at least {low}, not {value!r}")
     return float(value)

@@ -91,6 +91,11 @@ def exchange(
             except ConnectionRefusedError:
                 result.refused = True
                 break
+            except OSError as error:  # another ICMP error, e.g. a firewall's "administratively prohibited"
+                raise ExchangeError(
+                    f"cannot reach {server[0]}:{server[1]}: {error.strerror}"
+                    " (an ICMP error came back for the request: a firewall on the way?)"
+                ) from None
             outcome = collector.receive_datagram(data)
             if isinstance(outcome, Ignored):
                 result.ignored.append(outcome.reason)

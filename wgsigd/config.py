@@ -6,6 +6,7 @@ what is expected, as one line.
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,7 +192,7 @@ def _number(
     kind = "an integer" if integer else "a number"
     if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
         raise ConfigError(f"{where}: {key!r} must be {kind}, got {value!r}")
-    if value < low or (high is not None and value > high):
+    if not math.isfinite(value) or value < low or (high is not None and value > high):  # TOML has nan, inf
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ConfigError(f"{where}: {key!r} = {value} is out of range: must be {bound}")
     return float(value)
