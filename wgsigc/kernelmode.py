@@ -28,7 +28,7 @@ from wgsig.client import GroupCredentials, build_request, newest_records
 from wgsig.keys import key_text
 from wgsig.label import label_from_ns
 from wgsig.secretfile import SecretFileError, load_secret, resolve_secret_path
-from wgsig.wire import Record
+from wgsig.wire import NO_ENDPOINT_UPDATE, NO_LABEL_UPDATE, Record
 from wgsigc import netlink, runrecord
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exchange import MIN_REQUEST_GAP, ExchangeError, diagnose, exchange, resolve
@@ -45,7 +45,7 @@ from wgsigc.plan import Action, InterfaceState, Plan, Registration, Settings, na
 from wgsigc.rawsend import CapabilityMissing, port_is_free, send_from_port, set_mark, udp_socket
 
 CLFLG_REGISTER = 0
-CLFLG_FETCH = 3  # change nothing on the server, just answer
+CLFLG_FETCH = NO_ENDPOINT_UPDATE | NO_LABEL_UPDATE  # change nothing on the server, just answer
 
 
 class InterfaceFailed(Exception):

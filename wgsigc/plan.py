@@ -121,10 +121,6 @@ class Plan:
         return [d.problem for d in self.decisions if d.problem is not None]
 
 
-def _short(key: bytes) -> str:
-    return key_text(key)
-
-
 def _ep(endpoint: Endpoint | None) -> str:
     return "(none)" if endpoint is None else f"{endpoint[0]}:{endpoint[1]}"
 
@@ -212,13 +208,13 @@ def _known_peer(
     problem = None
     if own_endpoint is not None and own_endpoint[0] == endpoint[0]:
         problem = (
-            f"peer {_short(key)} is behind the same public IP {endpoint[0]} as this host: reaching it through"
+            f"peer {key_text(key)} is behind the same public IP {endpoint[0]} as this host: reaching it through"
             f" {_ep(endpoint)} needs a NAT that supports hairpinning (NAT loopback); else give it a LAN endpoint"
             " by hand"
         )
     elif now - since >= settings.handshake_timeout:
         problem = (
-            f"peer {_short(key)}: no handshake since its endpoint was set to {_ep(endpoint)} {int(now - since)} s"
+            f"peer {key_text(key)}: no handshake since its endpoint was set to {_ep(endpoint)} {int(now - since)} s"
             " ago; likely causes: a NAT on either side maps each destination to a new port (symmetric NAT,"
             " e.g. 'masquerade fully-random'), a firewall drops UDP, or wgsigc is not running on that peer"
         )

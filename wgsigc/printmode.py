@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from wgsig.client import GroupCredentials, fresh_records
+from wgsig.wire import NO_ENDPOINT_UPDATE
 from wgsigc.exchange import ExchangeError, diagnose, exchange, resolve
 from wgsigc.exitcodes import EXIT_NO_ANSWER, EXIT_OK, EXIT_RESOLVE, EXIT_SOCKET
 from wgsigc.skeleton import format_skeleton
@@ -39,7 +40,7 @@ class PrintOptions:
 
 def run_print_mode(options: PrintOptions) -> int:
     registering = options.local_port % 2 == 0
-    clflg = 0 if registering else 1
+    clflg = 0 if registering else NO_ENDPOINT_UPDATE
     try:
         server = resolve(options.server, options.port)
     except ExchangeError as error:
