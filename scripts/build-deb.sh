@@ -35,7 +35,7 @@ SRC=$(cd "$SRC" && pwd)
 mkdir -p "$OUT"
 OUT=$(cd "$OUT" && pwd)
 
-BUILD_DEPS="debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools dpkg-dev"
+BUILD_DEPS="debhelper dh-python pybuild-plugin-pyproject python3-all python3-setuptools dpkg-dev build-essential"
 [ "$LINTIAN" = 1 ] && BUILD_DEPS="$BUILD_DEPS lintian"
 missing=
 for pkg in $BUILD_DEPS; do
@@ -43,6 +43,7 @@ for pkg in $BUILD_DEPS; do
 done
 if [ -n "$missing" ]; then
     echo "build-deb.sh: installing build dependencies:$missing" >&2
+    DEBIAN_FRONTEND=noninteractive apt-get update -q >&2
     # shellcheck disable=SC2086  # word splitting wanted
     DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $missing >&2
 fi

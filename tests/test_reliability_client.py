@@ -140,6 +140,7 @@ def test_server_down(secret_file: Path) -> None:
     assert "refused the request (ICMP port unreachable): is wgsigd running" in last_line(result)
 
 
+@pytest.mark.skipif(os.geteuid() != 0, reason="adds an nftables rule: needs root (scripts/test.sh runs as root)")
 def test_firewall_rejecting_the_request(secret_file: Path) -> None:
     """A real ICMP "administratively prohibited" (nftables rejects the request on loopback): one line, exit 1."""
     port = free_udp_port()
