@@ -81,7 +81,7 @@ class _Group(GroupTable):
 
 
 class Server:
-    """Groups, their tables, and the validation rules of PROTOCOL.md."""
+    """Groups, their tables, and the protocol's validation rules."""
 
     def __init__(
         self,

@@ -1,6 +1,6 @@
 """Wire codec: requests, responses and records, with their HMACs.
 
-Sizes and offsets follow PROTOCOL.md; every integer is big-endian.  Encoding
+Sizes and offsets are the C programs' (github alex14fr/wgsig); every integer is big-endian.  Encoding
 and decoding are pure; authentication uses HMAC-SHA256 compared in constant
 time.
 """

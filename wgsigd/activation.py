@@ -145,7 +145,7 @@ def service_hooks() -> Hooks:
     last_ping = [0.0]
 
     def watchdog() -> None:
-        # The loop calls this whenever it waits: ping at most every quarter of WatchdogSec=.
+        # The loop's chores call this every half of WatchdogSec=; never ping more often than every quarter.
         now = time.monotonic()
         if interval is not None and now - last_ping[0] >= interval / 2:
             last_ping[0] = now
