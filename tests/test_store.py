@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from pathlib import Path
 
@@ -45,11 +46,21 @@ def test_corrupt_file_is_kept_aside_and_start_is_empty(tmp_path: Path, damage: s
     assert "kept it as" in caplog.text and not path.exists()
 
 
+def with_checksum(body: bytes) -> bytes:
+    return body + hashlib.sha256(body).digest()
+
+
 def test_decode_rejects_trailing_and_missing_bytes() -> None:
     good = encode_state(PACKED)
     assert decode_state(good) == TABLES
     with pytest.raises(StateFileError):
         decode_state(good[:-1])
+    body = good[:-32]
+    # Checksums that match: the layout checks behind them must still catch these.
+    with pytest.raises(StateFileError, match="trailing bytes"):
+        decode_state(with_checksum(body + bytes(50)))
+    with pytest.raises(StateFileError, match="truncated records"):
+        decode_state(with_checksum(body[:-50]))
 
 
 def test_encode_refuses_a_partial_slot() -> None:
