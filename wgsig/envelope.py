@@ -87,7 +87,7 @@ def _aead_chacha20(key: bytes) -> ChaCha20:
     return chacha20
 
 
-_MAX_DATA = 1024  # largest payload the fast path handles in its buffer (a response is 540 bytes)
+_MAX_DATA = 1280  # largest payload the fast path handles in its buffer (an X1 answer is at most 1,216 bytes)
 
 
 def _openssl_chacha20(key: bytes) -> ChaCha20 | None:

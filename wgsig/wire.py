@@ -137,17 +137,17 @@ class Response:
     group: int
 
 
-def encode_response(records_bytes: bytes, n_other: int, group: int, secret: bytes) -> bytes:
-    """One 540-byte response datagram from 500 bytes of records."""
+def encode_response(records_bytes: bytes, n_other: int, group: int, secret: bytes, svext: int = 0) -> bytes:
+    """One 540-byte response datagram from 500 bytes of records (SVEXT 0 unless X1 was asked for)."""
     if len(records_bytes) != RECORDS_SIZE:
         raise ValueError("a response carries exactly ten records")
-    signed = records_bytes + _RESPONSE_TAIL.pack(0, n_other, group)
+    signed = records_bytes + _RESPONSE_TAIL.pack(svext, n_other, group)
     return signed + mac(secret, signed)
 
 
-def response_tail(n_other: int, group: int) -> bytes:
+def response_tail(n_other: int, group: int, svext: int = 0) -> bytes:
     """SVEXT, N_OTHER and GROUP: the 8 bytes after the records of a response."""
-    return _RESPONSE_TAIL.pack(0, n_other, group)
+    return _RESPONSE_TAIL.pack(svext, n_other, group)
 
 
 def encode_responses(records: Sequence[Record | None], group: int, secret: bytes) -> list[bytes]:
