@@ -7,12 +7,14 @@ all.  Nothing here does I/O: the caller sends, receives and keeps time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from wgsig import x1
 from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, envelope_key, seal, unseal
 from wgsig.label import label_seconds
 from wgsig.wire import (
+    RECORDS_PER_DATAGRAM,
     RESPONSE_SIZE,
     SECRET_SIZE,
     DecodeError,
@@ -46,9 +48,18 @@ def build_request(
     label: bytes,
     clflg: int,
     random_bytes: Callable[[int], bytes],
+    items: Sequence[x1.Item] | None = None,
 ) -> bytes:
-    """The request datagram as it goes on the wire (encrypted if the group is)."""
+    """The request datagram as it goes on the wire (encrypted if the group is).
+
+    With ``items`` (X1: only to a server that answered with SV_XR_OK) CLFLG gets XR and the
+    request block follows the 82 bytes.
+    """
+    if items is not None:
+        clflg |= x1.XR
     clear = encode_request(peer_id, label, clflg, credentials.group_id, credentials.secret)
+    if items is not None:
+        clear = x1.encode_request_block(clear, items, x1.extension_key(credentials.secret))
     if not credentials.encrypt:
         return clear
     nonce = random_bytes(NONCE_SIZE)
@@ -72,11 +83,17 @@ class Ignored:
 
 @dataclass
 class AnswerCollector:
-    """Collects the datagrams of one answer for one group."""
+    """Collects the datagrams of one answer for one group.
+
+    X1 answer datagrams (SVEXT with XB) carry a block after their 540 bytes; it must verify,
+    or the datagram is ignored (a stripped or forged block never passes as a plain datagram).
+    """
 
     credentials: GroupCredentials
     _datagrams: dict[bytes, Response] = field(default_factory=dict)
+    _entries: dict[bytes, list[x1.Entry]] = field(default_factory=dict)
     _expected: int | None = None
+    _xkey: bytes = b""
 
     @property
     def complete(self) -> bool:
@@ -96,11 +113,15 @@ class AnswerCollector:
             if len(data) < HEADER_SIZE + RESPONSE_SIZE:
                 return Ignored(f"{len(data)}-byte datagram is too short for an encrypted answer")
             # SGROUP is not checked: the C server always writes group 0 there.
-            clear = unseal(data, envelope_key(creds.secret), RESPONSE_SIZE)
+            key = envelope_key(creds.secret)
+            clear = unseal(data, key, len(data) - HEADER_SIZE)
         else:
             clear = data
         try:
-            response = decode_response(clear, [creds.secret])
+            if len(clear) != RESPONSE_SIZE and not creds.encrypt and x1.answer_extended_size(clear) != len(clear):
+                raise DecodeError(f"response is {len(clear)} bytes, expected {RESPONSE_SIZE}")
+            response = decode_response(clear[:RESPONSE_SIZE], [creds.secret])
+            entries = self._block(response, clear)
         except DecodeError as error:
             return Ignored(str(error))
         if response.group != creds.group_id:
@@ -109,9 +130,47 @@ class AnswerCollector:
         if self._expected != count:
             # A datagram of another (newer) answer: start over with it.
             self._datagrams.clear()
+            self._entries.clear()
             self._expected = count
-        self._datagrams.setdefault(clear, response)
+        base = clear[:RESPONSE_SIZE]
+        self._datagrams.setdefault(base, response)
+        if entries:
+            self._entries.setdefault(base, entries)
         return Accepted(self.complete)
+
+    def _block(self, response: Response, clear: bytes) -> list[x1.Entry]:
+        """The entries of the X1 block of a datagram, [] without one; DecodeError if it is bad."""
+        if not response.svext & x1.SV_XB:
+            if not self.credentials.encrypt and len(clear) != RESPONSE_SIZE:
+                raise DecodeError(f"response is {len(clear)} bytes, expected {RESPONSE_SIZE}")
+            return []
+        size = x1.answer_extended_size(clear)
+        if size is None or (size != len(clear) and not self.credentials.encrypt) or size > len(clear):
+            raise DecodeError("X1 answer datagram without a valid block")
+        if not self._xkey:
+            self._xkey = x1.extension_key(self.credentials.secret)
+        return x1.open_answer_block(clear[:size], self._xkey)
+
+    @property
+    def svext(self) -> int:
+        """The server's X1 capabilities (SVEXT without XB); 0 from a C or X1-unaware server."""
+        bits = 0
+        for response in self._datagrams.values():
+            bits |= response.svext
+        return bits & ~x1.SV_XB
+
+    def entries(self) -> tuple[dict[bytes, list[x1.Item]], list[x1.Item]]:
+        """X1 items per peer ID, and the items about the requester itself (its observed source)."""
+        per_peer: dict[bytes, list[x1.Item]] = {}
+        requester: list[x1.Item] = []
+        for base, entries in self._entries.items():
+            response = self._datagrams[base]
+            for entry in entries:
+                if entry.slot == x1.REQUESTER_SLOT:
+                    requester.append(entry.item)
+                elif entry.slot < RECORDS_PER_DATAGRAM and (record := response.records[entry.slot]) is not None:
+                    per_peer.setdefault(record.peer_id, []).append(entry.item)
+        return per_peer, requester
 
     def records(self) -> list[Record]:
         """Every record of the answer, in the order the datagrams arrived."""
