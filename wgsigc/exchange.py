@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from wgsig import x1
 from wgsig.client import AnswerCollector, GroupCredentials, Ignored, build_request
 from wgsig.label import label_from_ns
 from wgsig.wire import Record
@@ -30,6 +31,9 @@ class ExchangeResult:
     ignored: list[str] = field(default_factory=list)
     refused: bool = False  # ICMP port unreachable came back
     partial: tuple[int, int] | None = None  # (received, expected) datagrams
+    svext: int = 0  # the server's X1 capabilities (0: a C or X1-unaware server)
+    items: dict[bytes, list[x1.Item]] = field(default_factory=dict)  # X1 items per peer ID
+    observed: list[x1.Item] = field(default_factory=list)  # our source as the server saw it
 
 
 class ExchangeError(Exception):
@@ -59,8 +63,12 @@ def exchange(
     attempt_timeout: float = 1.0,
     random_bytes: Callable[[int], bytes] = os.urandom,
     clock_ns: Callable[[], int] = time.time_ns,
+    items: list[x1.Item] | None = None,
 ) -> ExchangeResult:
-    """Send requests (a fresh label each) until a complete answer arrives."""
+    """Send requests (a fresh label each) until a complete answer arrives.
+
+    ``items``: an X1 request block (only towards a server that announced SV_XR_OK).
+    """
     try:
         sock.connect(server)
     except OSError as error:
@@ -72,7 +80,7 @@ def exchange(
         gap = last_sent + MIN_REQUEST_GAP - time.monotonic()
         if gap > 0:
             time.sleep(gap)
-        request = build_request(credentials, peer_id, label_from_ns(clock_ns()), clflg, random_bytes)
+        request = build_request(credentials, peer_id, label_from_ns(clock_ns()), clflg, random_bytes, items)
         result.attempts = attempt
         try:
             sock.send(request)
@@ -101,6 +109,8 @@ def exchange(
                 result.ignored.append(outcome.reason)
             elif outcome.complete:
                 result.records = collector.records()
+                result.svext = collector.svext
+                result.items, result.observed = collector.entries()
                 return result
         if collector.expected is not None:
             result.partial = (collector.received, collector.expected)
