@@ -22,6 +22,7 @@ class Reason(enum.Enum):
     CLOCK_SKEW = "timestamp outside the time window"
     REPLAY = "timestamp not newer than the stored one"
     NOT_IPV4 = "source is not an IPv4 address"
+    BAD_BLOCK = "X1 request block missing or not authentic"
     RATE_LIMITED = "answer rate limit for this source reached"
 
 
@@ -59,6 +60,8 @@ class Answered(NamedTuple):
     change: Change
     evicted: bytes | None
     datagrams: int
+    extension: str = ""  # "x1" (an X1 answer), "x1+block" (the request carried candidates), "" (none)
+    ipv6: bool = False  # registered over native IPv6 (X1)
 
 
 Event = Rejected | Answered

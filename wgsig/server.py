@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
+from wgsig import x1
 from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, Envelope, envelope_key, scrambled_group
 from wgsig.events import Address, Answered, Change, Event, Reason, Rejected
 from wgsig.label import label_seconds
@@ -24,13 +25,18 @@ from wgsig.wire import (
     REQUEST_SIZE,
     SECRET_SIZE,
     ZERO_KEY,
+    DecodeError,
     encode_endpoint,
 )
+from wgsig.x1view import NO_IPV4, GroupExtensions, encode_observed
 
 DEFAULT_WINDOW = 30
 DEFAULT_MAX_RECORDS = 256
 _ENCRYPTED_REQUEST_SIZE = HEADER_SIZE + REQUEST_SIZE
 _IPV4_MAPPED = "::ffff:"
+# X1's CLFLG bits live in byte 44 (the high byte); the C programs read only byte 45.
+_XA_BYTE = x1.XA >> 8
+_XR_BYTE = x1.XR >> 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +72,7 @@ class _Group(GroupTable):
     cache miss.
     """
 
-    __slots__ = ("allowed_keys", "config", "encrypt", "envelopes", "max_age", "signer", "signers")
+    __slots__ = ("allowed_keys", "config", "encrypt", "envelopes", "max_age", "signer", "signers", "x1", "xkeys")
 
     def __init__(self, config: GroupConfig) -> None:
         super().__init__(config.max_records)
@@ -78,6 +84,8 @@ class _Group(GroupTable):
         self.encrypt = config.encrypt
         self.allowed_keys = config.allowed_keys
         self.max_age = config.max_age
+        self.x1 = GroupExtensions(config.max_records)  # what X1 adds: IPv6 sources, candidates
+        self.xkeys = {s: x1.extension_key(s) for s in config.secrets}
 
 
 class Server:
@@ -114,10 +122,12 @@ class Server:
             group = _Group(config)
             if old is not None:
                 group.load(old.slots)
+                group.x1 = old.x1
             if config.allowed_keys is not None:
                 for peer_id in [r.peer_id for r in group.records()]:
                     if peer_id not in config.allowed_keys:
                         group.remove(peer_id)
+                group.x1.keep_only(config.allowed_keys)
             new[config.group_id] = group
         self._groups = new
         self.dirty = True
@@ -135,7 +145,15 @@ class Server:
     def receive_datagram(self, data: bytes, source: Address, now: float) -> tuple[list[bytes], Event]:
         """Handle one datagram from ``source`` at UNIX time ``now``."""
         size = len(data)
-        if size == REQUEST_SIZE:
+        if size > REQUEST_SIZE and self._plain_extended(data):
+            # A plain X1 request (CLFLG has XR, the block's length matches): checked whole below.
+            group_id = int.from_bytes(data[46:50], "big")
+            group: _Group | None = self._groups[group_id]
+            assert group is not None
+            clear = data
+            signer = self._plain_signer(group, data)
+            envelope = None
+        elif size == REQUEST_SIZE:
             group_id = int.from_bytes(data[46:50], "big")
             group = self._groups.get(group_id)
             if group is None:
@@ -159,7 +177,22 @@ class Server:
             return self._reject(Reason.SIZE, source)
         if signer is None:
             return self._reject(Reason.BAD_MAC, source, group_id)
-        return self._accept(group, group_id, signer, envelope, clear, source, now)
+        items = None
+        if clear[44] & _XR_BYTE:
+            # X1: the block must be there and authentic, or nothing happens (a stripped block
+            # must not pass as a plain request).
+            try:
+                items = x1.open_request_block(clear, group.xkeys[signer.key])
+            except DecodeError:
+                return self._reject(Reason.BAD_BLOCK, source, group_id)
+        return self._accept(group, group_id, signer, envelope, clear, source, now, items)
+
+    def _plain_extended(self, data: bytes) -> bool:
+        group = self._groups.get(int.from_bytes(data[46:50], "big"))
+        return (
+            group is not None and not group.encrypt and bool(data[44] & _XR_BYTE)
+            and x1.request_extended_size(data) == len(data)
+        )
 
     @staticmethod
     def _plain_signer(group: _Group, clear: bytes) -> Signer | None:
@@ -179,6 +212,11 @@ class Server:
         for signer, envelope in zip(group.signers, group.envelopes, strict=True):
             clear = envelope.unseal(data, REQUEST_SIZE)
             if signer.verify(clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:]):
+                if clear[44] & _XR_BYTE:
+                    # X1: the block follows in the same keystream; what is left over is pad.
+                    size = x1.request_extended_size(envelope.unseal(data, REQUEST_SIZE + x1.BLOCK_HEADER_SIZE))
+                    if size is not None and len(data) >= HEADER_SIZE + size:
+                        clear = envelope.unseal(data, size)
                 return clear, signer, envelope
         return clear, None, None
 
@@ -191,6 +229,7 @@ class Server:
         clear: bytes,
         source: Address,
         now: float,
+        items: list[x1.Item] | None = None,
     ) -> tuple[list[bytes], Event]:
         peer_id = clear[:32]
         if peer_id == ZERO_KEY:
@@ -204,9 +243,16 @@ class Server:
         if skew > self.window or -skew > self.window:
             return self._reject(Reason.CLOCK_SKEW, source, group_id, peer_id, skew)
         table: GroupTable = group
-        if group.max_age is not None and table.expire(int(now) - group.max_age):
+        ext = group.x1
+        if group.max_age is not None and table.expire(int(now) - group.max_age) + ext.v6only.expire(
+            int(now) - group.max_age
+        ):
             self.dirty = True
         stored = table.label_of(peer_id)
+        v6only = False
+        if stored is None and len(ext.v6only):
+            stored = ext.v6only.label_of(peer_id)
+            v6only = stored is not None
         if stored is not None and label <= stored:
             return self._reject(Reason.REPLAY, source, group_id, peer_id)
         clflg = clear[45] & 3  # CLFLG 2 (keep label, move endpoint) is treated as 0
@@ -221,7 +267,9 @@ class Server:
         if self.answer_limiter is not None and not self.answer_limiter.allow(source[0], now):
             return self._reject(Reason.RATE_LIMITED, source, group_id, peer_id)
 
+        xa = clear[44] & _XA_BYTE
         evicted = None
+        ipv6 = False
         if clflg == 0 or clflg == 2:
             ip = source[0]
             if ip.startswith(_IPV4_MAPPED):
@@ -229,24 +277,52 @@ class Server:
             try:
                 packed = _inet_aton(ip)
             except OSError:
-                return self._reject(Reason.NOT_IPV4, source, group_id, peer_id)
-            change, evicted = table.upsert(peer_id, encode_endpoint(packed, source[1]), label)
+                if not xa:
+                    return self._reject(Reason.NOT_IPV4, source, group_id, peer_id)
+                # X1 over IPv6: the source is this peer's OBS6; its IPv4 endpoint stays as it is.
+                ipv6 = True
+                ext.set_observed(peer_id, ip, source[1], now)
+                if stored is not None:
+                    (ext.v6only if v6only else table).refresh(peer_id, label)
+                    change = Change.REFRESHED
+                else:
+                    change, evicted = ext.v6only.upsert(peer_id, NO_IPV4, label)
+                    v6only = True
+            else:
+                if v6only:
+                    ext.v6only.remove(peer_id)  # seen over IPv4 now: into the table everybody sees
+                change, evicted = table.upsert(peer_id, encode_endpoint(packed, source[1]), label)
+                if evicted is not None:
+                    ext.forget(evicted)
             self.dirty = True
         elif clflg == NO_ENDPOINT_UPDATE and stored is not None:
-            table.refresh(peer_id, label)
+            (ext.v6only if v6only else table).refresh(peer_id, label)
             change = Change.REFRESHED
             self.dirty = True
         else:
             change = Change.UNCHANGED
+        stores_label = change is not Change.UNCHANGED
+        if items is not None and stores_label:
+            # Only label-storing requests change what is announced: their replays are rejected.
+            ext.set_announced(peer_id, items, now)
 
-        answer = table.answer(group_id, signer.key, signer)
+        if xa:
+            requester = None
+            if stores_label:
+                host = source[0][len(_IPV4_MAPPED) :] if source[0].startswith(_IPV4_MAPPED) else source[0]
+                requester = encode_observed(host, source[1], x1.ItemType.OBS)
+            answer = ext.answer(table, group_id, signer, group.xkeys[signer.key], requester, now)
+            extension = "x1+block" if items is not None else "x1"
+        else:
+            answer = table.answer(group_id, signer.key, signer)
+            extension = ""
         if capped and len(answer) > 1:
-            size = len(answer[0]) + (HEADER_SIZE if group.encrypt else 0)
+            size = len(answer[0]) + (HEADER_SIZE if group.encrypt else 0)  # no blocks: 540 bytes
             answer = answer[: capped_datagrams(len(answer), size, self.max_answer_bytes)]  # type: ignore[arg-type]
         if envelope is not None:
             answer = self._seal(answer, group_id, envelope)
         self.answered += 1
-        return answer, Answered(group_id, peer_id, source, clflg, change, evicted, len(answer))
+        return answer, Answered(group_id, peer_id, source, clflg, change, evicted, len(answer), extension, ipv6)
 
     def _seal(self, answer: list[bytes], group_id: int, envelope: Envelope) -> list[bytes]:
         assert self._nonces is not None
