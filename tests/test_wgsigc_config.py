@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from wgsigc.config import ConfigError, load_config, parse_server, state_file_for
+from wgsigc.config import ConfigError, ServerAddress, load_config, parse_config, parse_server, state_file_for
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = base64.b64encode(bytes(range(32))).decode()
@@ -85,8 +85,35 @@ def test_missing_file(tmp_path: Path) -> None:
 
 def test_server_parsing() -> None:
     assert str(parse_server("example.net")) == "example.net:1223"
-    with pytest.raises(ValueError):
-        parse_server("[::1]:1223")
+    assert parse_server("[2001:db8::1]:1224") == ServerAddress("2001:db8::1", 1224)
+    assert parse_server("2001:db8::1") == ServerAddress("2001:db8::1", 1223)
+    for bad in ("[::1", "[::1]x", "host:port", "ex ample:1", "a:b:c:1", "[::1]:0"):
+        with pytest.raises(ValueError):
+            parse_server(bad)
+
+
+def test_x1_keys() -> None:
+    base = {"servers": ["s:1"], "secret_file": "k"}
+    config = parse_config({"interface": {"wg0": base}}, "f").interfaces[0]
+    assert config.candidates and config.ipv6 and config.converge_seconds == 25
+    assert config.exclude_candidates == () and config.advertise == ()
+    config = parse_config({"interface": {"wg0": {**base, "candidates": False, "ipv6": False, "converge_seconds": 0,
+                                                  "exclude_candidates": ["172.16.0.0/12", "fd00::/8"],
+                                                  "advertise": ["198.51.100.7:51820", "[2001:db8::7]:5"]}}},
+                          "f").interfaces[0]
+    assert not config.candidates and not config.ipv6 and config.converge_seconds == 0
+    assert [str(n) for n in config.exclude_candidates] == ["172.16.0.0/12", "fd00::/8"]
+    assert config.advertise == (("198.51.100.7", 51820), ("2001:db8::7", 5))
+    for key, value, message in (
+        ("candidates", "yes", "candidates must be a bool"),
+        ("exclude_candidates", ["10.0.0.0/33"], "exclude_candidates: "),
+        ("exclude_candidates", "10.0.0.0/8", "must be a list of strings"),
+        ("advertise", ["example.net:1"], "not an IP address and port"),
+        ("advertise", ["198.51.100.7"], "not an IP address and port"),
+        ("converge_seconds", 51, "at most 50"),
+    ):
+        with pytest.raises(ConfigError, match=message):
+            parse_config({"interface": {"wg0": {**base, key: value}}}, "f")
 
 
 def test_shipped_example_parses() -> None:

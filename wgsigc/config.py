@@ -12,9 +12,10 @@ import ipaddress
 import math
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from wgsig.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
 from wgsig.configfile import read_toml
@@ -30,7 +31,11 @@ DEFAULT_HANDSHAKE_THRESHOLD = 180
 # handshake, something on the path (usually a NAT) is in the way.
 DEFAULT_HANDSHAKE_TIMEOUT = 15
 DEFAULT_MAX_AGE = 600
+# The timer starts a run every 30 s; a run that converges for 25 s leaves it room, within
+# wgsigc.service's TimeoutStartSec=60s.
+DEFAULT_CONVERGE = 25
 
+_T = TypeVar("_T")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.=+-]{1,15}$")
 
 
@@ -59,6 +64,14 @@ class InterfaceConfig:
     # Peers to add when the interface lacks them: public key -> allowed IPs.
     extra_peers: dict[bytes, tuple[str, ...]] = field(default_factory=dict)
     state_file: Path | None = None
+    # X1 (doc/x1.md): announce this host's LAN addresses and use the peers' (on by default).
+    candidates: bool = True
+    exclude_candidates: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    advertise: tuple[tuple[str, int], ...] = ()  # port forwards to announce, e.g. ("198.51.100.7", 51820)
+    ipv6: bool = True  # register over IPv6 too, when this host has a global address
+    # While a peer waits for a handshake, a run keeps fetching and judging for this long (seconds):
+    # a peer that just came online is reached within seconds, not at the next timer run.
+    converge_seconds: float = DEFAULT_CONVERGE
 
 
 @dataclass(frozen=True)
@@ -82,12 +95,10 @@ def state_file_for(interface: InterfaceConfig, directory: Path | None = None) ->
 
 
 def parse_server(text: str) -> ServerAddress:
-    """``host:port`` or ``host`` (port 1223); the protocol carries IPv4 only."""
-    host, sep, port_text = text.strip().rpartition(":")
-    if not sep:
-        host, port_text = text.strip(), str(DEFAULT_SERVER_PORT)
-    if not host or ":" in host or " " in host:
-        raise ValueError(f"{text!r} is not host:port (IPv4 address or DNS name)")
+    """``host:port``, ``[IPv6]:port`` or ``host`` (port 1223)."""
+    host, port_text = split_host_port(text.strip(), DEFAULT_SERVER_PORT)
+    if not host or " " in host or (":" in host and not _is_ipv6(host)):
+        raise ValueError(f"{text!r} is not host:port (IPv4 address, [IPv6 address] or DNS name)")
     try:
         port = int(port_text)
     except ValueError:
@@ -95,6 +106,46 @@ def parse_server(text: str) -> ServerAddress:
     if not 1 <= port <= 65535:
         raise ValueError(f"{text!r}: port {port} is out of range 1-65535")
     return ServerAddress(host, port)
+
+
+def split_host_port(text: str, default_port: int | None) -> tuple[str, str]:
+    """"host:port", "[v6]:port", "host" (default port); the port as text, checked by the caller."""
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return "", ""
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") > 1:
+        host, port_text = text, ""  # a bare IPv6 address
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = text, ""
+    if not port_text and default_port is not None:
+        port_text = str(default_port)
+    return host, port_text
+
+
+def _is_ipv6(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).version == 6
+    except ValueError:
+        return False
+
+
+def parse_endpoint_text(text: str) -> tuple[str, int]:
+    """An advertised endpoint: "a.b.c.d:port" or "[v6]:port", the port required."""
+    host, port_text = split_host_port(text.strip(), None)
+    try:
+        address = ipaddress.ip_address(host)
+        port = int(port_text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not an IP address and port (\"198.51.100.7:51820\", \"[2001:db8::7]:51820\")"
+        ) from None
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{text!r}: port {port} is out of range 1-65535")
+    return str(address), port
 
 
 def load_config(path: str) -> ClientConfig:
@@ -124,7 +175,8 @@ def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
 
 _INTERFACE_KEYS = {
     "servers", "group", "secret_file", "encrypt", "max_age", "keepalive", "handshake_threshold",
-    "handshake_timeout", "attempts", "timeout", "peer", "state_file",
+    "handshake_timeout", "attempts", "timeout", "peer", "state_file", "candidates", "exclude_candidates",
+    "advertise", "ipv6", "converge_seconds",
 }
 
 
@@ -160,10 +212,32 @@ def _interface(name: str, table: dict[str, Any], where: str, state_directory: Pa
         state_file = Path(_typed(table, "state_file", str, where))
     elif state_directory is not None:
         state_file = state_directory / f"wgsigc-{name}.json"
+    candidates = _typed(table, "candidates", bool, where) if "candidates" in table else True
+    ipv6 = _typed(table, "ipv6", bool, where) if "ipv6" in table else True
+    exclude = tuple(_strings(table, "exclude_candidates", where, _network, '["172.16.0.0/12"]'))
+    advertise = tuple(_strings(table, "advertise", where, parse_endpoint_text, '["198.51.100.7:51820"]'))
+    converge = _number(table, "converge_seconds", 0, where, DEFAULT_CONVERGE)
+    if converge > 50:
+        raise ConfigError(f"{where}: converge_seconds must be at most 50 (wgsigc.service stops a run after 60 s)")
     return InterfaceConfig(
         name, servers, secret_file, group, encrypt, max_age, keepalive, threshold, handshake_timeout,
-        attempts, timeout, extra, state_file,
+        attempts, timeout, extra, state_file, candidates=candidates, exclude_candidates=exclude,
+        advertise=advertise, ipv6=ipv6, converge_seconds=converge,
     )
+
+
+def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    return ipaddress.ip_network(text, strict=False)
+
+
+def _strings(table: dict[str, Any], key: str, where: str, parse: Callable[[str], _T], example: str) -> list[_T]:
+    raw = table.get(key, [])
+    if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
+        raise ConfigError(f"{where}: {key} must be a list of strings, e.g. {example}")
+    try:
+        return [parse(i) for i in raw]
+    except ValueError as error:
+        raise ConfigError(f"{where}: {key}: {error}") from None
 
 
 def _extra_peers(raw: Any, where: str) -> dict[bytes, tuple[str, ...]]:
