@@ -126,3 +126,26 @@ def test_wrong_secret_gets_a_diagnosis_not_a_registration(server: int) -> None:
     (outcome,) = run.servers
     assert outcome.records is None and outcome.registered is None
     assert outcome.error is not None and "no answer" in outcome.error
+
+
+@needs_root
+def test_raw_ipv6_send_uses_a_port_another_socket_holds_with_a_checksum_the_kernel_accepts() -> None:
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as owner, \
+            socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as receiver:
+        owner.bind(("::", 0))
+        held = owner.getsockname()[1]
+        receiver.bind(("::1", 0))
+        receiver.settimeout(2)
+        send_from_port(held, receiver.getsockname()[:2], b"odd-length payload!", 0)
+        data, source = receiver.recvfrom(100)  # a wrong UDP checksum would have been dropped
+    assert data == b"odd-length payload!"
+    assert source[:2] == ("::1", held)
+
+
+def test_resolve_all_gives_each_family() -> None:
+    from wgsigc.exchange import ExchangeError, resolve_all
+
+    assert resolve_all("127.0.0.1", 5) == (("127.0.0.1", 5), None)
+    assert resolve_all("::1", 5) == (None, ("::1", 5))
+    with pytest.raises(ExchangeError, match="cannot resolve"):
+        resolve_all("name.invalid", 5)

@@ -52,6 +52,21 @@ def resolve(host: str, port: int) -> tuple[str, int]:
     return str(address[0]), int(address[1])
 
 
+def resolve_all(host: str, port: int) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """The server's IPv4 and IPv6 addresses (either may be None, not both)."""
+    try:
+        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
+    except socket.gaierror as error:
+        raise ExchangeError(f"cannot resolve server name {host!r}: {error.strerror}") from None
+    except UnicodeError:
+        raise ExchangeError(f"cannot resolve server name {host!r}: not a valid host name") from None
+    v4 = next(((str(i[4][0]), int(i[4][1])) for i in infos if i[0] == socket.AF_INET), None)
+    v6 = next(((str(i[4][0]), int(i[4][1])) for i in infos if i[0] == socket.AF_INET6), None)
+    if v4 is None and v6 is None:
+        raise ExchangeError(f"cannot resolve server name {host!r}: no IPv4 or IPv6 address")
+    return v4, v6
+
+
 def exchange(
     sock: socket.socket,
     server: tuple[str, int],

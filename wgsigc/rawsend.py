@@ -15,6 +15,7 @@ import socket
 import struct
 
 SO_MARK = getattr(socket, "SO_MARK", 36)
+IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
 
 
 class CapabilityMissing(Exception):
@@ -50,8 +51,8 @@ def set_mark(sock: socket.socket, fwmark: int) -> None:
         raise CapabilityMissing(f"cannot set fwmark {fwmark:#x} on a socket: wgsigc needs CAP_NET_ADMIN") from None
 
 
-def udp_socket(fwmark: int) -> socket.socket:
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+def udp_socket(fwmark: int, family: int = socket.AF_INET) -> socket.socket:
+    sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
         set_mark(sock, fwmark)
     except BaseException:
@@ -60,18 +61,23 @@ def udp_socket(fwmark: int) -> socket.socket:
     return sock
 
 
+def _family(host: str) -> int:
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
 def source_address(destination: tuple[str, int], fwmark: int) -> str:
     """The local address the kernel would send from (routing honours the mark)."""
-    with udp_socket(fwmark) as probe:
+    with udp_socket(fwmark, _family(destination[0])) as probe:
         probe.connect(destination)
         return str(probe.getsockname()[0])
 
 
 def send_from_port(source_port: int, destination: tuple[str, int], payload: bytes, fwmark: int) -> None:
-    """One UDP datagram from ``source_port`` to ``destination`` through a raw socket."""
+    """One UDP datagram from ``source_port`` to ``destination`` (IPv4 or IPv6) through a raw socket."""
     local = source_address(destination, fwmark)
+    family = _family(destination[0])
     try:
-        raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP)
+        raw = socket.socket(family, socket.SOCK_RAW, socket.IPPROTO_UDP)
     except PermissionError:
         raise CapabilityMissing(
             f"cannot open a raw socket to register from WireGuard's port {source_port}: wgsigc needs CAP_NET_RAW"
@@ -80,9 +86,16 @@ def send_from_port(source_port: int, destination: tuple[str, int], payload: byte
         # Only sending: keep the receive queue from collecting every UDP datagram of the host.
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
         set_mark(raw, fwmark)
-        datagram = udp_header((local, source_port), destination, payload) + payload
+        if family == socket.AF_INET6:
+            # The kernel fills the UDP checksum over the IPv6 pseudo-header (offset 6 of the header).
+            raw.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 6)
+            header = struct.pack(">HHHH", source_port, destination[1], 8 + len(payload), 0)
+            datagram, target = header + payload, (destination[0], 0, 0, 0)
+        else:
+            datagram = udp_header((local, source_port), destination, payload) + payload
+            target = (destination[0], 0)
         try:
-            raw.sendto(datagram, (destination[0], 0))
+            raw.sendto(datagram, target)
         except OSError as error:
             if error.errno == errno.EPERM:
                 raise CapabilityMissing(f"sending from port {source_port} was refused (a firewall?)") from None

@@ -1,0 +1,137 @@
+"""This host's addresses: which to announce as LAN candidates, and what the candidate choice needs.
+
+``select`` is pure (address and link records in, a ``LocalAddresses`` out); ``read_local``
+reads the records from the kernel over rtnetlink (pyroute2, imported on first use).
+
+Announced: IPv4 addresses of universe scope and IPv6 global or unique-local addresses on up
+interfaces that are not the WireGuard interface itself, nor another tunnel, bridge or container
+interface (netbird's list of names, and by kind); never loopback, link-local, or IPv6 privacy
+(temporary), deprecated, tentative or DAD-failed addresses (they rotate or do not work); at most
+two per IPv6 /64 (tailscale's rule), at most ``limit`` in all, IPv4 first (the same-NAT case
+is the common one), minus the configured ``exclude_candidates``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+IFA_F_TEMPORARY = 0x01
+IFA_F_DADFAILED = 0x08
+IFA_F_DEPRECATED = 0x20
+IFA_F_TENTATIVE = 0x40
+_UNUSABLE = IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATIVE
+IFF_UP = 0x1
+RT_SCOPE_UNIVERSE = 0
+DEFAULT_LIMIT = 4
+_SKIP_PREFIXES = ("lo", "wg", "wt", "ts", "tailscale", "zt", "docker", "veth", "br-", "virbr", "tun", "tap",
+                  "cni", "flannel", "cali", "vxlan", "lxc", "lxd")
+# Tunnels by kind. Not veth or bridge: a container's own eth0 is a veth and a hypervisor's LAN
+# address often sits on a bridge; the host sides of containers go by name (veth*, docker*, br-*).
+_SKIP_KINDS = frozenset({"wireguard", "tun", "vxlan", "geneve", "gre", "gretap", "ipip", "sit", "ip6tnl", "ip6gre"})
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+_ULA = ipaddress.ip_network("fc00::/7")
+
+
+class LocalAddressError(Exception):
+    """The kernel's addresses could not be read (one line)."""
+
+
+@dataclass(frozen=True)
+class Address:
+    """One address of this host, as rtnetlink reports it."""
+
+    ifname: str
+    address: str
+    prefixlen: int
+    scope: int = RT_SCOPE_UNIVERSE
+    flags: int = 0  # IFA_FLAGS (32 bits) when present, else the header's 8 bits
+
+
+@dataclass(frozen=True)
+class Link:
+    ifname: str
+    kind: str | None = None  # IFLA_INFO_KIND: "wireguard", "bridge", ... (None for plain devices)
+    up: bool = True
+
+
+@dataclass(frozen=True)
+class LocalAddresses:
+    announce: tuple[str, ...]  # candidate addresses to announce, in order
+    onlink: tuple[Network, ...]  # the prefixes of every usable address (same-LAN test)
+    global_ipv6: bool  # a global IPv6 address and an IPv6 default route
+
+
+def _skipped(link: Link | None, wireguard: str) -> bool:
+    if link is None or not link.up or link.ifname == wireguard:
+        return True
+    return link.kind in _SKIP_KINDS or link.ifname.startswith(_SKIP_PREFIXES)
+
+
+def select(addresses: Iterable[Address], links: Sequence[Link], wireguard: str, exclude: Sequence[Network] = (),
+           ipv6_default_route: bool = False, limit: int = DEFAULT_LIMIT) -> LocalAddresses:
+    """Choose what to announce (pure)."""
+    by_name = {link.ifname: link for link in links}
+    v4: list[str] = []
+    v6: list[str] = []
+    onlink: list[Network] = []
+    per64: dict[Network, int] = {}
+    global_v6 = False
+    for entry in addresses:
+        if _skipped(by_name.get(entry.ifname), wireguard):
+            continue
+        ip = ipaddress.ip_address(entry.address.split("%")[0])
+        if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+            continue
+        if ip.version == 4 and entry.scope != RT_SCOPE_UNIVERSE:
+            continue
+        if ip.version == 6 and entry.flags & _UNUSABLE:
+            continue
+        network = ipaddress.ip_network(f"{ip}/{entry.prefixlen}", strict=False)
+        onlink.append(network)
+        if ip.version == 6 and ip not in _ULA:
+            global_v6 = True  # (documentation prefixes count: test labs use them)
+        if any(ip in excluded for excluded in exclude):
+            continue
+        if ip.version == 4:
+            v4.append(str(ip))
+            continue
+        slash64 = ipaddress.ip_network(f"{ip}/64", strict=False)
+        if per64.get(slash64, 0) >= 2:
+            continue
+        per64[slash64] = per64.get(slash64, 0) + 1
+        v6.append(str(ip))
+    return LocalAddresses(tuple((v4 + v6)[:limit]), tuple(onlink), global_v6 and ipv6_default_route)
+
+
+def read_local(wireguard: str, exclude: Sequence[Network] = (), limit: int = DEFAULT_LIMIT) -> LocalAddresses:
+    """Read this network namespace's addresses over rtnetlink and select."""
+    try:
+        from pyroute2 import IPRoute
+
+        with IPRoute() as ip:
+            links = [_link(message) for message in ip.get_links()]
+            names = {message["index"]: message.get_attr("IFLA_IFNAME") for message in ip.get_links()}
+            addresses = [_address(message, names) for message in ip.get_addr()]
+            default6 = bool(ip.get_default_routes(family=10))
+    except ImportError:
+        raise LocalAddressError("pyroute2 is not installed (apt install python3-pyroute2)") from None
+    except Exception as error:  # pyroute2 raises NetlinkError, OSError and others
+        raise LocalAddressError(f"cannot read this host's addresses over netlink: {error}") from None
+    return select(addresses, links, wireguard, exclude, default6, limit)
+
+
+def _link(message: Any) -> Link:
+    info = message.get_attr("IFLA_LINKINFO")
+    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
+    return Link(str(message.get_attr("IFLA_IFNAME")), kind, bool(message["flags"] & IFF_UP))
+
+
+def _address(message: Any, names: dict[int, Any]) -> Address:
+    flags = message.get_attr("IFA_FLAGS")
+    address = message.get_attr("IFA_LOCAL") or message.get_attr("IFA_ADDRESS")
+    return Address(str(names.get(message["index"], "")), str(address), int(message["prefixlen"]),
+                   int(message["scope"]), int(flags if flags is not None else message["flags"]))
