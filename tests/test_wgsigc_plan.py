@@ -9,7 +9,7 @@ from wgsigc.plan import (
     Action,
     InterfaceState,
     PeerState,
-    Pending,
+    PeerMemory,
     Registration,
     Settings,
     nat_diagnosis,
@@ -99,12 +99,20 @@ def test_own_record_is_never_written_as_a_peer() -> None:
     assert p.decisions == () and p.own_endpoint == ("198.51.100.1", 51820)
 
 
-def test_same_public_ip_reports_hairpin() -> None:
+def test_same_public_ip_reports_hairpin_only_once_the_public_endpoint_failed() -> None:
+    """Issue 17.3: with a NAT that hairpins the tunnel comes up; no warning before it had its chance."""
     peer = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
-    p = plan(state(peer), records(record(OWN, "198.51.100.1", 51820), record(PEER, "198.51.100.1", 40000)),
-             Settings(), NOW)
-    (problem,) = p.problems
+    rs = records(record(OWN, "198.51.100.1", 51820), record(PEER, "198.51.100.1", 40000))
+    first = plan(state(peer), rs, Settings(handshake_timeout=15), NOW)
+    (d1,) = first.decisions
+    assert first.problems == [] and d1.write is not None and d1.write.endpoint == ("198.51.100.1", 40000)
+    pointed = PeerState(PEER, ("198.51.100.1", 40000), ("10.0.0.2/32",), 25, 0)
+    later = plan(state(pointed), rs, Settings(handshake_timeout=15), NOW + 20, first.memory({}))
+    (problem,) = later.problems
     assert "same public IP 198.51.100.1" in problem and "hairpin" in problem
+    # ... and none when the handshake through it worked
+    shook = PeerState(PEER, ("198.51.100.1", 40000), ("10.0.0.2/32",), 25, NOW + 1)
+    assert plan(state(shook), rs, Settings(handshake_timeout=15), NOW + 20, first.memory({})).problems == []
 
 
 def test_no_handshake_long_after_endpoint_was_set_is_a_problem() -> None:
@@ -113,19 +121,22 @@ def test_no_handshake_long_after_endpoint_was_set_is_a_problem() -> None:
     settings = Settings(handshake_timeout=15)
     first = plan(state(peer), rs, settings, NOW)
     (d1,) = first.decisions
-    assert d1.problem is None and d1.pending == Pending(("203.0.113.5", 2), NOW)
+    assert d1.problem is None and d1.pending is not None
+    assert (d1.pending.endpoint, d1.pending.since, d1.pending.waiting_since) == (("203.0.113.5", 2), NOW, NOW)
     # Next run, 20 s later, still no handshake: diagnosed, and "since" is kept.
     (d2,) = plan(state(peer), rs, settings, NOW + 20, {PEER: d1.pending}).decisions
-    assert d2.problem is not None and "no handshake since its endpoint was set" in d2.problem
-    assert d2.pending == d1.pending
+    assert d2.problem is not None and "no handshake 20 s after its endpoint was set" in d2.problem
+    assert d2.pending is not None and (d2.pending.endpoint, d2.pending.waiting_since) == (("203.0.113.5", 2), NOW)
 
 
 def test_pending_is_reset_by_a_handshake_or_a_new_endpoint() -> None:
     settings = Settings(handshake_timeout=15, handshake_threshold=5)
-    old = {PEER: Pending(("203.0.113.5", 2), NOW - 100)}
+    old = {PEER: PeerMemory(("203.0.113.5", 2), NOW - 100)}
     shook = PeerState(PEER, ("203.0.113.5", 2), (), 25, NOW - 50)  # handshake after "since", now stale
     (d,) = plan(state(shook), records(record(PEER, "203.0.113.5", 2)), settings, NOW, old).decisions
-    assert d.problem is None and d.pending == Pending(("203.0.113.5", 2), NOW)
+    assert d.problem is None and d.pending is not None
+    assert (d.pending.endpoint, d.pending.since) == (("203.0.113.5", 2), NOW)
+    assert d.pending.worked == ((("203.0.113.5", 2), float(NOW - 50)),)
     moved = PeerState(PEER, ("203.0.113.5", 2), (), 25, 0)
     (d,) = plan(state(moved), records(record(PEER, "203.0.113.5", 3)), settings, NOW, old).decisions
     assert d.problem is None and d.action is Action.SET_ENDPOINT
@@ -143,7 +154,7 @@ def test_nat_diagnosis_names_symmetric_nat_only_when_ports_differ() -> None:
 def test_handshake_in_the_same_second_as_since_counts_as_after() -> None:
     """Kernel handshake times are whole seconds, "since" is not: no false alarm."""
     settings = Settings(handshake_timeout=3, handshake_threshold=1)
-    before = {PEER: Pending(("203.0.113.5", 2), NOW + 0.7)}
+    before = {PEER: PeerMemory(("203.0.113.5", 2), NOW + 0.7)}
     peer = PeerState(PEER, ("203.0.113.5", 2), (), 25, NOW)
     (d,) = plan(state(peer), records(record(PEER, "203.0.113.5", 2)), settings, NOW + 10, before).decisions
     assert d.problem is None

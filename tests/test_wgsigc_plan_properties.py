@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from wgsig.label import encode_label
 from wgsig.wire import Record
 from wgsigc.netlink import peer_updates
-from wgsigc.plan import InterfaceState, PeerState, Pending, Plan, Settings, plan
+from wgsigc.plan import InterfaceState, PeerState, PeerMemory, Plan, Settings, plan
 
 NOW = 1_700_000_000
 KEYS = [bytes([i]) * 32 for i in range(1, 7)]  # a small pool, so that states, records and config overlap
@@ -63,7 +63,7 @@ plan_settings = st.builds(
     max_age=st.none() | st.floats(1, 3000),
     extra_peers=st.dictionaries(st.sampled_from(KEYS), ips, max_size=4),
 )
-pendings = st.dictionaries(st.sampled_from(KEYS), st.builds(Pending, endpoints, times.map(float)), max_size=4)
+pendings = st.dictionaries(st.sampled_from(KEYS), st.builds(PeerMemory, endpoints, times.map(float)), max_size=4)
 nows = st.floats(NOW - 100, NOW + 2000)
 
 
@@ -105,7 +105,7 @@ def check(state: InterfaceState, records: dict[bytes, Record], config: Settings,
 @settings(max_examples=400, deadline=None)
 @given(interfaces(), server_records(), plan_settings, nows, pendings)
 def test_plan_never_removes_nor_touches_foreign_keys_nor_changes_allowed_ips(
-    state: InterfaceState, records: dict[bytes, Record], config: Settings, now: float, pending: dict[bytes, Pending]
+    state: InterfaceState, records: dict[bytes, Record], config: Settings, now: float, pending: dict[bytes, PeerMemory]
 ) -> None:
     check(state, records, config, plan(state, records, config, now, pending))
 

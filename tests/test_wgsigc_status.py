@@ -15,7 +15,7 @@ from wgsig.label import encode_label
 from wgsig.wire import Record
 from wgsigc import runrecord
 from wgsigc.cli import main
-from wgsigc.plan import InterfaceState, PeerState, Pending, Settings, plan
+from wgsigc.plan import InterfaceState, PeerState, PeerMemory, Settings, plan
 from wgsigc.status import format_view, status_view
 
 NOW = 1_700_000_000
@@ -38,12 +38,14 @@ def test_record_round_trip_keeps_pending(tmp_path: Path) -> None:
     runrecord.save(path, record)
     loaded = runrecord.load(path)
     assert loaded == json.loads(json.dumps(record))
-    assert runrecord.pending_from(loaded) == {PEER: Pending(("203.0.113.5", 4000), NOW)}
+    (decision,) = a_plan().decisions
+    assert decision.pending is not None and decision.pending.endpoint == ("203.0.113.5", 4000)
+    assert runrecord.pending_from(loaded) == {PEER: decision.pending}  # every field survives the file
     assert [p.name for p in path.parent.iterdir()] == ["wgsigc-wg0.json"]  # no temporary left
 
 
 def test_failed_run_carries_pending_over() -> None:
-    pending = {PEER: Pending(("203.0.113.5", 4000), NOW - 50)}
+    pending = {PEER: PeerMemory(("203.0.113.5", 4000), NOW - 50)}
     record = runrecord.build_record("wg0", NOW, 2, ["no answer"], None, [], False, pending)
     assert runrecord.pending_from(record) == pending
 

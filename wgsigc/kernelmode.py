@@ -17,21 +17,17 @@ problem (missing, not WireGuard, no key or port), 5 a peer cannot be reached
 
 from __future__ import annotations
 
-import os
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from wgsig.client import GroupCredentials, build_request, newest_records
+from wgsig.client import GroupCredentials, newest_records
 from wgsig.keys import key_text
-from wgsig.label import label_from_ns
 from wgsig.secretfile import SecretFileError, load_secret, resolve_secret_path
-from wgsig.wire import NO_ENDPOINT_UPDATE, NO_LABEL_UPDATE, Record
-from wgsigc import netlink, runrecord
+from wgsigc import localaddrs, netlink, runrecord
+from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
-from wgsigc.exchange import MIN_REQUEST_GAP, ExchangeError, diagnose, exchange, resolve
 from wgsigc.exitcodes import (
     EXIT_INTERFACE,
     EXIT_NO_ANSWER,
@@ -42,34 +38,24 @@ from wgsigc.exitcodes import (
     EXIT_USAGE,
 )
 from wgsigc.plan import Action, InterfaceState, Plan, Registration, Settings, nat_diagnosis, plan
-from wgsigc.rawsend import CapabilityMissing, port_is_free, send_from_port, set_mark, udp_socket
-
-CLFLG_REGISTER = 0
-CLFLG_FETCH = NO_ENDPOINT_UPDATE | NO_LABEL_UPDATE  # change nothing on the server, just answer
+from wgsigc.rawsend import CapabilityMissing
+from wgsigc.signalling import (
+    CLFLG_CHECK,
+    ServerOutcome,
+    announced_from,
+    fetch,
+    fetch_all,
+    merged_items,
+    own_items,
+    register_and_fetch,
+    resolve_servers,
+)
 
 
 class InterfaceFailed(Exception):
     def __init__(self, code: int, message: str) -> None:
         super().__init__(message)
         self.code = code
-
-
-@dataclass
-class ServerOutcome:
-    name: str
-    address: tuple[str, int] | None = None
-    records: list[Record] | None = None
-    registered: tuple[str, int] | None = None  # our endpoint as this server recorded it in this run
-    error: str | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "server": self.name,
-            "address": runrecord.endpoint_text(self.address),
-            "answered": self.records is not None,
-            "registered_as": runrecord.endpoint_text(self.registered),
-            "error": self.error,
-        }
 
 
 @dataclass
@@ -83,6 +69,7 @@ class Run:
     servers: list[ServerOutcome] = field(default_factory=list)
     plan: Plan | None = None
     applied: bool = False
+    written: set[bytes] = field(default_factory=set)  # peers whose endpoint this run wrote
 
     def fail(self, code: int, message: str) -> None:
         if self.code == EXIT_OK:
@@ -119,7 +106,7 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     previous = runrecord.pending_from(runrecord.load(path))
     now = time.time()
     try:
-        _run_interface(run, previous)
+        _run_interface(run, previous, out)
     except InterfaceFailed as error:
         run.code = error.code  # what stopped the run outranks peer problems found before it
         run.messages.append(str(error))
@@ -139,20 +126,26 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     return run
 
 
-def _run_interface(run: Run, previous: dict[bytes, Any]) -> None:
+def _run_interface(run: Run, previous: dict[bytes, Any], out: TextIO) -> None:
     config = run.config
+    started = time.monotonic()
     try:
         secret = load_secret(resolve_secret_path(config.secret_file))
         credentials = GroupCredentials(config.group, secret, config.encrypt)
     except SecretFileError as error:
         raise InterfaceFailed(EXIT_USAGE, str(error)) from None
     state = _read(config.name)
-    _resolve_servers(run)
+    run.servers = resolve_servers(config)
+    local, announce = _local_view(run, state)
+    items = own_items(announce, state.listen_port, config.advertise) if config.candidates else []
     try:
         if run.dry_run:
-            _fetch_all(run, state, credentials)
+            for outcome in run.servers:
+                if outcome.reachable is not None:
+                    fetch(outcome, state, credentials, config, CLFLG_CHECK)
         else:
-            _register_and_fetch(run, state, credentials)
+            _check_port(state)
+            register_and_fetch(run.servers, state, credentials, config, items, config.ipv6 and local.global_ipv6)
     except CapabilityMissing as error:
         raise InterfaceFailed(EXIT_SOCKET, str(error)) from None
     except OSError as error:
@@ -162,24 +155,96 @@ def _run_interface(run: Run, previous: dict[bytes, Any]) -> None:
         if server.error is not None and answered:
             run.messages.append(f"warning: {server.error} (using the other servers' answers)")
     if not answered:
-        codes = [EXIT_NO_ANSWER if s.address is not None else EXIT_RESOLVE for s in run.servers]
+        codes = [EXIT_NO_ANSWER if s.reachable is not None else EXIT_RESOLVE for s in run.servers]
         raise InterfaceFailed(min(codes), "; ".join(s.error or "no answer" for s in run.servers))
-    records = newest_records(s.records or [] for s in answered)
     if not run.dry_run:
         state = _read_again(state)
-    settings = Settings(
-        config.keepalive, config.handshake_threshold, config.handshake_timeout, config.max_age, config.extra_peers
-    )
-    run.plan = plan(state, records, settings, time.time(), previous)
+    memory = previous
+    run.plan = _decide(run, state, local, memory)
     diagnosis = nat_diagnosis(
         [Registration(s.name, s.registered) for s in run.servers if s.registered is not None], state.listen_port
     )
+    if run.dry_run:
+        _problems(run, diagnosis)
+        return
+    try:
+        _converge(run, state, credentials, local, memory, items, started, out)
+    finally:
+        _problems(run, diagnosis)  # also when the interface vanished: its code still decides
+
+
+def _converge(run: Run, state: InterfaceState, credentials: GroupCredentials, local: LocalView,
+              memory: dict[bytes, Any], items: list[Any], started: float, out: TextIO) -> None:
+    config = run.config
+    assert run.plan is not None
+    _apply(run, state, out)
+    # A tunnel within seconds: while a peer waits for its first handshake (or is being moved
+    # through its candidates), keep fetching and judging, so that a peer that just came online
+    # is learned and reached at once rather than at the next timer run.
+    last_fetch = time.monotonic()
+    while run.plan.waiting and time.monotonic() - started < config.converge_seconds:
+        time.sleep(TICK)
+        if time.monotonic() - last_fetch >= POLL_INTERVAL:
+            fetch_all(run.servers, state, credentials, config, items)
+            last_fetch = time.monotonic()
+        state = _read_again(state)
+        memory = run.plan.memory(memory)
+        run.plan = _decide(run, state, local, memory)
+        _apply(run, state, out)
+
+
+TICK = 0.5  # how often a converging run re-reads the interface (handshakes, candidate steps)
+POLL_INTERVAL = 1.0  # how often it fetches the servers' tables meanwhile
+
+
+def _check_port(state: InterfaceState) -> None:
+    if not state.listen_port:
+        raise InterfaceFailed(
+            EXIT_INTERFACE,
+            f"interface {state.name} has no listen port yet (down, no ListenPort): set one with"
+            f" 'wg set {state.name} listen-port PORT' so that peers can reach it",
+        )
+
+
+def _local_view(run: Run, state: InterfaceState) -> tuple[LocalView, list[str]]:
+    """This host's addresses (netlink): what to announce and what the candidate choice needs."""
+    config = run.config
+    try:
+        found = localaddrs.read_local(state.name, config.exclude_candidates)
+    except localaddrs.LocalAddressError as error:
+        run.messages.append(f"warning: {error}; no LAN candidates announced")
+        return LocalView(), []
+    return LocalView(None, tuple(found.onlink), found.global_ipv6), list(found.announce)
+
+
+def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[bytes, Any]) -> Plan:
+    config = run.config
+    answered = [s for s in run.servers if s.records is not None]
+    records = newest_records(s.records or [] for s in answered)
+    own = records.get(state.public_key)
+    if own is not None and own.port:
+        local = LocalView(own.ip, local.onlink, local.global_ipv6)
+    announced = announced_from(merged_items(answered)) if config.candidates else {}
+    settings = Settings(
+        config.keepalive, config.handshake_threshold, config.handshake_timeout, config.max_age, config.extra_peers
+    )
+    return plan(state, records, settings, time.time(), memory, announced=announced, local=local)
+
+
+def _problems(run: Run, diagnosis: str | None) -> None:
     if diagnosis is not None:
         run.fail(EXIT_PEER, diagnosis)
+    assert run.plan is not None
     for problem in run.plan.problems:
         run.fail(EXIT_PEER, problem)
-    if run.dry_run or not run.plan.writes:
+
+
+def _apply(run: Run, state: InterfaceState, out: TextIO) -> None:
+    """Carry out the plan's writes and say what changed, one line each."""
+    assert run.plan is not None
+    if not run.plan.writes:
         return
+    config = run.config
     try:
         fixed_flags = netlink.has_fixed_peer_flags(netlink.pyroute2_version())
         errors = netlink.apply_writes(config.name, run.plan.writes, fixed_flags)
@@ -188,6 +253,10 @@ def _run_interface(run: Run, previous: dict[bytes, Any]) -> None:
     except (netlink.CapabilityError, netlink.NetlinkFailure) as error:
         raise InterfaceFailed(EXIT_SOCKET, str(error)) from None
     run.applied = True
+    for d in run.plan.decisions:
+        if d.write is not None:
+            run.written.add(d.public_key)
+            print(f"{config.name}: peer {key_text(d.public_key)}: {d.action.value}: {d.detail}", file=out)
     for error_line in errors:
         run.fail(EXIT_SOCKET, error_line)
 
@@ -218,115 +287,30 @@ def _read_again(before: InterfaceState) -> InterfaceState:
 
 
 def _resolve_servers(run: Run) -> None:
-    """Names are resolved at every run: a server that moved is followed."""
-    for server in run.config.servers:
-        outcome = ServerOutcome(str(server))
-        try:
-            outcome.address = resolve(server.host, server.port)
-        except ExchangeError as error:
-            outcome.error = str(error)
-        run.servers.append(outcome)
-
-
-def _fetch(outcome: ServerOutcome, state: InterfaceState, credentials: GroupCredentials, config: InterfaceConfig,
-           sock: socket.socket | None = None, clflg: int = CLFLG_FETCH) -> None:
-    assert outcome.address is not None
-    own = sock if sock is not None else udp_socket(state.fwmark)
-    try:
-        result = exchange(
-            own, outcome.address, credentials, state.public_key, clflg,
-            attempts=config.attempts, attempt_timeout=config.timeout,
-        )
-    except ExchangeError as error:
-        outcome.error = str(error)
-        return
-    finally:
-        if sock is None:
-            own.close()
-    if result.records is None:
-        outcome.error = diagnose(result, outcome.address)
-    else:
-        outcome.records = result.records
-
-
-def _fetch_all(run: Run, state: InterfaceState, credentials: GroupCredentials) -> None:
-    for outcome in run.servers:
-        if outcome.address is not None:
-            _fetch(outcome, state, credentials, run.config)
-
-
-def _own(records: list[Record] | None, own_id: bytes) -> Record | None:
-    return next((r for r in records or () if r.peer_id == own_id), None)
+    run.servers = resolve_servers(run.config)
 
 
 def _register_and_fetch(run: Run, state: InterfaceState, credentials: GroupCredentials) -> None:
-    if not state.listen_port:
-        raise InterfaceFailed(
-            EXIT_INTERFACE,
-            f"interface {state.name} has no listen port yet (down, no ListenPort): set one with"
-            f" 'wg set {state.name} listen-port PORT' so that peers can reach it",
-        )
-    targets = [s for s in run.servers if s.address is not None]
-    bound = port_is_free(state.listen_port)
-    if bound is not None:
-        # WireGuard is down and the port is free: register from it directly, as the C client does.
-        with bound:
-            set_mark(bound, state.fwmark)
-            for outcome in targets:
-                _fetch(outcome, state, credentials, run.config, bound, CLFLG_REGISTER)
-                own = _own(outcome.records, state.public_key)
-                if own is not None:
-                    outcome.registered = (own.ip, own.port)
-        return
-    # The kernel holds the port: register through a raw socket, fetch from an ordinary one.
-    pending = list(targets)
-    for _attempt in range(run.config.attempts):
-        labels = {}
-        for outcome in pending:
-            assert outcome.address is not None
-            label = label_from_ns(time.time_ns())
-            request = build_request(credentials, state.public_key, label, CLFLG_REGISTER, os.urandom)
-            try:
-                send_from_port(state.listen_port, outcome.address, request, state.fwmark)
-            except OSError as error:
-                outcome.error = f"cannot send to {outcome.name}: {error.strerror}"
-                continue
-            labels[outcome.name] = label
-        # The C server compares labels at 16.8 ms granularity: the fetch's label must come later.
-        time.sleep(MIN_REQUEST_GAP)
-        retry = []
-        for outcome in pending:
-            if outcome.name not in labels:
-                continue
-            outcome.error = None
-            _fetch(outcome, state, credentials, run.config)
-            own = _own(outcome.records, state.public_key)
-            if own is not None and own.label >= labels[outcome.name]:
-                outcome.registered = (own.ip, own.port)
-            elif outcome.records is not None:
-                retry.append(outcome)  # the registration was lost: send it again
-        pending = retry
-        if not pending:
-            break
-    for outcome in pending:
-        outcome.error = f"{outcome.name} answered, but did not record this host's registration"
+    """One registration and fetch with every server, without candidates (tests call it directly)."""
+    _check_port(state)
+    register_and_fetch(run.servers, state, credentials, run.config, [], ipv6=False)
 
 
 def _report(run: Run, out: TextIO) -> None:
-    """One line per change (or, in a dry run, per decision), then a summary."""
+    """In a dry run one line per decision; then a summary (the changes were printed as made)."""
     assert run.plan is not None
     name = run.config.name
-    verb = "would " if run.dry_run else ""
-    changed = 0
-    for d in run.plan.decisions:
-        if d.write is not None:
-            changed += 1
+    if run.dry_run:
+        for d in run.plan.decisions:
+            verb = "would " if d.write is not None else ""
             print(f"{name}: peer {key_text(d.public_key)}: {verb}{d.action.value}: {d.detail}", file=out)
-        elif run.dry_run:
-            print(f"{name}: peer {key_text(d.public_key)}: {d.action.value}: {d.detail}", file=out)
+        changed = len(run.plan.writes)
+    else:
+        changed = len(run.written)
     healthy = sum(1 for d in run.plan.decisions if d.action is Action.HEALTHY)
     own = runrecord.endpoint_text(run.plan.own_endpoint) or "(not registered)"
     answered = sum(1 for s in run.servers if s.records is not None)
+    verb = "would be " if run.dry_run else ""
     print(
         f"{name}: public endpoint {own}; {answered} of {len(run.servers)} servers answered;"
         f" {changed} peers {verb}updated, {healthy} healthy",

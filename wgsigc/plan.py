@@ -15,12 +15,13 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from wgsig.keys import key_text
 from wgsig.label import label_seconds
 from wgsig.wire import Record
-
-Endpoint = tuple[str, int]
+from wgsigc.candidates import Announced, Candidate, LocalView, candidate_order, usable
+from wgsigc.candidates import Endpoint as Endpoint  # re-exported: the netlink shell speaks it
 
 
 @dataclass(frozen=True)
@@ -54,11 +55,24 @@ class Settings:
 
 
 @dataclass(frozen=True)
-class Pending:
-    """Remembered between runs: since when a peer has been pointed at an endpoint without a handshake."""
+class PeerMemory:
+    """What wgsigc remembers of a peer between runs (and between the ticks of one run).
 
-    endpoint: Endpoint
-    since: float
+    ``endpoint`` is the candidate set at ``since`` and not yet answered by a handshake (None
+    while the peer is healthy); ``waiting_since`` is when the peer started waiting for one.
+    ``record_endpoint`` and ``announced`` are what the servers said last time: a peer that has
+    left the address the kernel points at is followed at once. ``worked`` are endpoints that had
+    a handshake, newest first, with its time.
+    """
+
+    endpoint: Endpoint | None = None
+    since: float = 0.0
+    waiting_since: float | None = None
+    record_endpoint: Endpoint | None = None
+    record_label: bytes = b""
+    announced: tuple[Endpoint, ...] = ()
+    worked: tuple[tuple[Endpoint, float], ...] = ()
+    resting: bool = False  # every candidate was tried: on the best-known one until the next cycle
 
 
 class Action(enum.Enum):
@@ -66,6 +80,9 @@ class Action(enum.Enum):
     ADD_PEER = "add peer"
     HANDSHAKE = "start handshake"
     HEALTHY = "healthy, left alone"
+    FOLLOW = "follow moved peer"
+    WAITING = "waiting for a handshake"
+    NO_CANDIDATE = "no endpoint this host can use"
     NO_RECORD = "no record on the servers"
     OLD_RECORD = "record too old"
     NOT_CONFIGURED = "not configured on the interface, ignored"
@@ -98,12 +115,18 @@ class PeerDecision:
     record_time: int | None = None  # UNIX seconds of the record's label
     latest_handshake: int = 0
     write: PeerWrite | None = None
-    pending: Pending | None = None  # to remember for the next run
+    pending: PeerMemory | None = None  # to remember for the next run (or tick)
     problem: str | None = None  # one line for the operator; makes the run fail
+    candidates: tuple[Candidate, ...] = ()
+    in_use: str | None = None  # which candidate the kernel points at, and why
 
     @property
-    def changes(self) -> bool:
-        return self.write is not None
+    def waiting(self) -> bool:
+        """A configured peer with a usable record and no recent handshake: keep fetching."""
+        return self.action in _WAITING_ACTIONS
+
+
+_WAITING_ACTIONS = frozenset({Action.SET_ENDPOINT, Action.ADD_PEER, Action.HANDSHAKE, Action.FOLLOW, Action.WAITING})
 
 
 @dataclass(frozen=True)
@@ -120,9 +143,23 @@ class Plan:
     def problems(self) -> list[str]:
         return [d.problem for d in self.decisions if d.problem is not None]
 
+    @property
+    def waiting(self) -> list[bytes]:
+        return [d.public_key for d in self.decisions if d.waiting]
+
+    def memory(self, before: Mapping[bytes, PeerMemory]) -> dict[bytes, PeerMemory]:
+        """What to remember after this plan: each decision's memory, else what was known before."""
+        result = dict(before)
+        for d in self.decisions:
+            if d.pending is not None:
+                result[d.public_key] = d.pending
+        return result
+
 
 def _ep(endpoint: Endpoint | None) -> str:
-    return "(none)" if endpoint is None else f"{endpoint[0]}:{endpoint[1]}"
+    if endpoint is None:
+        return "(none)"
+    return f"[{endpoint[0]}]:{endpoint[1]}" if ":" in endpoint[0] else f"{endpoint[0]}:{endpoint[1]}"
 
 
 def plan(
@@ -130,12 +167,18 @@ def plan(
     records: Mapping[bytes, Record],
     settings: Settings,
     now: float,
-    pending: Mapping[bytes, Pending] | None = None,
+    pending: Mapping[bytes, PeerMemory] | None = None,
+    *,
+    announced: Mapping[bytes, Announced] | None = None,
+    local: LocalView | None = None,
 ) -> Plan:
     """Decide, per peer of the interface and per record, what to do."""
     pending = pending or {}
+    announced = announced or {}
     own = records.get(state.public_key)
-    own_endpoint = (own.ip, own.port) if own is not None else None
+    own_endpoint = (own.ip, own.port) if own is not None and usable((own.ip, own.port)) else None
+    if local is None:
+        local = LocalView(own_endpoint[0] if own_endpoint else None)
     decisions: list[PeerDecision] = []
     oldest = None if settings.max_age is None else now - settings.max_age
     for key, record in records.items():
@@ -157,7 +200,9 @@ def plan(
         if peer is None:
             decisions.append(_unknown_peer(key, server_endpoint, record_time, settings, now))
         else:
-            decisions.append(_known_peer(peer, server_endpoint, record_time, own_endpoint, settings, now, pending))
+            decisions.append(
+                _known_peer(peer, record, announced.get(key), local, settings, now, pending.get(key))
+            )
     for key, peer in state.peers.items():
         if key not in records:
             decisions.append(
@@ -176,57 +221,156 @@ def _unknown_peer(key: bytes, endpoint: Endpoint, record_time: int, settings: Se
     write = PeerWrite(key, endpoint, settings.keepalive, allowed, new_peer=True)
     return PeerDecision(
         key, Action.ADD_PEER, f"added with endpoint {_ep(endpoint)}, allowed IPs {', '.join(allowed) or '(none)'}",
-        endpoint, None, record_time, 0, write, Pending(endpoint, now),
+        endpoint, None, record_time, 0, write, PeerMemory(endpoint, now, now, endpoint),
     )
 
 
 def _known_peer(
     peer: PeerState,
-    endpoint: Endpoint,
-    record_time: int,
-    own_endpoint: Endpoint | None,
+    record: Record,
+    announced: Announced | None,
+    local: LocalView,
     settings: Settings,
     now: float,
-    pending: Mapping[bytes, Pending],
+    memory: PeerMemory | None,
 ) -> PeerDecision:
     key = peer.public_key
     handshake = peer.latest_handshake
-    base = {
-        "server_endpoint": endpoint, "kernel_endpoint": peer.endpoint, "record_time": record_time,
-        "latest_handshake": handshake,
-    }
-    if handshake and now - handshake < settings.handshake_threshold:
-        return PeerDecision(key, Action.HEALTHY, f"handshake {int(now - handshake)} s ago", **base)  # type: ignore[arg-type]
-    write = PeerWrite(
-        key, endpoint, peer.keepalive or settings.keepalive, peer.allowed_ips, old_keepalive=peer.keepalive
+    record_endpoint: Endpoint | None = (record.ip, record.port)
+    if not usable(record_endpoint):
+        record_endpoint = None  # seen only over IPv6: its OBS6 is in the announcements
+    memory = memory or PeerMemory()
+    now_announced = announced.endpoints() if announced is not None else ()
+    kernel = peer.endpoint
+    # Has the peer left the address the kernel points at? It registered from elsewhere since the
+    # record that gave it (or stopped announcing that LAN address): following cannot break a
+    # working path. An endpoint WireGuard learned by roaming is neither, and is never moved.
+    left = kernel is not None and (
+        (memory.record_endpoint == kernel and record_endpoint is not None and record_endpoint != kernel)
+        or (bool(now_announced) and kernel in memory.announced and kernel not in now_announced
+            and kernel != record_endpoint)
     )
-    # Since when has the peer been pointed at this endpoint without a handshake?
-    before = pending.get(key)
+    worked = [w for w in memory.worked if not (left and w[0] == kernel)]
+    if memory.record_endpoint is not None and memory.record_endpoint != record_endpoint:
+        worked = [w for w in worked if w[0] != memory.record_endpoint]  # a public endpoint it left
     # Handshake times are whole seconds: one in the same second as "since" counts as after it.
-    kept = before is not None and before.endpoint == endpoint and handshake < int(before.since)
-    since = before.since if before is not None and kept else now
+    succeeded = memory.endpoint is not None and memory.endpoint == kernel and handshake >= int(memory.since) > 0
+    if kernel is not None and handshake and (succeeded or now - handshake < settings.handshake_threshold):
+        worked = [(kernel, float(handshake))] + [w for w in worked if w[0] != kernel]
+    worked = worked[:4]
+    candidates = tuple(candidate_order(record_endpoint, announced, local, [w[0] for w in worked]))
+    base: dict[str, Any] = {
+        "server_endpoint": record_endpoint, "kernel_endpoint": kernel, "record_time": label_seconds(record.label),
+        "latest_handshake": handshake, "candidates": candidates,
+    }
+    remembered = PeerMemory(
+        record_endpoint=record_endpoint, record_label=record.label, announced=now_announced, worked=tuple(worked)
+    )
+    in_use = _in_use(kernel, candidates)
+    if handshake and now - handshake < settings.handshake_threshold and not left:
+        return PeerDecision(key, Action.HEALTHY, f"handshake {int(now - handshake)} s ago", pending=remembered,
+                            in_use=in_use, **base)
+    if not candidates:
+        return PeerDecision(key, Action.NO_CANDIDATE, "no endpoint this host can reach (e.g. IPv6 only, no IPv6 here)",
+                            pending=remembered, in_use=in_use, **base)
+    waiting_since = memory.waiting_since if memory.waiting_since is not None and not (left or succeeded) else now
+    endpoints = [c.endpoint for c in candidates]
+    current = memory.endpoint
+    index = endpoints.index(current) if current in endpoints else None
+    fresh_registration = record.label > memory.record_label and bool(memory.record_label)
+    restart = (
+        left or succeeded or index is None or kernel != current
+        or (memory.resting and (now - memory.since >= settings.handshake_timeout
+                                or (fresh_registration and now - memory.since >= candidates[0].step)))
+    )
     problem = None
-    if own_endpoint is not None and own_endpoint[0] == endpoint[0]:
-        problem = (
-            f"peer {key_text(key)} is behind the same public IP {endpoint[0]} as this host: reaching it through"
-            f" {_ep(endpoint)} needs a NAT that supports hairpinning (NAT loopback); else give it a LAN endpoint"
-            " by hand"
-        )
-    elif now - since >= settings.handshake_timeout:
-        problem = (
-            f"peer {key_text(key)}: no handshake since its endpoint was set to {_ep(endpoint)} {int(now - since)} s"
-            " ago; likely causes: a NAT on either side maps each destination to a new port (symmetric NAT,"
-            " e.g. 'masquerade fully-random'), a firewall drops UDP, or wgsigc is not running on that peer"
-        )
-    if peer.endpoint == endpoint:
-        action, detail = Action.HANDSHAKE, f"endpoint {_ep(endpoint)} already set, no recent handshake"
+    if restart:
+        step, resting, since = 0, False, now
+    elif not memory.resting and index is not None and now - memory.since >= candidates[index].step:
+        step, resting, since = index + 1, False, now  # no handshake in time: the next candidate
+        if step >= len(candidates):
+            step, resting = _rest(candidates, worked, record_endpoint), True
+            since = memory.since if endpoints[step] == current else now
     else:
-        action, detail = Action.SET_ENDPOINT, f"endpoint {_ep(peer.endpoint)} -> {_ep(endpoint)}"
-    if handshake:
-        detail += f" (last handshake {int(now - handshake)} s ago)"
+        # Still within this candidate's step, or resting: nothing to write.
+        assert index is not None
+        pending = replace_memory(remembered, current, memory.since, waiting_since, memory.resting)
+        if memory.resting:
+            problem = _problem(key, candidates, waiting_since, settings, now)
+        detail = f"{'resting on' if memory.resting else 'trying'} {_describe(candidates[index])}" \
+                 f" (step {index + 1} of {len(candidates)}, {now - memory.since:.0f} s)"
+        return PeerDecision(key, Action.WAITING, detail, pending=pending, problem=problem, in_use=in_use, **base)
+    chosen = candidates[step]
+    if resting:
+        problem = _problem(key, candidates, waiting_since, settings, now)
+    pending = replace_memory(remembered, chosen.endpoint, since, waiting_since, resting)
+    if resting and chosen.endpoint == kernel and since != now:
+        detail = f"resting on {_describe(chosen)}: every candidate tried"
+        return PeerDecision(key, Action.WAITING, detail, pending=pending, problem=problem, in_use=in_use, **base)
+    write = PeerWrite(
+        key, chosen.endpoint, peer.keepalive or settings.keepalive, peer.allowed_ips, old_keepalive=peer.keepalive
+    )
+    if left:
+        action, detail = Action.FOLLOW, f"it left {_ep(kernel)}: endpoint -> {_describe(chosen)}"
+    elif kernel == chosen.endpoint:
+        action, detail = Action.HANDSHAKE, f"endpoint {_describe(chosen)} already set, no recent handshake"
     else:
-        detail += " (no handshake yet)"
-    return PeerDecision(key, action, detail, write=write, pending=Pending(endpoint, since), problem=problem, **base)  # type: ignore[arg-type]
+        action, detail = Action.SET_ENDPOINT, f"endpoint {_ep(kernel)} -> {_describe(chosen)}"
+    if len(candidates) > 1:
+        detail += f" (candidate {step + 1} of {len(candidates)})"
+    detail += f" (last handshake {int(now - handshake)} s ago)" if handshake else " (no handshake yet)"
+    return PeerDecision(key, action, detail, write=write, pending=pending, problem=problem,
+                        in_use=_describe(chosen), **base)
+
+
+def replace_memory(base: PeerMemory, endpoint: Endpoint | None, since: float, waiting_since: float | None,
+                   resting: bool) -> PeerMemory:
+    return PeerMemory(endpoint, since, waiting_since, base.record_endpoint, base.record_label, base.announced,
+                      base.worked, resting)
+
+
+def _rest(candidates: tuple[Candidate, ...], worked: list[tuple[Endpoint, float]],
+          record_endpoint: Endpoint | None) -> int:
+    """Where a peer rests once every candidate failed: the endpoint that last worked (never trade
+    it for one known not to work), else the public one (both sides on it is what hole punching
+    needs), else the last candidate."""
+    endpoints = [c.endpoint for c in candidates]
+    for preferred in [w[0] for w in worked[:1]] + [record_endpoint]:
+        if preferred in endpoints:
+            return endpoints.index(preferred)
+    return len(candidates) - 1
+
+
+def _describe(candidate: Candidate) -> str:
+    return f"{_ep(candidate.endpoint)} ({candidate.kind})"
+
+
+def _in_use(kernel: Endpoint | None, candidates: tuple[Candidate, ...]) -> str | None:
+    if kernel is None:
+        return None
+    known = next((c for c in candidates if c.endpoint == kernel), None)
+    return _describe(known) if known is not None else f"{_ep(kernel)} (set by hand or learned by WireGuard)"
+
+
+def _problem(key: bytes, candidates: tuple[Candidate, ...], waiting_since: float, settings: Settings,
+             now: float) -> str | None:
+    """One line once every candidate failed and the peer has waited longer than handshake_timeout."""
+    waited = now - waiting_since
+    if waited < settings.handshake_timeout:
+        return None
+    hairpin = next((c for c in candidates if c.kind == "hairpin"), None)
+    if hairpin is not None and not any(c.kind.startswith("lan") or c.kind == "worked" for c in candidates):
+        return (
+            f"peer {key_text(key)} is behind the same public IP {hairpin.endpoint[0]} as this host and no handshake"
+            f" came through {_ep(hairpin.endpoint)}: that needs a NAT that supports hairpinning (NAT loopback);"
+            " run wgsigc with candidates = true on both peers, or give it a LAN endpoint by hand"
+        )
+    tried = ", ".join(_describe(c) for c in candidates)
+    return (
+        f"peer {key_text(key)}: no handshake {int(waited)} s after its endpoint was set (tried {tried});"
+        " likely causes: a NAT on either side maps each destination to a new port (symmetric NAT,"
+        " e.g. 'masquerade fully-random'), a firewall drops UDP, or wgsigc is not running on that peer"
+    )
 
 
 @dataclass(frozen=True)

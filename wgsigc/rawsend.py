@@ -86,6 +86,7 @@ def send_from_port(source_port: int, destination: tuple[str, int], payload: byte
         # Only sending: keep the receive queue from collecting every UDP datagram of the host.
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
         set_mark(raw, fwmark)
+        target: tuple[str | int, ...]
         if family == socket.AF_INET6:
             # The kernel fills the UDP checksum over the IPv6 pseudo-header (offset 6 of the header).
             raw.setsockopt(socket.IPPROTO_IPV6, IPV6_CHECKSUM, 6)

@@ -15,19 +15,25 @@ from pathlib import Path
 from typing import Any
 
 from wgsig.keys import key_text, parse_public_key
-from wgsigc.plan import Endpoint, Pending, Plan
+from wgsigc.plan import Endpoint, PeerMemory, Plan
 
-VERSION = 1
+VERSION = 2
+READABLE_VERSIONS = (1, 2)  # version 1 (wgsig 0.1.0) had only the endpoint and since
 
 
 def endpoint_text(endpoint: Endpoint | None) -> str | None:
-    return None if endpoint is None else f"{endpoint[0]}:{endpoint[1]}"
+    if endpoint is None:
+        return None
+    return f"[{endpoint[0]}]:{endpoint[1]}" if ":" in endpoint[0] else f"{endpoint[0]}:{endpoint[1]}"
 
 
 def parse_endpoint(text: Any) -> Endpoint | None:
+    """"a.b.c.d:port" or "[v6]:port", as endpoint_text writes them."""
     if not isinstance(text, str) or ":" not in text:
         return None
     host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     try:
         return host, int(port)
     except ValueError:
@@ -42,7 +48,7 @@ def build_record(
     plan: Plan | None,
     servers: list[dict[str, Any]],
     applied: bool,
-    carried_pending: dict[bytes, Pending] | None = None,
+    carried_pending: dict[bytes, PeerMemory] | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready record of one run (pure)."""
     peers = []
@@ -59,9 +65,11 @@ def build_record(
                     "record_time": d.record_time,
                     "latest_handshake": d.latest_handshake,
                     "problem": d.problem,
-                    "pending": None if d.pending is None else {
-                        "endpoint": endpoint_text(d.pending.endpoint), "since": d.pending.since,
-                    },
+                    "pending": None if d.pending is None else memory_json(d.pending),
+                    "candidates": [
+                        {"endpoint": endpoint_text(c.endpoint), "kind": c.kind} for c in d.candidates
+                    ],
+                    "in_use": d.in_use,
                 }
             )
     elif carried_pending:
@@ -69,7 +77,7 @@ def build_record(
         for key, pending in carried_pending.items():
             peers.append(
                 {"public_key": key_text(key), "action": "not handled (run failed)", "detail": "", "applied": False,
-                 "pending": {"endpoint": endpoint_text(pending.endpoint), "since": pending.since}}
+                 "pending": memory_json(pending)}
             )
     return {
         "version": VERSION,
@@ -83,19 +91,58 @@ def build_record(
     }
 
 
-def pending_from(record: dict[str, Any] | None) -> dict[bytes, Pending]:
-    """What the last run remembered about peers waiting for a handshake (pure)."""
-    result: dict[bytes, Pending] = {}
+def memory_json(memory: PeerMemory) -> dict[str, Any]:
+    return {
+        "endpoint": endpoint_text(memory.endpoint),
+        "since": memory.since,
+        "waiting_since": memory.waiting_since,
+        "record_endpoint": endpoint_text(memory.record_endpoint),
+        "record_label": memory.record_label.hex(),
+        "announced": [endpoint_text(e) for e in memory.announced],
+        "worked": [{"endpoint": endpoint_text(e), "handshake": t} for e, t in memory.worked],
+        "resting": memory.resting,
+    }
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _memory(raw: dict[str, Any]) -> PeerMemory:
+    """A peer's memory from its JSON; anything missing or malformed is simply not remembered."""
+    label = raw.get("record_label")
+    try:
+        record_label = bytes.fromhex(label) if isinstance(label, str) else b""
+    except ValueError:
+        record_label = b""
+    worked = []
+    for entry in raw.get("worked") or ():
+        if isinstance(entry, dict):
+            endpoint, when = parse_endpoint(entry.get("endpoint")), _number(entry.get("handshake"))
+            if endpoint is not None and when is not None:
+                worked.append((endpoint, when))
+    announced = tuple(e for e in (parse_endpoint(t) for t in raw.get("announced") or () if isinstance(t, str)) if e)
+    return PeerMemory(
+        parse_endpoint(raw.get("endpoint")), _number(raw.get("since")) or 0.0, _number(raw.get("waiting_since")),
+        parse_endpoint(raw.get("record_endpoint")), record_label, announced, tuple(worked),
+        raw.get("resting") is True,
+    )
+
+
+def pending_from(record: dict[str, Any] | None) -> dict[bytes, PeerMemory]:
+    """What the last run remembered about each peer (pure)."""
+    result: dict[bytes, PeerMemory] = {}
     if not record:
         return result
     for peer in record.get("peers") or ():
         if not isinstance(peer, dict) or not isinstance(peer.get("pending"), dict):
             continue
         key = parse_public_key(str(peer.get("public_key", "")))
-        endpoint = parse_endpoint(peer["pending"].get("endpoint"))
-        since = peer["pending"].get("since")
-        if key is not None and endpoint is not None and isinstance(since, int | float):
-            result[key] = Pending(endpoint, float(since))
+        if key is not None:
+            memory = _memory(peer["pending"])
+            if record.get("version") == 1 and memory.waiting_since is None and memory.endpoint is not None:
+                memory = PeerMemory(memory.endpoint, memory.since, memory.since)
+            result[key] = memory
     return result
 
 
@@ -105,7 +152,7 @@ def load(path: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) and data.get("version") == VERSION else None
+    return data if isinstance(data, dict) and data.get("version") in READABLE_VERSIONS else None
 
 
 def save(path: Path, record: dict[str, Any]) -> None:

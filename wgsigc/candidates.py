@@ -1,0 +1,124 @@
+"""Which endpoints to try for a peer, in which order: a pure function beside the plan.
+
+A peer can be reachable at several endpoints: the public one the servers saw (its record), its
+LAN addresses and advertised port forwards (X1 announcements), the IPv6 source a server saw
+(OBS6). ``candidate_order`` ranks them for this host (innernet's and tailscale's rules):
+
+- a peer behind the same public IPv4 as this host: its LAN address in one of this host's on-link
+  subnets, its IPv6 in this host's on-link prefixes, its OBS6 (with IPv6 here), its other LAN
+  addresses (a routed LAN), and last its public endpoint (works only through a NAT that
+  hairpins);
+- any other peer: its IPv6 (OBS6, then global HOST6) when this host has IPv6, its advertised
+  forwards, its public endpoint.
+
+The endpoint that last worked for the peer goes first. Each candidate gets a step time: how long
+to wait for a handshake before the next one (2 s on a LAN, WireGuard's REKEY_TIMEOUT of 5 s else).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+Endpoint = tuple[str, int]
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+LAN_STEP = 2.0
+WAN_STEP = 5.0  # REKEY_TIMEOUT: WireGuard retries a handshake after 5 s
+
+
+@dataclass(frozen=True)
+class Announced:
+    """What the servers said of a peer beyond its record (X1)."""
+
+    obs6: Endpoint | None = None  # the IPv6 source a server saw from its WireGuard port
+    host: tuple[Endpoint, ...] = ()  # its LAN addresses with its WireGuard port, in its order
+    mapped: tuple[Endpoint, ...] = ()  # port forwards it advertises
+
+    def endpoints(self) -> tuple[Endpoint, ...]:
+        return ((self.obs6,) if self.obs6 else ()) + self.host + self.mapped
+
+
+@dataclass(frozen=True)
+class LocalView:
+    """This host, as the choice needs it."""
+
+    public_ipv4: str | None = None  # our own record's IPv4, as the servers saw it
+    onlink: tuple[Network, ...] = ()
+    global_ipv6: bool = False  # a global IPv6 address and an IPv6 default route
+
+
+@dataclass(frozen=True)
+class Candidate:
+    endpoint: Endpoint
+    kind: str  # "lan", "lan-ipv6", "ipv6", "mapped", "routed-lan", "public", "hairpin", "worked"
+    step: float
+
+
+def usable(endpoint: Endpoint | None) -> bool:
+    """Not the "no IPv4 endpoint" of a peer seen only over IPv6, nor port 0."""
+    return endpoint is not None and endpoint[1] != 0 and endpoint[0] not in ("0.0.0.0", "::")
+
+
+def _onlink(host: str, local: LocalView) -> bool:
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return any(address.version == net.version and address in net for net in local.onlink)
+
+
+def _v6(host: str) -> bool:
+    return ":" in host
+
+
+def candidate_order(
+    record_endpoint: Endpoint | None,
+    announced: Announced | None,
+    local: LocalView,
+    worked: Sequence[Endpoint] = (),
+) -> list[Candidate]:
+    """The endpoints to try for one peer, best first, without repeats (pure)."""
+    announced = announced or Announced()
+    same_nat = (
+        usable(record_endpoint) and local.public_ipv4 is not None and record_endpoint is not None
+        and record_endpoint[0] == local.public_ipv4
+    )
+    ranked: list[Candidate] = []
+    hosts4 = [e for e in announced.host if not _v6(e[0])]
+    hosts6 = [e for e in announced.host if _v6(e[0])]
+    v6_here = local.global_ipv6
+    if same_nat:
+        ranked += [Candidate(e, "lan", LAN_STEP) for e in hosts4 if _onlink(e[0], local)]
+        ranked += [Candidate(e, "lan-ipv6", LAN_STEP) for e in hosts6 if _onlink(e[0], local)]
+        if v6_here and announced.obs6:
+            ranked.append(Candidate(announced.obs6, "ipv6", WAN_STEP))
+        ranked += [Candidate(e, "routed-lan", WAN_STEP) for e in hosts4 if not _onlink(e[0], local)]
+        ranked += [Candidate(e, "mapped", WAN_STEP) for e in announced.mapped]
+        if record_endpoint is not None:
+            ranked.append(Candidate(record_endpoint, "hairpin", WAN_STEP))
+    else:
+        # An on-link LAN address first even without the same public IP: peers of one LAN that
+        # reach the servers through different uplinks.
+        ranked += [Candidate(e, "lan", LAN_STEP) for e in announced.host if _onlink(e[0], local)]
+        if v6_here:
+            if announced.obs6:
+                ranked.append(Candidate(announced.obs6, "ipv6", WAN_STEP))
+            ranked += [Candidate(e, "ipv6", WAN_STEP) for e in hosts6]
+        ranked += [Candidate(e, "mapped", WAN_STEP) for e in announced.mapped if v6_here or not _v6(e[0])]
+        if record_endpoint is not None:
+            ranked.append(Candidate(record_endpoint, "public", WAN_STEP))
+    result: list[Candidate] = []
+    seen: set[Endpoint] = set()
+    for endpoint in worked[:1]:
+        if usable(endpoint) and (v6_here or not _v6(endpoint[0])):
+            known = next((c for c in ranked if c.endpoint == endpoint), None)
+            step = known.step if known is not None else (LAN_STEP if _onlink(endpoint[0], local) else WAN_STEP)
+            result.append(Candidate(endpoint, known.kind if known is not None else "worked", step))
+            seen.add(endpoint)
+    for candidate in ranked:
+        if usable(candidate.endpoint) and candidate.endpoint not in seen:
+            result.append(candidate)
+            seen.add(candidate.endpoint)
+    return result
