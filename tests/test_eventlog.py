@@ -60,3 +60,15 @@ def test_clock_skew_logged_at_info_other_rejections_at_debug_only(caplog: pytest
         log(Rejected(Reason.CLOCK_SKEW, ("192.0.2.9", 9), 0, bytes(32), -45))
     (line,) = info_lines(caplog)
     assert "its clock is 45 s behind ours" in line
+
+
+def test_the_journal_says_which_extension_a_registration_used(caplog: pytest.LogCaptureFixture) -> None:
+    log = EventLog(clock=Clock())
+    with caplog.at_level(logging.INFO, logger="wgsigd"):
+        log(answered(1, Change.INSERTED))
+        log(answered(2, Change.INSERTED)._replace(extension="x1"))
+        log(answered(3, Change.INSERTED)._replace(extension="x1+block", ipv6=True, source=("2001:db8::3", 5)))
+    lines = info_lines(caplog)
+    assert "(base protocol)" in lines[0] and "(X1)" in lines[1] and "(X1 with candidates over IPv6)" in lines[2]
+    assert [r.EXTENSION for r in caplog.records] == [  # type: ignore[attr-defined]
+        "base protocol", "X1", "X1 with candidates over IPv6"]

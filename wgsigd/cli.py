@@ -54,6 +54,9 @@ def bind_socket(config: DaemonConfig) -> socket.socket:
     family = socket.AF_INET6 if ":" in config.listen else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
     try:
+        if family == socket.AF_INET6:
+            # listen = "::" takes IPv4 too (as ::ffff:a.b.c.d), as wgsigd.socket does.
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
         sock.bind((config.listen, config.port))
     except OSError as error:
         sock.close()

@@ -30,6 +30,13 @@ def endpoint_text(source: tuple[str, int]) -> str:
     return f"[{ip}]:{source[1]}" if ":" in ip else f"{ip}:{source[1]}"
 
 
+def extension_text(event: Answered) -> str:
+    """Which protocol a request used, for the journal: "base protocol", "X1", "X1 with candidates",
+    "... over IPv6" (the EXTENSION field)."""
+    text = {"": "base protocol", "x1": "X1", "x1+block": "X1 with candidates"}.get(event.extension, event.extension)
+    return f"{text} over IPv6" if event.ipv6 else text
+
+
 class LineBudget:
     """A token bucket of log lines; counts the lines it refused since the last one allowed."""
 
@@ -80,8 +87,8 @@ class EventLog:
                     self._registered(event)
             elif log.isEnabledFor(logging.DEBUG):
                 log.debug(
-                    "group %d: %s from %s (%s)", event.group, key_text(event.peer_id),
-                    endpoint_text(event.source), event.change.value,
+                    "group %d: %s from %s (%s, %s)", event.group, key_text(event.peer_id),
+                    endpoint_text(event.source), event.change.value, extension_text(event),
                 )
         # Clock skew is what admins most need to see: it is logged at info level.
         elif (event.reason is Reason.CLOCK_SKEW or log.isEnabledFor(logging.DEBUG)) and self._rejections.take():
@@ -93,11 +100,12 @@ class EventLog:
             "PEER_KEY": key_text(event.peer_id),
             "ENDPOINT": endpoint_text(event.source),
             "GROUP": str(event.group),
+            "EXTENSION": extension_text(event),
         }
         evicted = f", evicting {key_text(event.evicted)}" if event.evicted else ""
         log.info(
-            "group %d: %s %s at %s%s%s", event.group, fields["PEER_KEY"], event.change.value,
-            fields["ENDPOINT"], evicted, self._registrations.note("registrations"), extra=fields,
+            "group %d: %s %s at %s (%s)%s%s", event.group, fields["PEER_KEY"], event.change.value,
+            fields["ENDPOINT"], fields["EXTENSION"], evicted, self._registrations.note("registrations"), extra=fields,
         )
 
     def _rejected(self, event: Rejected) -> None:
