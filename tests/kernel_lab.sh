@@ -37,6 +37,8 @@ servers = ["192.0.2.1:1223", "192.0.2.1:1224"]
 secret_file = "/tmp/secret"
 handshake_threshold = 5
 handshake_timeout = 3
+# peers are run one after another by this script: no run waits for the other peer
+converge_seconds = 0
 EOF
 done
 for i in $(seq 50); do
@@ -189,9 +191,9 @@ wait_handshake_older_than 5
 wgsigc a --config /tmp/a.toml
 check random_a_diagnosis sh -c "test $RC = 5 && echo \"\$0\" | grep -q 'symmetric NAT'" "$OUT"
 wgsigc b --config /tmp/b.toml
-sleep 4
+sleep 6
 wgsigc b --config /tmp/b.toml
-check random_b_diagnosis sh -c "test $RC = 5 && echo \"\$0\" | grep -q 'no handshake since its endpoint was set'" "$OUT"
+check random_b_diagnosis sh -c "test $RC = 5 && echo \"\$0\" | grep -q 'no handshake [0-9]* s after its endpoint was set'" "$OUT"
 check random_no_tunnel sh -c '! ip netns exec a ping -c1 -W2 10.99.0.2'
 check random_allowed_ips_unchanged ips_unchanged
 check random_keys_kept sh -c 'ip netns exec a wg show wg0 peers | sort | cmp -s - "$0"' "$(sort /tmp/b.pub /tmp/c.pub > /tmp/apeers; echo /tmp/apeers)"

@@ -42,3 +42,82 @@ table ip filter {
 NFT
     done
 }
+
+# natlab_same_lan PUB NAT WAN LAN24 P1 P2: namespace NAT (WAN address WAN on PUB's bridge br0)
+# masquerading for two peers P1 (LAN24.2) and P2 (LAN24.3) on one LAN bridge (LAN24.1), dropping
+# unsolicited inbound WAN traffic like natlab_setup's NATs. No hairpinning (natlab_hairpin adds it).
+natlab_same_lan() {
+    _pub=$1; _nat=$2; _wan=$3; _lan=$4
+    ip netns add "$_nat"; ip -n "$_nat" link set lo up
+    ip link add wan0 netns "$_nat" type veth peer name "p$_nat" netns "$_pub"
+    ip -n "$_pub" link set "p$_nat" master br0 up
+    ip -n "$_nat" addr add "$_wan/24" dev wan0; ip -n "$_nat" link set wan0 up
+    ip -n "$_nat" link add lanbr type bridge
+    ip -n "$_nat" addr add "$_lan.1/24" dev lanbr; ip -n "$_nat" link set lanbr up
+    _i=2
+    for _p in $5 $6; do
+        ip netns add "$_p"; ip -n "$_p" link set lo up
+        ip link add "v$_p" netns "$_nat" type veth peer name eth0 netns "$_p"
+        ip -n "$_nat" link set "v$_p" master lanbr up
+        ip -n "$_p" addr add "$_lan.$_i/24" dev eth0; ip -n "$_p" link set eth0 up
+        ip -n "$_p" route add default via "$_lan.1"
+        _i=$((_i + 1))
+    done
+    ip netns exec "$_nat" sysctl -qw net.ipv4.ip_forward=1
+    ip netns exec "$_nat" nft -f - <<'NFT'
+table ip nat {
+    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
+}
+table ip filter {
+    chain pre { type filter hook prerouting priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" drop
+    }
+}
+NFT
+}
+
+# natlab_hairpin NAT WAN LAN24 "LANIP:PORT ...": NAT loopback for port-preserving mappings: a LAN
+# packet to WAN:PORT goes to LANIP:PORT, masqueraded so that the answer comes back through NAT.
+natlab_hairpin() {
+    {
+        echo "table ip hairpin {"
+        echo "  chain pre { type nat hook prerouting priority dstnat;"
+        for _m in $4; do echo "    iifname \"lanbr\" ip daddr $2 udp dport ${_m#*:} dnat to $_m"; done
+        echo "  }"
+        echo "  chain post { type nat hook postrouting priority srcnat; oifname \"lanbr\" ip saddr $3.0/24 ct status dnat masquerade; }"
+        echo "}"
+    } | ip netns exec "$1" nft -f -
+    ip netns exec "$1" conntrack -F >/dev/null 2>&1 || true
+}
+natlab_hairpin_off() { ip netns exec "$1" nft delete table ip hairpin; }
+
+# natlab_ipv6 PUB: IPv6 only. PUB's bridge gets 2001:db8:ff::1/64; for x in a, b a router r6X (WAN
+# 2001:db8:ff::X) routes 2001:db8:X::/64 to peer v6X (2001:db8:X::2, no IPv4 at all), with the
+# stateful firewall of a home router: inbound only for established or related connections.
+natlab_ipv6() {
+    _pub=$1
+    ip -n "$_pub" addr add 2001:db8:ff::1/64 dev br0 nodad
+    for _x in a b; do
+        _r=r6$_x; _p=v6$_x
+        ip netns add "$_r"; ip netns add "$_p"; ip -n "$_r" link set lo up; ip -n "$_p" link set lo up
+        ip link add wan0 netns "$_r" type veth peer name "p$_r" netns "$_pub"
+        ip -n "$_pub" link set "p$_r" master br0 up
+        ip -n "$_r" addr add "2001:db8:ff::$_x/64" dev wan0 nodad; ip -n "$_r" link set wan0 up
+        ip -n "$_r" route add default via 2001:db8:ff::1
+        ip link add lan0 netns "$_r" type veth peer name eth0 netns "$_p"
+        ip -n "$_r" addr add "2001:db8:$_x::1/64" dev lan0 nodad; ip -n "$_r" link set lan0 up
+        ip -n "$_p" addr add "2001:db8:$_x::2/64" dev eth0 nodad; ip -n "$_p" link set eth0 up
+        ip -n "$_p" route add default via "2001:db8:$_x::1"
+        ip -n "$_pub" route add "2001:db8:$_x::/64" via "2001:db8:ff::$_x"
+        ip netns exec "$_r" sysctl -qw net.ipv6.conf.all.forwarding=1
+        ip netns exec "$_r" nft -f - <<'NFT'
+table inet filter {
+    chain fwd { type filter hook forward priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" drop
+    }
+}
+NFT
+    done
+}

@@ -119,11 +119,12 @@ class PeerDecision:
     problem: str | None = None  # one line for the operator; makes the run fail
     candidates: tuple[Candidate, ...] = ()
     in_use: str | None = None  # which candidate the kernel points at, and why
+    unknown_yet: bool = False  # a peer of the interface without record or handshake: it may come online
 
     @property
     def waiting(self) -> bool:
-        """A configured peer with a usable record and no recent handshake: keep fetching."""
-        return self.action in _WAITING_ACTIONS
+        """A peer of the interface without a recent handshake: keep fetching, it may appear any second."""
+        return self.action in _WAITING_ACTIONS or self.unknown_yet
 
 
 _WAITING_ACTIONS = frozenset({Action.SET_ENDPOINT, Action.ADD_PEER, Action.HANDSHAKE, Action.FOLLOW, Action.WAITING})
@@ -205,10 +206,11 @@ def plan(
             )
     for key, peer in state.peers.items():
         if key not in records:
+            stale = not peer.latest_handshake or now - peer.latest_handshake >= settings.handshake_threshold
             decisions.append(
                 PeerDecision(
                     key, Action.NO_RECORD, "no server knows this peer: is wgsigc running there?",
-                    None, peer.endpoint, None, peer.latest_handshake,
+                    None, peer.endpoint, None, peer.latest_handshake, unknown_yet=stale,
                 )
             )
     return Plan(state.name, own_endpoint, tuple(decisions))

@@ -30,7 +30,7 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         return peers.setdefault(key, {
             "public_key": key, "server_endpoint": None, "kernel_endpoint": None, "record_age": None,
             "latest_handshake": None, "handshake_age": None, "last_action": None, "last_detail": None,
-            "problem": None,
+            "problem": None, "candidates": [], "in_use": None, "worked": [],
         })
 
     for peer in (record or {}).get("peers") or ():
@@ -46,6 +46,10 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         e["last_action"] = peer.get("action")
         e["last_detail"] = peer.get("detail")
         e["problem"] = peer.get("problem")
+        e["candidates"] = [c for c in peer.get("candidates") or () if isinstance(c, dict)]
+        e["in_use"] = peer.get("in_use")
+        memory: dict[str, Any] = peer["pending"] if isinstance(peer.get("pending"), dict) else {}
+        e["worked"] = [w for w in memory.get("worked") or () if isinstance(w, dict)]
     if live is not None:
         for key, state in live.peers.items():
             e = entry(key_text(key))
@@ -85,7 +89,12 @@ def _ago(seconds: int | None) -> str:
     return f"{seconds // 3600} h ago"
 
 
-def format_view(view: dict[str, Any]) -> str:
+def _age(when: Any, now: float) -> int | None:
+    return int(now - when) if isinstance(when, int | float) else None
+
+
+def format_view(view: dict[str, Any], now: float | None = None) -> str:
+    now = time.time() if now is None else now
     lines = [f"interface {view['interface']}"]
     if view["public_key"]:
         lines.append(f"  public key: {view['public_key']}, listen port {view['listen_port']}")
@@ -105,6 +114,14 @@ def format_view(view: dict[str, Any]) -> str:
         lines.append(f"    server endpoint: {p['server_endpoint'] or '(none)'}{record}")
         lines.append(f"    kernel endpoint: {p['kernel_endpoint'] or '(none)'}")
         lines.append(f"    latest handshake: {_ago(p['handshake_age'])}")
+        if p["candidates"]:
+            known = ", ".join(f"{c.get('endpoint')} ({c.get('kind')})" for c in p["candidates"])
+            lines.append(f"    candidates: {known}")
+        if p["in_use"]:
+            lines.append(f"    in use: {p['in_use']}")
+        if p["worked"]:
+            worked = ", ".join(f"{w.get('endpoint')} ({_ago(_age(w.get('handshake'), now))})" for w in p["worked"])
+            lines.append(f"    worked: {worked}")
         if p["last_action"]:
             detail = f": {p['last_detail']}" if p["last_detail"] else ""
             lines.append(f"    last run: {p['last_action']}{detail}")
