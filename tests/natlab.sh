@@ -98,6 +98,7 @@ natlab_hairpin_off() { ip netns exec "$1" nft delete table ip hairpin; }
 natlab_ipv6() {
     _pub=$1
     ip -n "$_pub" addr add 2001:db8:ff::1/64 dev br0 nodad
+    ip netns exec "$_pub" sysctl -qw net.ipv6.conf.all.forwarding=1  # the "internet" between the routers
     for _x in a b; do
         _r=r6$_x; _p=v6$_x
         ip netns add "$_r"; ip netns add "$_p"; ip -n "$_r" link set lo up; ip -n "$_p" link set lo up

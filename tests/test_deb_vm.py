@@ -19,7 +19,9 @@ What differs from the shipped units, and why:
 
 from __future__ import annotations
 
+import re
 import shutil
+import statistics
 import time
 from pathlib import Path
 
@@ -99,8 +101,55 @@ check endpoint_is_nat_a sh -c 'ip netns exec b wg show wgb endpoints | grep -q "
 check timers_active systemctl is-active wgsigc.timer wgsigc-b.timer wgsigd.socket
 check runs_logged sh -c 'journalctl -q -u wgsigc.service --no-pager | grep -q .'
 check status_a ip netns exec a wgsigc status --config /etc/wgsig/wgsigc.toml
+
+stamp "time to tunnel: a's timer runs, then a new peer b starts its timer (shipped units, defaults)"
+mono() { cut -d' ' -f1 /proc/uptime; }
+calc() { awk "BEGIN {print $*}"; }
+started_b() { calc "$(systemctl show -p ExecMainStartTimestampMonotonic --value wgsigc-b.service) / 1000000"; }
+for try in 1 2 3; do
+    systemctl stop wgsigc.timer wgsigc-b.timer wgsigc.service wgsigc-b.service
+    old=$(cat /tmp/b.pub)
+    wg genkey > /tmp/b.key; wg pubkey < /tmp/b.key > /tmp/b.pub   # a peer nobody has seen yet
+    ip netns exec a wg set wga peer "$old" remove peer "$(cat /tmp/b.pub)" allowed-ips 10.99.0.2/32
+    ip -n b link del wgb; ip -n b link add wgb type wireguard
+    ip netns exec b wg set wgb private-key /tmp/b.key listen-port 51820 peer "$(cat /tmp/a.pub)" allowed-ips 10.99.0.1/32
+    ip -n b addr add 10.99.0.2/24 dev wgb; ip -n b link set wgb up
+    systemctl start wgsigc.timer
+    sleep 8
+    systemctl start wgsigc-b.timer
+    up=1
+    for i in $(seq 300); do
+        if ip netns exec b ping -c1 -W1 10.99.0.1 >/dev/null 2>&1; then up=0; break; fi
+        sleep 0.1
+    done
+    done_at=$(mono)
+    check tunnel_try_$try test $up = 0
+    echo "FIGURE time_to_tunnel_s $(calc "$done_at - $(started_b)")"
+done
+
+stamp "NAT A's public address changes (shipped defaults: timer 30 s, handshake_threshold 180 s)"
+started_a() { calc "$(systemctl show -p ExecMainStartTimestampMonotonic --value wgsigc.service) / 1000000"; }
+ip -n nata addr add 192.0.2.21/24 dev wan0; ip -n nata addr del 192.0.2.11/24 dev wan0
+ip netns exec nata conntrack -F >/dev/null 2>&1
+changed=$(mono)
+check moved_tunnel_broken sh -c '! ip netns exec b ping -c1 -W2 10.99.0.1 >/dev/null 2>&1'
+first_a=
+up=1
+for i in $(seq 500); do
+    if [ -z "$first_a" ] && [ "$(calc "$(started_a) > $changed")" = 1 ]; then first_a=$(started_a); fi
+    if ip netns exec b ping -c1 -W1 10.99.0.1 >/dev/null 2>&1; then up=0; break; fi
+    sleep 0.2
+done
+back=$(mono)
+check moved_tunnel_back test $up = 0
+check moved_b_followed sh -c 'ip netns exec b wg show wgb endpoints | grep -q "192.0.2.21:51820"'
+echo "FIGURE moved_back_after_change_s $(calc "$back - $changed")"
+echo "FIGURE moved_back_after_a_run_s $(calc "$back - ${first_a:-$changed}")"
+journalctl -q -u wgsigc-b.service --no-pager | grep -i "follow" | tail -n 3
+check moved_logged_as_follow sh -c 'journalctl -q -u wgsigc-b.service --no-pager | grep -q "follow moved peer"'
+
 echo "--- journal"
-journalctl -q -u wgsigc.service -u wgsigc-b.service -u wgsigd.service --no-pager | tail -n 40
+journalctl -q -u wgsigc.service -u wgsigc-b.service -u wgsigd.service --no-pager | tail -n 60
 systemctl list-timers --all --no-pager | grep wgsig
 stamp "done"
 """
@@ -114,7 +163,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
     (payload / "story.sh").write_text(STORY.replace("__VERSION__", VERSION))
     shutil.copy(Path(__file__).with_name("natlab.sh"), payload / "natlab.sh")
     start = time.monotonic()
-    rc, out = run_in_qemu(payload, timeout=480)
+    rc, out = run_in_qemu(payload, timeout=600)
     print(f"\n[package story VM run: {time.monotonic() - start:.1f} s]")
     print("".join(line + "\n" for line in out.splitlines() if line.startswith("=== ")))
     assert rc == 0, out
@@ -132,3 +181,25 @@ def test_tunnel_comes_up_by_itself_through_two_nats(story: GuestRun) -> None:
 
 def test_timers_keep_running(story: GuestRun) -> None:
     story.check("timers_active", "runs_logged", "status_a")
+
+
+def _figures(story: GuestRun, name: str) -> list[float]:
+    return [float(m) for m in re.findall(rf"^FIGURE {name} (-?[0-9.]+)", story.output, re.M)]
+
+
+def test_a_new_peer_gets_a_tunnel_within_seconds_with_the_shipped_timer(story: GuestRun) -> None:
+    """Issue 11's goal: median from the second peer's first run to the first ping <= 3 s. Under
+    software emulation Python runs about 14x slower than on hardware; the figure is printed."""
+    story.check("tunnel_try_1", "tunnel_try_2", "tunnel_try_3")
+    times = sorted(_figures(story, "time_to_tunnel_s"))
+    print(f"time to tunnel (s): {times}, median {statistics.median(times):.1f}")
+    assert len(times) == 3 and statistics.median(times) < 15, times  # far below one timer period (30 s)
+
+
+def test_a_moved_peer_is_followed_within_one_timer_period_with_the_shipped_defaults(story: GuestRun) -> None:
+    """Issue 17: with handshake_threshold 180 the tunnel used to come back after ~178 s."""
+    story.check("moved_tunnel_broken", "moved_tunnel_back", "moved_b_followed", "moved_logged_as_follow")
+    (after_run,) = _figures(story, "moved_back_after_a_run_s")
+    (after_change,) = _figures(story, "moved_back_after_change_s")
+    print(f"tunnel back {after_change:.1f} s after the change, {after_run:.1f} s after a's next run")
+    assert after_run <= 30 + 3 + 4, after_run  # one timer period + 3 s (+ the timer's randomized delay)

@@ -292,21 +292,18 @@ def _known_peer(
         step, resting, since = index + 1, False, now  # no handshake in time: the next candidate
         if step >= len(candidates):
             step, resting = _rest(candidates, worked, record_endpoint), True
-            since = memory.since if endpoints[step] == current else now
     else:
         # Still within this candidate's step, or resting: nothing to write.
         assert index is not None
         pending = replace_memory(remembered, current, memory.since, waiting_since, memory.resting)
-        if memory.resting:
-            problem = _problem(key, candidates, waiting_since, settings, now)
+        problem = _problem(key, candidates, waiting_since, settings, now)
         detail = f"{'resting on' if memory.resting else 'trying'} {_describe(candidates[index])}" \
                  f" (step {index + 1} of {len(candidates)}, {now - memory.since:.0f} s)"
         return PeerDecision(key, Action.WAITING, detail, pending=pending, problem=problem, in_use=in_use, **base)
     chosen = candidates[step]
-    if resting:
-        problem = _problem(key, candidates, waiting_since, settings, now)
+    problem = _problem(key, candidates, waiting_since, settings, now)
     pending = replace_memory(remembered, chosen.endpoint, since, waiting_since, resting)
-    if resting and chosen.endpoint == kernel and since != now:
+    if resting and chosen.endpoint == kernel:
         detail = f"resting on {_describe(chosen)}: every candidate tried"
         return PeerDecision(key, Action.WAITING, detail, pending=pending, problem=problem, in_use=in_use, **base)
     write = PeerWrite(
@@ -356,9 +353,9 @@ def _in_use(kernel: Endpoint | None, candidates: tuple[Candidate, ...]) -> str |
 
 def _problem(key: bytes, candidates: tuple[Candidate, ...], waiting_since: float, settings: Settings,
              now: float) -> str | None:
-    """One line once every candidate failed and the peer has waited longer than handshake_timeout."""
+    """One line once every candidate had its step and the peer has waited longer than handshake_timeout."""
     waited = now - waiting_since
-    if waited < settings.handshake_timeout:
+    if waited < settings.handshake_timeout or waited < sum(c.step for c in candidates):
         return None
     hairpin = next((c for c in candidates if c.kind == "hairpin"), None)
     if hairpin is not None and not any(c.kind.startswith("lan") or c.kind == "worked" for c in candidates):
