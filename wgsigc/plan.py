@@ -257,7 +257,7 @@ def _known_peer(
         worked = [w for w in worked if w[0] != memory.record_endpoint]  # a public endpoint it left
     # Handshake times are whole seconds: one in the same second as "since" counts as after it.
     succeeded = memory.endpoint is not None and memory.endpoint == kernel and handshake >= int(memory.since) > 0
-    if kernel is not None and handshake and (succeeded or now - handshake < settings.handshake_threshold):
+    if kernel is not None and handshake and not left and (succeeded or now - handshake < settings.handshake_threshold):
         worked = [(kernel, float(handshake))] + [w for w in worked if w[0] != kernel]
     worked = worked[:4]
     candidates = tuple(candidate_order(record_endpoint, announced, local, [w[0] for w in worked]))
