@@ -114,7 +114,7 @@ natlab_ipv6() {
         ip netns exec "$_r" sysctl -qw net.ipv6.conf.all.forwarding=1
         ip netns exec "$_r" nft -f - <<'NFT'
 table inet filter {
-    chain fwd { type filter hook forward priority filter; policy accept;
+    chain inbound { type filter hook forward priority filter; policy accept;
         iifname "wan0" ct state established,related accept
         iifname "wan0" drop
     }
