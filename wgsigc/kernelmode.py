@@ -2,10 +2,12 @@
 
     wgsigc [--config FILE] [--interface NAME] [--dry-run]
 
-Per interface: read it (netlink), register from WireGuard's own port (raw
-socket while the kernel holds the port, a bound socket while it is free),
-fetch the table from every server, merge the records by newest label, decide
-(``wgsigc.plan``), write, and record what was done for ``wgsigc status``.
+Per interface: read it and this host's addresses (netlink), register from
+WireGuard's own port and fetch the tables (``wgsigc.signalling``: IPv4 and
+IPv6, X1 candidates), merge the records by newest label, decide
+(``wgsigc.plan``, pure), write; while a peer waits for a handshake, keep
+fetching and deciding for up to ``converge_seconds``; record what was done for
+``wgsigc status``.
 
 Exit codes (per run; the first failing interface's code when several fail):
 0 all went well, 1 socket or netlink error or missing capability, 2 no valid
@@ -308,7 +310,9 @@ def _report(run: Run, out: TextIO) -> None:
     else:
         changed = len(run.written)
     healthy = sum(1 for d in run.plan.decisions if d.action is Action.HEALTHY)
-    own = runrecord.endpoint_text(run.plan.own_endpoint) or "(not registered)"
+    own = runrecord.endpoint_text(run.plan.own_endpoint) or (
+        "(IPv6 only)" if any(s.registered6 and s.records is not None for s in run.servers) else "(not registered)"
+    )
     answered = sum(1 for s in run.servers if s.records is not None)
     verb = "would be " if run.dry_run else ""
     print(
