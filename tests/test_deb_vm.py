@@ -148,6 +148,48 @@ echo "FIGURE moved_back_after_a_run_s $(calc "$back - ${first_a:-$changed}")"
 journalctl -q -u wgsigc-b.service --no-pager | grep -i "follow" | tail -n 3
 check moved_logged_as_follow sh -c 'journalctl -q -u wgsigc-b.service --no-pager | grep -q "follow moved peer"'
 
+stamp "systemd-networkd restart: wgsigc-networkd.service repairs the endpoints (peer r in the root namespace)"
+# wgsigc.service (the shipped unit, without a drop-in from here on) now serves peer r, a WireGuard
+# interface managed by systemd-networkd in the VM's root namespace (the public side); its timer is
+# stopped, so only the shipped wgsigc-networkd.service runs it.
+systemctl disable --now wgsigc.timer; systemctl stop wgsigc.service
+rm /etc/systemd/system/wgsigc.service.d/test-netns.conf
+wg genkey > /etc/systemd/network/wgr.key; wg pubkey < /etc/systemd/network/wgr.key > /tmp/r.pub
+chown root:systemd-network /etc/systemd/network/wgr.key; chmod 640 /etc/systemd/network/wgr.key
+printf '[NetDev]\nName=wgr\nKind=wireguard\n[WireGuard]\nPrivateKeyFile=/etc/systemd/network/wgr.key\nListenPort=51830\n[WireGuardPeer]\nPublicKey=%s\nAllowedIPs=10.99.0.2/32\n' \
+    "$(cat /tmp/b.pub)" > /etc/systemd/network/50-wgr.netdev
+printf '[Match]\nName=wgr\n[Network]\nAddress=10.99.0.4/24\n' > /etc/systemd/network/50-wgr.network
+printf '[interface.wgr]\nservers = ["192.0.2.1:1223"]\nsecret_file = "keys_group0.key"\n' > /etc/wgsig/wgsigc.toml
+ip netns exec b wg set wgb peer "$(cat /tmp/r.pub)" allowed-ips 10.99.0.4/32
+systemctl daemon-reload
+check networkd_up systemctl start systemd-networkd
+check repair_unit_enabled systemctl enable --now wgsigc-networkd.service
+up=1
+for i in $(seq 120); do
+    if ping -c1 -W1 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
+    sleep 0.5
+done
+check networkd_tunnel_up test $up = 0
+wg show wgr
+before=$(wg show wgr endpoints | awk '{print $2}')
+restarted=$(mono)
+systemctl restart systemd-networkd
+wiped=no
+up=1
+for i in $(seq 300); do
+    now_ep=$(wg show wgr endpoints 2>/dev/null | awk '{print $2}')
+    [ "$now_ep" = "(none)" ] && wiped=yes
+    if [ "$now_ep" = "$before" ] && ping -c1 -W1 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
+    sleep 0.1
+done
+back=$(mono)
+echo "endpoint before the restart: $before; seen wiped after it: $wiped"
+check networkd_repaired test $up = 0
+ran=$(systemctl show -p ExecMainStartTimestampMonotonic --value wgsigc.service)
+check networkd_repair_ran_wgsigc test "$(calc "$ran / 1000000 > $restarted")" = 1
+echo "FIGURE networkd_repair_s $(calc "$back - $restarted")"
+journalctl -q -u wgsigc-networkd.service -u wgsigc.service --no-pager | tail -n 8
+
 echo "--- journal"
 journalctl -q -u wgsigc.service -u wgsigc-b.service -u wgsigd.service --no-pager | tail -n 60
 systemctl list-timers --all --no-pager | grep wgsig
@@ -181,6 +223,15 @@ def test_tunnel_comes_up_by_itself_through_two_nats(story: GuestRun) -> None:
 
 def test_timers_keep_running(story: GuestRun) -> None:
     story.check("timers_active", "runs_logged", "status_a")
+
+
+def test_a_networkd_restart_is_repaired_within_seconds(story: GuestRun) -> None:
+    """Issue 17.4: the shipped wgsigc-networkd.service runs wgsigc once networkd reconfigured wgr."""
+    story.check("networkd_up", "repair_unit_enabled", "networkd_tunnel_up", "networkd_repaired",
+                "networkd_repair_ran_wgsigc")
+    (seconds,) = _figures(story, "networkd_repair_s")
+    print(f"networkd restart repaired in {seconds:.1f} s")
+    assert seconds < 30, seconds  # sooner than the next timer run
 
 
 def _figures(story: GuestRun, name: str) -> list[float]:

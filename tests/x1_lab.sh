@@ -75,7 +75,7 @@ echo "FIGURE lan_seconds $(awk -v a="$(uptime_s)" -v b="$t0" "BEGIN {print a - b
 ip netns exec l1 wg show wg0
 check lan_endpoint_l1 test "$(endpoint_of l1 /tmp/l2.pub)" = "10.3.0.3:51821"
 check lan_endpoint_l2 test "$(endpoint_of l2 /tmp/l1.pub)" = "10.3.0.2:51820"
-wgsigc l1 status --config /tmp/l1.toml --json
+wgsigc l2 status --config /tmp/l2.toml --json   # l2 reached l1 through its LAN candidate
 check lan_status_json sh -c "echo \"\$0\" | python3 -c '
 import json, sys
 peer = json.load(sys.stdin)[\"interfaces\"][0][\"peers\"][0]
