@@ -88,7 +88,7 @@ def test_cycling_moves_on_after_a_step_without_handshake_and_stops_at_success() 
 def test_a_moved_peer_is_followed_although_its_handshake_is_recent() -> None:
     """Issue 17.1: the kernel points at the address the previous record gave; the peer left it."""
     healthy = PeerState(PEER, ("203.0.113.5", 51820), ("10.0.0.2/32",), 25, NOW - 60)
-    before = decide(healthy, rec("203.0.113.5", 51820), NOW - 30, local=LocalView(MY_PUBLIC))
+    before = decide(healthy, rec("203.0.113.5", 51820, age=40), NOW - 30, local=LocalView(MY_PUBLIC))
     assert before.decisions[0].action is Action.HEALTHY
     moved = decide(healthy, rec("203.0.113.77", 51820), NOW, before.memory({}), local=LocalView(MY_PUBLIC))
     (d,) = moved.decisions

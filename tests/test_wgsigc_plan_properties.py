@@ -71,12 +71,15 @@ def check(state: InterfaceState, records: dict[bytes, Record], config: Settings,
     allowed_keys = set(state.peers) | set(config.extra_peers)
     written = [w.public_key for w in result.writes]
     assert len(written) == len(set(written)), "one write per peer"
+    decisions = {d.public_key: d for d in result.decisions}
     for write in result.writes:
         assert write.public_key != OWN
         assert write.public_key in allowed_keys
         record = records[write.public_key]
-        assert write.endpoint == (record.ip, record.port)
         current = state.peers.get(write.public_key)
+        # Without announcements: the record's endpoint, or one that had a handshake (the kernel's).
+        assert write.endpoint in {(record.ip, record.port)} | ({current.endpoint} if current else set())
+        assert write.endpoint in {c.endpoint for c in decisions[write.public_key].candidates} | {(record.ip, record.port)}
         if current is not None:
             assert not write.new_peer
             assert write.allowed_ips == current.allowed_ips

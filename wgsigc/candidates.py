@@ -9,7 +9,9 @@ LAN addresses and advertised port forwards (X1 announcements), the IPv6 source a
   addresses (a routed LAN), and last its public endpoint (works only through a NAT that
   hairpins);
 - any other peer: its IPv6 (OBS6, then global HOST6) when this host has IPv6, its advertised
-  forwards, its public endpoint.
+  forwards, its public endpoint, and its public IP with its WireGuard port when that differs
+  from the port the servers saw (a NAT that keeps ports for some destinations only, or a forward
+  set up without ``advertise``).
 
 The endpoint that last worked for the peer goes first. Each candidate gets a step time: how long
 to wait for a handshake before the next one (2 s on a LAN, WireGuard's REKEY_TIMEOUT of 5 s else).
@@ -52,13 +54,41 @@ class LocalView:
 @dataclass(frozen=True)
 class Candidate:
     endpoint: Endpoint
-    kind: str  # "lan", "lan-ipv6", "ipv6", "mapped", "routed-lan", "public", "hairpin", "worked"
-    step: float
+    # "lan", "lan-ipv6", "ipv6", "mapped", "routed-lan", "public", "public-ip+port", "hairpin",
+    # "worked" (an endpoint that had a handshake and that no announcement names, e.g. set by hand)
+    kind: str
+    step: float  # seconds to wait for a handshake before the next candidate
+
+    @property
+    def step_seconds(self) -> float:
+        return self.step
+
+
+_NOT_REACHABLE6 = tuple(
+    ipaddress.ip_network(n) for n in ("fe80::/10", "fc00::/7", "ff00::/8", "::/128", "::1/128", "::ffff:0:0/96")
+)
 
 
 def usable(endpoint: Endpoint | None) -> bool:
-    """Not the "no IPv4 endpoint" of a peer seen only over IPv6, nor port 0."""
-    return endpoint is not None and endpoint[1] != 0 and endpoint[0] not in ("0.0.0.0", "::")
+    """Not the "no IPv4 endpoint" of a peer seen only over IPv6, nor port 0, nor an address no
+    peer can send to (unspecified, multicast, link-local without a scope)."""
+    if endpoint is None or not 0 < endpoint[1] < 65536:
+        return False
+    try:
+        address = ipaddress.ip_address(endpoint[0])
+    except ValueError:
+        return False
+    return not (address.is_unspecified or address.is_multicast or address.is_link_local)
+
+
+def _global6(host: str) -> bool:
+    """An IPv6 address routed beyond its site: not link-local, unique-local, multicast, mapped.
+    (Documentation prefixes count: the lab uses 2001:db8::/32.)"""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.version == 6 and not any(address in net for net in _NOT_REACHABLE6)
 
 
 def _onlink(host: str, local: LocalView) -> bool:
@@ -105,10 +135,15 @@ def candidate_order(
         if v6_here:
             if announced.obs6:
                 ranked.append(Candidate(announced.obs6, "ipv6", WAN_STEP))
-            ranked += [Candidate(e, "ipv6", WAN_STEP) for e in hosts6]
+            ranked += [Candidate(e, "ipv6", WAN_STEP) for e in hosts6 if _global6(e[0])]
         ranked += [Candidate(e, "mapped", WAN_STEP) for e in announced.mapped if v6_here or not _v6(e[0])]
         if record_endpoint is not None:
             ranked.append(Candidate(record_endpoint, "public", WAN_STEP))
+            # Its LAN announcements carry its WireGuard port: a NAT that keeps the port for
+            # other destinations (or an unadvertised forward) answers there.
+            ports = {e[1] for e in announced.host}
+            if len(ports) == 1 and record_endpoint[1] not in ports and not _v6(record_endpoint[0]):
+                ranked.append(Candidate((record_endpoint[0], ports.pop()), "public-ip+port", WAN_STEP))
     result: list[Candidate] = []
     seen: set[Endpoint] = set()
     for endpoint in worked[:1]:

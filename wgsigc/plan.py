@@ -13,6 +13,7 @@ allowed IPs.
 from __future__ import annotations
 
 import enum
+import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -199,7 +200,7 @@ def plan(
                 )
             continue
         if peer is None:
-            decisions.append(_unknown_peer(key, server_endpoint, record_time, settings, now))
+            decisions.append(_unknown_peer(key, record, announced.get(key), local, settings, now))
         else:
             decisions.append(
                 _known_peer(peer, record, announced.get(key), local, settings, now, pending.get(key))
@@ -216,14 +217,28 @@ def plan(
     return Plan(state.name, own_endpoint, tuple(decisions))
 
 
-def _unknown_peer(key: bytes, endpoint: Endpoint, record_time: int, settings: Settings, now: float) -> PeerDecision:
+def _unknown_peer(key: bytes, record: Record, announced: Announced | None, local: LocalView, settings: Settings,
+                  now: float) -> PeerDecision:
+    record_time = label_seconds(record.label)
+    record_endpoint: Endpoint | None = (record.ip, record.port)
+    if not usable(record_endpoint):
+        record_endpoint = None
     allowed = settings.extra_peers.get(key)
     if allowed is None:
-        return PeerDecision(key, Action.NOT_CONFIGURED, "not a peer of this interface", endpoint, None, record_time)
-    write = PeerWrite(key, endpoint, settings.keepalive, allowed, new_peer=True)
+        return PeerDecision(key, Action.NOT_CONFIGURED, "not a peer of this interface", record_endpoint, None,
+                            record_time)
+    candidates = tuple(candidate_order(record_endpoint, announced, local))
+    if not candidates:
+        return PeerDecision(key, Action.NO_CANDIDATE, "no endpoint this host can reach (e.g. IPv6 only, no IPv6 here)",
+                            record_endpoint, None, record_time)
+    first = candidates[0]
+    write = PeerWrite(key, first.endpoint, settings.keepalive, allowed, new_peer=True)
+    announced_now = announced.endpoints() if announced is not None else ()
+    memory = PeerMemory(first.endpoint, now, now, record_endpoint, record.label, announced_now)
+    detail = f"added with endpoint {_describe(first)}, allowed IPs {', '.join(allowed) or '(none)'}"
     return PeerDecision(
-        key, Action.ADD_PEER, f"added with endpoint {_ep(endpoint)}, allowed IPs {', '.join(allowed) or '(none)'}",
-        endpoint, None, record_time, 0, write, PeerMemory(endpoint, now, now, endpoint),
+        key, Action.ADD_PEER, detail, record_endpoint, None, record_time, 0, write, memory,
+        candidates=candidates, in_use=_describe(first),
     )
 
 
@@ -244,20 +259,34 @@ def _known_peer(
     memory = memory or PeerMemory()
     now_announced = announced.endpoints() if announced is not None else ()
     kernel = peer.endpoint
+    # A record older than the remembered one (the server that had the newer one did not answer
+    # this time) says nothing new: it neither moves the peer nor replaces what is remembered.
+    newer = record.label > memory.record_label
+    stale_record = bool(memory.record_label) and record.label < memory.record_label
     # Has the peer left the address the kernel points at? It registered from elsewhere since the
     # record that gave it (or stopped announcing that LAN address): following cannot break a
     # working path. An endpoint WireGuard learned by roaming is neither, and is never moved.
-    left = kernel is not None and (
-        (memory.record_endpoint == kernel and record_endpoint is not None and record_endpoint != kernel)
-        or (bool(now_announced) and kernel in memory.announced and kernel not in now_announced
-            and kernel != record_endpoint)
+    # An empty announcement says nothing (a server restart loses them).
+    dropped = set(memory.announced) - set(now_announced) - {record_endpoint} if now_announced else set()
+    moved = (
+        bool(memory.record_label) and newer and memory.record_endpoint is not None
+        and record_endpoint is not None and record_endpoint != memory.record_endpoint
     )
-    worked = [w for w in memory.worked if not (left and w[0] == kernel)]
-    if memory.record_endpoint is not None and memory.record_endpoint != record_endpoint:
-        worked = [w for w in worked if w[0] != memory.record_endpoint]  # a public endpoint it left
+    left = kernel is not None and ((moved and kernel == memory.record_endpoint) or kernel in dropped)
+    # Forget what worked at addresses it has left.
+    gone = set(dropped) | ({memory.record_endpoint} if moved else set()) | ({kernel} if left else set())
+    worked = [w for w in memory.worked if w[0] not in gone]
     # Handshake times are whole seconds: one in the same second as "since" counts as after it.
     succeeded = memory.endpoint is not None and memory.endpoint == kernel and handshake >= int(memory.since) > 0
-    if kernel is not None and handshake and not left and (succeeded or now - handshake < settings.handshake_threshold):
+    # With no memory of this peer (a first run, a lost state file), an endpoint that had a handshake
+    # is believed to have worked when it is still plausible: the record's, an announced one, or a
+    # private address (set by hand for a peer behind the same NAT).
+    adopted = (
+        memory.record_endpoint is None and memory.endpoint is None and not memory.worked
+        and kernel is not None and (kernel == record_endpoint or kernel in now_announced or _private(kernel))
+    )
+    if kernel is not None and handshake and not left and (
+            succeeded or adopted or now - handshake < settings.handshake_threshold):
         worked = [(kernel, float(handshake))] + [w for w in worked if w[0] != kernel]
     worked = worked[:4]
     candidates = tuple(candidate_order(record_endpoint, announced, local, [w[0] for w in worked]))
@@ -266,7 +295,9 @@ def _known_peer(
         "latest_handshake": handshake, "candidates": candidates,
     }
     remembered = PeerMemory(
-        record_endpoint=record_endpoint, record_label=record.label, announced=now_announced, worked=tuple(worked)
+        record_endpoint=memory.record_endpoint if stale_record else record_endpoint,
+        record_label=memory.record_label if stale_record else record.label,
+        announced=now_announced or memory.announced, worked=tuple(worked),
     )
     in_use = _in_use(kernel, candidates)
     if handshake and now - handshake < settings.handshake_threshold and not left:
@@ -338,6 +369,19 @@ def _rest(candidates: tuple[Candidate, ...], worked: list[tuple[Endpoint, float]
         if preferred in endpoints:
             return endpoints.index(preferred)
     return len(candidates) - 1
+
+
+_LAN_NETS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+
+def _private(endpoint: Endpoint) -> bool:
+    """A LAN address (RFC 1918, IPv6 unique-local): what an admin sets by hand for a peer behind
+    the same NAT. Not Python's is_private, which counts the documentation ranges too."""
+    try:
+        address = ipaddress.ip_address(endpoint[0])
+    except ValueError:
+        return False
+    return any(address.version == net.version and address in net for net in _LAN_NETS)
 
 
 def _describe(candidate: Candidate) -> str:
