@@ -74,6 +74,7 @@ class PeerMemory:
     announced: tuple[Endpoint, ...] = ()
     worked: tuple[tuple[Endpoint, float], ...] = ()
     resting: bool = False  # every candidate was tried: on the best-known one until the next cycle
+    following: bool = False  # it left the kernel's endpoint: cycle until a handshake newer than waiting_since
 
 
 class Action(enum.Enum):
@@ -119,7 +120,8 @@ class PeerDecision:
     pending: PeerMemory | None = None  # to remember for the next run (or tick)
     problem: str | None = None  # one line for the operator; makes the run fail
     candidates: tuple[Candidate, ...] = ()
-    in_use: str | None = None  # which candidate the kernel points at, and why
+    in_use: str | None = None  # which candidate the kernel points at (after this decision's write)
+    why: str | None = None  # why that one: "handshake 3 s ago", "cycling: step 2 of 4", "resting on ..."
     unknown_yet: bool = False  # a peer of the interface without record or handshake: it may come online
 
     @property
@@ -238,7 +240,7 @@ def _unknown_peer(key: bytes, record: Record, announced: Announced | None, local
     detail = f"added with endpoint {_describe(first)}, allowed IPs {', '.join(allowed) or '(none)'}"
     return PeerDecision(
         key, Action.ADD_PEER, detail, record_endpoint, None, record_time, 0, write, memory,
-        candidates=candidates, in_use=_describe(first),
+        candidates=candidates, in_use=_describe(first), why=f"cycling: step 1 of {len(candidates)}",
     )
 
 
@@ -300,9 +302,12 @@ def _known_peer(
         announced=now_announced or memory.announced, worked=tuple(worked),
     )
     in_use = _in_use(kernel, candidates)
-    if handshake and now - handshake < settings.handshake_threshold and not left:
-        return PeerDecision(key, Action.HEALTHY, f"handshake {int(now - handshake)} s ago", pending=remembered,
-                            in_use=in_use, **base)
+    # After following a moved peer its handshake (through the old address) is still young: it is
+    # healthy again only once a handshake came after the follow.
+    following = memory.following and memory.waiting_since is not None and handshake < int(memory.waiting_since)
+    if handshake and now - handshake < settings.handshake_threshold and not left and not following:
+        why = f"handshake {int(now - handshake)} s ago"
+        return PeerDecision(key, Action.HEALTHY, why, pending=remembered, in_use=in_use, why=why, **base)
     if not candidates:
         return PeerDecision(key, Action.NO_CANDIDATE, "no endpoint this host can reach (e.g. IPv6 only, no IPv6 here)",
                             pending=remembered, in_use=in_use, **base)
@@ -326,17 +331,22 @@ def _known_peer(
     else:
         # Still within this candidate's step, or resting: nothing to write.
         assert index is not None
-        pending = replace_memory(remembered, current, memory.since, waiting_since, memory.resting)
+        pending = replace_memory(remembered, current, memory.since, waiting_since, memory.resting, following)
         problem = _problem(key, candidates, waiting_since, settings, now)
+        why = _why(index, candidates, memory.resting, worked, following)
         detail = f"{'resting on' if memory.resting else 'trying'} {_describe(candidates[index])}" \
                  f" (step {index + 1} of {len(candidates)}, {now - memory.since:.0f} s)"
-        return PeerDecision(key, Action.WAITING, detail, pending=pending, problem=problem, in_use=in_use, **base)
+        return PeerDecision(key, Action.WAITING, detail, pending=pending, problem=problem, in_use=in_use, why=why,
+                            **base)
     chosen = candidates[step]
     problem = _problem(key, candidates, waiting_since, settings, now)
-    pending = replace_memory(remembered, chosen.endpoint, since, waiting_since, resting)
+    following = (left or following) and not resting
+    pending = replace_memory(remembered, chosen.endpoint, since, waiting_since, resting, following)
+    why = _why(step, candidates, resting, worked, following)
     if resting and chosen.endpoint == kernel:
         detail = f"resting on {_describe(chosen)}: every candidate tried"
-        return PeerDecision(key, Action.WAITING, detail, pending=pending, problem=problem, in_use=in_use, **base)
+        return PeerDecision(key, Action.WAITING, detail, pending=pending, problem=problem, in_use=in_use, why=why,
+                            **base)
     write = PeerWrite(
         key, chosen.endpoint, peer.keepalive or settings.keepalive, peer.allowed_ips, old_keepalive=peer.keepalive
     )
@@ -350,13 +360,23 @@ def _known_peer(
         detail += f" (candidate {step + 1} of {len(candidates)})"
     detail += f" (last handshake {int(now - handshake)} s ago)" if handshake else " (no handshake yet)"
     return PeerDecision(key, action, detail, write=write, pending=pending, problem=problem,
-                        in_use=_describe(chosen), **base)
+                        in_use=_describe(chosen), why=why, **base)
 
 
 def replace_memory(base: PeerMemory, endpoint: Endpoint | None, since: float, waiting_since: float | None,
-                   resting: bool) -> PeerMemory:
+                   resting: bool, following: bool = False) -> PeerMemory:
     return PeerMemory(endpoint, since, waiting_since, base.record_endpoint, base.record_label, base.announced,
-                      base.worked, resting)
+                      base.worked, resting, following)
+
+
+def _why(index: int, candidates: tuple[Candidate, ...], resting: bool, worked: list[tuple[Endpoint, float]],
+         following: bool) -> str:
+    """Why the peer is on candidate ``index``, for the operator."""
+    if resting:
+        which = "the last-worked endpoint" if worked and worked[0][0] == candidates[index].endpoint \
+            else "the server-seen endpoint" if candidates[index].kind in ("public", "hairpin") else "the last candidate"
+        return f"resting on {which}: every candidate tried, next cycle after a pause"
+    return f"{'following the moved peer' if following else 'cycling'}: step {index + 1} of {len(candidates)}"
 
 
 def _rest(candidates: tuple[Candidate, ...], worked: list[tuple[Endpoint, float]],

@@ -8,6 +8,7 @@ StateDirectory=wgsig, so /var/lib/wgsig), written atomically.
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import json
 import os
 import tempfile
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from wgsig.keys import key_text, parse_public_key
+from wgsig.label import is_valid_label
 from wgsigc.plan import Endpoint, PeerMemory, Plan
 
 VERSION = 2
@@ -35,9 +37,11 @@ def parse_endpoint(text: Any) -> Endpoint | None:
     if host.startswith("[") and host.endswith("]"):
         host = host[1:-1]
     try:
-        return host, int(port)
+        number = int(port)
+        ipaddress.ip_address(host)
     except ValueError:
         return None
+    return (host, number) if 0 <= number < 65536 else None
 
 
 def build_record(
@@ -70,6 +74,7 @@ def build_record(
                         {"endpoint": endpoint_text(c.endpoint), "kind": c.kind} for c in d.candidates
                     ],
                     "in_use": d.in_use,
+                    "why": d.why,
                 }
             )
     elif carried_pending:
@@ -101,11 +106,16 @@ def memory_json(memory: PeerMemory) -> dict[str, Any]:
         "announced": [endpoint_text(e) for e in memory.announced],
         "worked": [{"endpoint": endpoint_text(e), "handshake": t} for e, t in memory.worked],
         "resting": memory.resting,
+        "following": memory.following,
     }
 
 
 def _number(value: Any) -> float | None:
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _memory(raw: dict[str, Any]) -> PeerMemory:
@@ -115,17 +125,20 @@ def _memory(raw: dict[str, Any]) -> PeerMemory:
         record_label = bytes.fromhex(label) if isinstance(label, str) else b""
     except ValueError:
         record_label = b""
+    if record_label and not is_valid_label(record_label):
+        record_label = b""
     worked = []
-    for entry in raw.get("worked") or ():
+    for entry in _list(raw.get("worked")):
         if isinstance(entry, dict):
             endpoint, when = parse_endpoint(entry.get("endpoint")), _number(entry.get("handshake"))
             if endpoint is not None and when is not None:
                 worked.append((endpoint, when))
-    announced = tuple(e for e in (parse_endpoint(t) for t in raw.get("announced") or () if isinstance(t, str)) if e)
+    announced = tuple(e for e in (parse_endpoint(t) for t in _list(raw.get("announced"))) if e)
+    record_endpoint = parse_endpoint(raw.get("record_endpoint"))
     return PeerMemory(
         parse_endpoint(raw.get("endpoint")), _number(raw.get("since")) or 0.0, _number(raw.get("waiting_since")),
-        parse_endpoint(raw.get("record_endpoint")), record_label, announced, tuple(worked),
-        raw.get("resting") is True,
+        record_endpoint if record_label else None, record_label if record_endpoint else b"", announced,
+        tuple(worked), raw.get("resting") is True, raw.get("following") is True,
     )
 
 
@@ -134,10 +147,10 @@ def pending_from(record: dict[str, Any] | None) -> dict[bytes, PeerMemory]:
     result: dict[bytes, PeerMemory] = {}
     if not record:
         return result
-    for peer in record.get("peers") or ():
+    for peer in _list(record.get("peers")):
         if not isinstance(peer, dict) or not isinstance(peer.get("pending"), dict):
             continue
-        key = parse_public_key(str(peer.get("public_key", "")))
+        key = parse_public_key(peer["public_key"]) if isinstance(peer.get("public_key"), str) else None
         if key is not None:
             memory = _memory(peer["pending"])
             if record.get("version") == 1 and memory.waiting_since is None and memory.endpoint is not None:

@@ -30,10 +30,10 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         return peers.setdefault(key, {
             "public_key": key, "server_endpoint": None, "kernel_endpoint": None, "record_age": None,
             "latest_handshake": None, "handshake_age": None, "last_action": None, "last_detail": None,
-            "problem": None, "candidates": [], "in_use": None, "worked": [],
+            "problem": None, "candidates": [], "in_use": None, "why": None, "worked": [],
         })
 
-    for peer in (record or {}).get("peers") or ():
+    for peer in _list((record or {}).get("peers")):
         if not isinstance(peer, dict) or not isinstance(peer.get("public_key"), str):
             continue
         e = entry(peer["public_key"])
@@ -46,15 +46,17 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         e["last_action"] = peer.get("action")
         e["last_detail"] = peer.get("detail")
         e["problem"] = peer.get("problem")
-        e["candidates"] = [c for c in peer.get("candidates") or () if isinstance(c, dict)]
-        e["in_use"] = peer.get("in_use")
+        e["candidates"] = [c for c in _list(peer.get("candidates")) if isinstance(c, dict)]
+        e["in_use"] = peer.get("in_use") if isinstance(peer.get("in_use"), str) else None
+        e["why"] = peer.get("why") if isinstance(peer.get("why"), str) else None
         memory: dict[str, Any] = peer["pending"] if isinstance(peer.get("pending"), dict) else {}
-        e["worked"] = [w for w in memory.get("worked") or () if isinstance(w, dict)]
+        e["worked"] = [w for w in _list(memory.get("worked")) if isinstance(w, dict)]
     if live is not None:
         for key, state in live.peers.items():
             e = entry(key_text(key))
             e["kernel_endpoint"] = runrecord.endpoint_text(state.endpoint)
             e["latest_handshake"] = state.latest_handshake or None
+            _live_in_use(e, state.endpoint, state.latest_handshake, now)
     for e in peers.values():
         if e["latest_handshake"]:
             e["handshake_age"] = int(now - e["latest_handshake"])
@@ -64,9 +66,9 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
             "time": record.get("time"),
             "age": int(now - record["time"]) if isinstance(record.get("time"), int | float) else None,
             "exit_code": record.get("exit_code"),
-            "messages": record.get("messages") or [],
+            "messages": [m for m in _list(record.get("messages")) if isinstance(m, str)],
             "own_endpoint": record.get("own_endpoint"),
-            "servers": record.get("servers") or [],
+            "servers": _list(record.get("servers")),
         }
     return {
         "interface": name,
@@ -77,6 +79,29 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         "last_run": last_run,
         "peers": sorted(peers.values(), key=lambda p: str(p["public_key"])),
     }
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def _live_in_use(e: dict[str, Any], endpoint: Any, handshake: int, now: float) -> None:
+    """Which candidate the kernel points at now, and why: the last run's reason while it is still
+    on the endpoint that run left, else what the live handshake says."""
+    text = runrecord.endpoint_text(endpoint)
+    if text is None:
+        e["in_use"], e["why"] = None, None
+        return
+    kind = next((c.get("kind") for c in e["candidates"] if c.get("endpoint") == text), None)
+    in_use = f"{text} ({kind})" if kind else f"{text} (set by hand or learned by WireGuard)"
+    young = bool(handshake) and now - handshake < HEALTHY_SECONDS
+    if in_use != e["in_use"] or young:
+        e["why"] = f"handshake {int(now - handshake)} s ago" if young else (
+            "changed since the last run" if e["in_use"] else None)
+    e["in_use"] = in_use
+
+
+HEALTHY_SECONDS = 180  # a handshake younger than WireGuard's REJECT_AFTER_TIME keeps a session
 
 
 def _ago(seconds: int | None) -> str:
@@ -118,7 +143,8 @@ def format_view(view: dict[str, Any], now: float | None = None) -> str:
             known = ", ".join(f"{c.get('endpoint')} ({c.get('kind')})" for c in p["candidates"])
             lines.append(f"    candidates: {known}")
         if p["in_use"]:
-            lines.append(f"    in use: {p['in_use']}")
+            why = f", {p['why']}" if p["why"] else ""
+            lines.append(f"    in use: {p['in_use']}{why}")
         if p["worked"]:
             worked = ", ".join(f"{w.get('endpoint')} ({_ago(_age(w.get('handshake'), now))})" for w in p["worked"])
             lines.append(f"    worked: {worked}")
