@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from wgsig.label import encode_label
 from wgsig.wire import Record
-from wgsigc.candidates import Announced, LocalView, candidate_order
+from wgsigc.candidates import Announced, Candidate, Endpoint, LocalView, candidate_order
 from wgsigc.plan import Action, InterfaceState, PeerMemory, PeerState, Plan, Settings, plan
 
 NOW = 1_700_000_000
@@ -23,7 +23,7 @@ PEER_LAN = Announced(("2001:db8:1::2", 51820), (("192.168.1.2", 51820), ("10.8.0
 
 
 def rec(ip: str, port: int, age: int = 5) -> Record:
-    return Record(PEER, ip, port, encode_label(NOW - age, age))
+    return Record(PEER, ip, port, encode_label(NOW - age, abs(age)))
 
 
 def state(peer: PeerState) -> InterfaceState:
@@ -143,3 +143,187 @@ def test_a_healthy_peer_that_did_not_move_is_never_written_and_writes_are_candid
             peer = PeerState(PEER, write.endpoint, peer.allowed_ips, 25, peer.latest_handshake)
         memory = p.memory(memory)
         now += tick
+
+
+FAR = LocalView(MY_PUBLIC, (ipaddress.ip_network("192.168.1.0/24"),), True)
+
+
+def kinds(order: list[Candidate]) -> list[tuple[Endpoint, str]]:
+    return [(c.endpoint, c.kind) for c in order]
+
+
+def test_far_peer_global_ipv6_only_then_forward_public_and_its_wireguard_port() -> None:
+    announced = Announced(
+        ("2001:db8:9::2", 51820),
+        (("10.9.0.2", 51820), ("fd00:9::2", 51820), ("fe80::2", 51820), ("2001:db8:9::3", 51820)),
+        (("203.0.113.9", 4000),),
+    )
+    assert kinds(candidate_order(("203.0.113.9", 61000), announced, FAR)) == [
+        (("2001:db8:9::2", 51820), "ipv6"),
+        (("2001:db8:9::3", 51820), "ipv6"),  # not the unique-local nor the link-local one
+        (("203.0.113.9", 4000), "mapped"),
+        (("203.0.113.9", 61000), "public"),
+        (("203.0.113.9", 51820), "public-ip+port"),  # its WireGuard port, as its LAN items say
+    ]
+    # the seen port is its WireGuard port: no second public candidate
+    same_port = candidate_order(("203.0.113.9", 51820), announced, FAR)
+    assert [c.kind for c in same_port].count("public-ip+port") == 0
+
+
+def test_unusable_endpoints_and_repeats_are_skipped_and_steps_fit_the_path() -> None:
+    announced = Announced(("2001:db8:1::2", 51820), (("192.168.1.2", 0), ("2001:db8:1::2", 51820),
+                                                   ("192.168.1.3", 51820), ("192.168.1.3", 51820)))
+    order = candidate_order((MY_PUBLIC, 40000), announced, LAN)
+    endpoints = [c.endpoint for c in order]
+    assert len(endpoints) == len(set(endpoints))
+    assert ("192.168.1.2", 0) not in endpoints
+    assert kinds(order)[0] == (("192.168.1.3", 51820), "lan") and order[0].step_seconds == 2
+    assert all(c.step == 5 for c in order if c.kind not in ("lan", "lan-ipv6"))
+    assert candidate_order(("0.0.0.0", 0), None, LAN) == []
+    assert candidate_order(None, Announced(None, (("ff02::1", 51820), ("::", 51820))), LAN) == []
+
+
+def test_a_worked_endpoint_keeps_its_kind_or_is_called_worked_and_needs_ipv6_for_ipv6() -> None:
+    order = candidate_order((MY_PUBLIC, 40000), PEER_LAN, LAN, [("2001:db8:1::2", 51820)])
+    assert kinds(order)[0] == (("2001:db8:1::2", 51820), "lan-ipv6")
+    hand_set = candidate_order((MY_PUBLIC, 40000), None, LAN, [("192.168.1.9", 51820)])
+    assert kinds(hand_set) == [(("192.168.1.9", 51820), "worked"), ((MY_PUBLIC, 40000), "hairpin")]
+    assert hand_set[0].step == 2  # on-link
+    v4_only = LocalView(MY_PUBLIC, LAN.onlink[:1], False)
+    assert kinds(candidate_order(("203.0.113.9", 1), None, v4_only, [("2001:db8:9::2", 51820)])) == [
+        (("203.0.113.9", 1), "public")]
+
+
+def test_ipv6_only_peer_is_added_at_its_obs6_never_at_0_0_0_0() -> None:
+    records = {OWN: Record(OWN, MY_PUBLIC, 51820, encode_label(NOW, 0)), PEER: rec("0.0.0.0", 0)}
+    config = Settings(extra_peers={PEER: ("10.0.0.2/32",)})
+    empty = InterfaceState("wg0", OWN, 51820, 0, True, {})
+    p = plan(empty, records, config, NOW, None, announced={PEER: Announced(("2001:db8:9::2", 51820))}, local=FAR)
+    (d,) = p.decisions
+    assert d.action is Action.ADD_PEER and d.write is not None and d.write.endpoint == ("2001:db8:9::2", 51820)
+    assert p.waiting == [PEER]
+    no_v6 = plan(empty, records, config, NOW, None, announced={PEER: Announced(("2001:db8:9::2", 51820))},
+                 local=LocalView(MY_PUBLIC))
+    assert no_v6.writes == [] and no_v6.decisions[0].action is Action.NO_CANDIDATE
+
+
+def run_ticks(peer: PeerState, record: Record, start: float, seconds: float, memory: dict[bytes, PeerMemory],
+              announced: Announced | None = None, local: LocalView = LAN, tick: float = 0.5,
+              handshake_at: Endpoint | None = None,
+              **kw: float) -> tuple[PeerState, dict[bytes, PeerMemory], list[Plan]]:
+    """A converging run against a fake kernel: writes change its endpoint; a handshake comes only
+    while it points at ``handshake_at`` (None: the other peer is down)."""
+    plans = []
+    now = start
+    while now < start + seconds:
+        p = decide(peer, record, now, memory, announced, local, **kw)
+        plans.append(p)
+        memory = p.memory(memory)
+        for write in p.writes:
+            peer = PeerState(PEER, write.endpoint, peer.allowed_ips, write.keepalive, peer.latest_handshake)
+        if handshake_at is not None and peer.endpoint == handshake_at:
+            peer = PeerState(PEER, peer.endpoint, peer.allowed_ips, peer.keepalive, int(now))
+        now += tick
+    return peer, memory, plans
+
+
+def test_cycle_is_bounded_rests_on_the_server_seen_endpoint_and_pauses() -> None:
+    record = rec(MY_PUBLIC, 40000)
+    fresh = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
+    peer, memory, plans = run_ticks(fresh, record, NOW, 16, {}, PEER_LAN, handshake_timeout=15)
+    written = [w.endpoint for p in plans for w in p.writes]
+    order = [c.endpoint for c in plans[0].decisions[0].candidates]
+    assert written == order  # each candidate once, in order, then no more writes
+    assert peer.endpoint == (MY_PUBLIC, 40000) and memory[PEER].resting  # both sides end on the public ones
+    assert "resting on the server-seen endpoint" in (plans[-1].decisions[0].why or "")
+    assert plans[-1].waiting == [PEER]  # still waiting: the run keeps fetching while its budget lasts
+    # the next cycle only after the pause
+    _, _, later = run_ticks(peer, record, NOW + 16, 30, memory, PEER_LAN, handshake_timeout=15)
+    again = [w.endpoint for p in later for w in p.writes]
+    assert again[:len(order)] == order and len(again) <= 2 * len(order)
+
+
+def test_cycling_stops_at_the_candidate_that_gets_a_handshake_and_it_goes_first_next_time() -> None:
+    record = rec(MY_PUBLIC, 40000)
+    fresh = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
+    routed = ("10.8.0.2", 51820)
+    peer, memory, plans = run_ticks(fresh, record, NOW, 20, {}, PEER_LAN, handshake_at=routed)
+    assert peer.endpoint == routed and plans[-1].waiting == [] and plans[-1].writes == []
+    assert memory[PEER].worked[0][0] == routed
+    # much later, the tunnel idle: the endpoint that worked is tried first
+    idle = PeerState(PEER, routed, peer.allowed_ips, 25, peer.latest_handshake)
+    (d,) = decide(idle, rec(MY_PUBLIC, 40000, age=-990), NOW + 1000, memory, PEER_LAN).decisions
+    assert d.candidates[0].endpoint == routed and d.write is not None and d.write.endpoint == routed
+
+
+def test_same_second_handshake_counts_and_an_older_one_does_not() -> None:
+    record = rec("203.0.113.9", 4000)
+    memory = {PEER: PeerMemory(("203.0.113.9", 4000), NOW + 0.9, NOW, ("203.0.113.9", 4000), record.label)}
+    same = PeerState(PEER, ("203.0.113.9", 4000), (), 25, NOW)
+    assert decide(same, record, NOW + 30, memory, local=FAR, handshake_threshold=10).memory({})[PEER].worked
+    before = PeerState(PEER, ("203.0.113.9", 4000), (), 25, NOW - 1)
+    assert not decide(before, record, NOW + 30, memory, local=FAR, handshake_threshold=10).memory({})[PEER].worked
+
+
+def test_an_older_record_from_another_server_does_not_move_the_peer_back() -> None:
+    healthy = PeerState(PEER, ("203.0.113.77", 51820), ("10.0.0.2/32",), 25, NOW - 60)
+    memory = decide(healthy, rec("203.0.113.77", 51820, age=5), NOW, local=FAR).memory({})
+    stale = decide(healthy, rec("203.0.113.5", 51820, age=100), NOW + 30, memory, local=FAR)
+    (d,) = stale.decisions
+    assert d.action is Action.HEALTHY and stale.writes == []
+    assert stale.memory(memory)[PEER].record_endpoint == ("203.0.113.77", 51820)  # the newer one is kept
+
+
+def test_a_moved_peer_is_cycled_until_a_handshake_after_the_follow() -> None:
+    """After following, the old handshake is still young: the follow goes on through the candidates."""
+    old_public = ("203.0.113.5", 51820)
+    announced = Announced(("2001:db8:9::2", 51820))
+    healthy = PeerState(PEER, old_public, ("10.0.0.2/32",), 25, NOW - 60)
+    memory = decide(healthy, rec(*old_public, age=100), NOW - 30, local=FAR, announced=announced).memory({})
+    new_public = ("203.0.113.77", 51820)
+    peer, memory, plans = run_ticks(healthy, rec(*new_public, age=5), NOW, 12, memory, announced, FAR,
+                                    handshake_at=new_public)
+    written = [w.endpoint for p in plans for w in p.writes]
+    assert written == [("2001:db8:9::2", 51820), new_public]  # OBS6 first, it fails, then the new record
+    assert plans[0].decisions[0].action is Action.FOLLOW and "following" in (plans[0].decisions[0].why or "")
+    assert peer.endpoint == new_public and plans[-1].decisions[0].action is Action.HEALTHY
+    assert old_public not in [w[0] for w in memory[PEER].worked]  # it left that address
+
+
+def test_a_lan_candidate_it_no_longer_announces_is_left_but_an_empty_announcement_moves_nothing() -> None:
+    record = rec(MY_PUBLIC, 40000, age=100)
+    on_lan = PeerState(PEER, ("192.168.1.2", 51820), ("10.0.0.2/32",), 25, NOW - 30)
+    memory = decide(on_lan, record, NOW - 10, announced=PEER_LAN).memory({})
+    assert memory[PEER].worked[0][0] == ("192.168.1.2", 51820)
+    # a server restart lost the announcements: nothing moves
+    lost = decide(on_lan, record, NOW, memory, None)
+    assert lost.writes == [] and lost.decisions[0].action is Action.HEALTHY
+    # it moved to another LAN address
+    moved_lan = Announced(None, (("192.168.1.7", 51820),))
+    p = decide(on_lan, record, NOW, memory, moved_lan)
+    (d,) = p.decisions
+    assert d.action is Action.FOLLOW and d.write is not None and d.write.endpoint == ("192.168.1.7", 51820)
+    assert ("192.168.1.2", 51820) not in [w[0] for w in p.memory(memory)[PEER].worked]
+
+
+def test_a_hand_set_lan_endpoint_is_adopted_on_a_first_run_and_never_traded_for_the_hairpin_one() -> None:
+    """Issue 17.2 on a fresh install: no memory, the handshake already old, no announcements."""
+    hand_set = ("192.168.1.2", 51820)
+    old = PeerState(PEER, hand_set, ("10.0.0.2/32",), 25, NOW - 400)
+    peer, memory, plans = run_ticks(old, rec(MY_PUBLIC, 40000), NOW, 20, {}, handshake_timeout=15)
+    assert peer.endpoint == hand_set and memory[PEER].resting
+    assert "resting on the last-worked endpoint" in (plans[-1].decisions[0].why or "")
+    assert not any("hairpinning" in x for p in plans for x in p.problems)
+
+
+def test_hairpin_problem_only_after_the_public_step_ran_out() -> None:
+    """Issue 17.3: with candidates off the hairpin endpoint is the only one; no warning while it has its chance."""
+    fresh = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
+    record = rec(MY_PUBLIC, 40000)
+    _, _, plans = run_ticks(fresh, record, NOW, 20, {}, handshake_timeout=4)
+    first_problem = next(i for i, p in enumerate(plans) if p.problems)
+    assert first_problem * 0.5 >= 5  # the hairpin step is 5 s
+    assert all(len(p.problems) <= 1 for p in plans) and "hairpinning" in plans[first_problem].problems[0]
+    assert "\n" not in plans[first_problem].problems[0]
+    _, _, hairpins = run_ticks(fresh, record, NOW, 20, {}, handshake_timeout=4, handshake_at=(MY_PUBLIC, 40000))
+    assert not any(p.problems for p in hairpins)
