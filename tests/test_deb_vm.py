@@ -129,13 +129,13 @@ done
 
 stamp "NAT A's public address changes (shipped defaults: timer 30 s, handshake_threshold 180 s)"
 started_a() { calc "$(systemctl show -p ExecMainStartTimestampMonotonic --value wgsigc.service) / 1000000"; }
-ip -n nata addr add 192.0.2.21/24 dev wan0; ip -n nata addr del 192.0.2.11/24 dev wan0
+ip -n nata addr del 192.0.2.11/24 dev wan0; ip -n nata addr add 192.0.2.21/24 dev wan0  # (a secondary would go with the primary)
 ip netns exec nata conntrack -F >/dev/null 2>&1
 changed=$(mono)
 check moved_tunnel_broken sh -c '! ip netns exec b ping -c1 -W2 10.99.0.1 >/dev/null 2>&1'
 first_a=
 up=1
-for i in $(seq 500); do
+while [ "$(calc "$(mono) - $changed < 100")" = 1 ]; do
     if [ -z "$first_a" ] && [ "$(calc "$(started_a) > $changed")" = 1 ]; then first_a=$(started_a); fi
     if ip netns exec b ping -c1 -W1 10.99.0.1 >/dev/null 2>&1; then up=0; break; fi
     sleep 0.2
@@ -165,7 +165,8 @@ systemctl daemon-reload
 check networkd_up systemctl start systemd-networkd
 check repair_unit_enabled systemctl enable --now wgsigc-networkd.service
 up=1
-for i in $(seq 120); do
+started_r=$(mono)
+while [ "$(calc "$(mono) - $started_r < 90")" = 1 ]; do
     if ping -c1 -W1 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
     sleep 0.5
 done
@@ -176,7 +177,7 @@ restarted=$(mono)
 systemctl restart systemd-networkd
 wiped=no
 up=1
-for i in $(seq 300); do
+while [ "$(calc "$(mono) - $restarted < 40")" = 1 ]; do
     now_ep=$(wg show wgr endpoints 2>/dev/null | awk '{print $2}')
     [ "$now_ep" = "(none)" ] && wiped=yes
     if [ "$now_ep" = "$before" ] && ping -c1 -W1 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi

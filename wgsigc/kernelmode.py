@@ -196,7 +196,7 @@ def _converge(run: Run, state: InterfaceState, credentials: GroupCredentials, lo
 
 
 TICK = 0.5  # how often a converging run re-reads the interface (handshakes, candidate steps)
-POLL_INTERVAL = 1.0  # how often it fetches the servers' tables meanwhile
+POLL_INTERVAL = 0.5  # how often it fetches the servers meanwhile (two small exchanges a second)
 
 
 def _check_port(state: InterfaceState) -> None:
