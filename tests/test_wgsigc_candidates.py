@@ -98,7 +98,8 @@ def test_a_moved_peer_is_followed_although_its_handshake_is_recent() -> None:
 def test_a_roaming_peer_is_left_alone() -> None:
     """WireGuard learned an endpoint by itself (not the previous record's): never moved while healthy."""
     roamed = PeerState(PEER, ("198.18.0.9", 3333), ("10.0.0.2/32",), 25, NOW - 60)
-    memory = {PEER: PeerMemory(record_endpoint=("203.0.113.5", 51820))}
+    before = rec("203.0.113.5", 51820, age=90)
+    memory = {PEER: PeerMemory(record_endpoint=("203.0.113.5", 51820), record_label=before.label)}
     (d,) = decide(roamed, rec("203.0.113.77", 51820), NOW, memory, local=LocalView(MY_PUBLIC)).decisions
     assert d.action is Action.HEALTHY and d.write is None
 
