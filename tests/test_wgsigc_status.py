@@ -4,6 +4,7 @@ configuration and of a missing interface through the real command line."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 from pathlib import Path
@@ -14,8 +15,9 @@ from wgsig.keys import key_text
 from wgsig.label import encode_label
 from wgsig.wire import Record
 from wgsigc import runrecord
+from wgsigc.candidates import Announced, LocalView
 from wgsigc.cli import main
-from wgsigc.plan import InterfaceState, PeerState, PeerMemory, Settings, plan
+from wgsigc.plan import InterfaceState, PeerMemory, PeerState, Plan, Settings, plan
 from wgsigc.status import format_view, status_view
 
 NOW = 1_700_000_000
@@ -23,7 +25,7 @@ OWN = bytes([1]) * 32
 PEER = bytes([2]) * 32
 
 
-def a_plan() -> runrecord.Plan:
+def a_plan() -> Plan:
     peer = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
     records = {
         OWN: Record(OWN, "198.51.100.1", 51820, encode_label(NOW - 1, 0)),
@@ -108,3 +110,39 @@ def test_missing_interface_is_exit_4_and_recorded(tmp_path: Path, capsys: pytest
     record = runrecord.load(tmp_path / "wgsigc-wgsigtest9.json")
     assert record is not None and record["exit_code"] == 4
     assert main(["--config", str(path), "--interface", "other"]) == 6
+
+
+def test_status_says_which_candidate_is_in_use_and_why() -> None:
+    local = LocalView("198.51.100.1", (ipaddress.ip_network("192.168.1.0/24"),), False)
+    announced = {PEER: Announced(None, (("192.168.1.2", 51820),))}
+    records = {OWN: Record(OWN, "198.51.100.1", 51820, encode_label(NOW - 1, 0)),
+               PEER: Record(PEER, "198.51.100.1", 40000, encode_label(NOW - 30, 0))}
+    fresh = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
+    cycling = plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: fresh}), records, Settings(), NOW,
+                   announced=announced, local=local)
+    record = runrecord.build_record("wg0", NOW, 0, [], cycling, [], applied=True)
+    (peer,) = status_view("wg0", record, None, None, NOW + 1)["peers"]
+    assert peer["candidates"] == [{"endpoint": "192.168.1.2:51820", "kind": "lan"},
+                                  {"endpoint": "198.51.100.1:40000", "kind": "hairpin"}]
+    assert peer["in_use"] == "192.168.1.2:51820 (lan)" and peer["why"] == "cycling: step 1 of 2"
+    assert "in use: 192.168.1.2:51820 (lan), cycling: step 1 of 2" in format_view(
+        status_view("wg0", record, None, None, NOW + 1), NOW + 1)
+    # live: the handshake came on it
+    live = InterfaceState("wg0", OWN, 51820, 0, True,
+                          {PEER: PeerState(PEER, ("192.168.1.2", 51820), ("10.0.0.2/32",), 25, NOW + 2)})
+    view = status_view("wg0", record, live, None, NOW + 5)
+    assert "in use: 192.168.1.2:51820 (lan), handshake 3 s ago" in format_view(view, NOW + 5)
+    # live: WireGuard roamed somewhere no candidate names
+    roamed = InterfaceState("wg0", OWN, 51820, 0, True,
+                            {PEER: PeerState(PEER, ("198.18.0.9", 3333), ("10.0.0.2/32",), 25, NOW - 500)})
+    (p,) = status_view("wg0", record, roamed, None, NOW + 5)["peers"]
+    assert p["in_use"] == "198.18.0.9:3333 (set by hand or learned by WireGuard)"
+    assert p["why"] == "changed since the last run"
+
+
+def test_status_of_a_malformed_record_is_shown_without_a_traceback() -> None:
+    record = {"version": 2, "time": "then", "messages": "oops", "servers": 3,
+              "peers": [5, {"public_key": key_text(PEER), "candidates": 7, "in_use": 1, "pending": {"worked": "x"}}]}
+    view = status_view("wg0", record, None, None, NOW)
+    text = format_view(view, NOW)
+    assert f"peer {key_text(PEER)}" in text and view["last_run"]["messages"] == []
