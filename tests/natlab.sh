@@ -6,6 +6,23 @@
 # The NATs drop unsolicited inbound WAN traffic, as real routers do: otherwise the first punch
 # packet creates a conntrack entry that clashes with the peer's own mapping, and masquerade
 # picks another public port.
+# natlab_nat_rules NS: masquerade on wan0 and drop unsolicited inbound WAN traffic, as real routers do.
+natlab_nat_rules() {
+    ip netns exec "$1" nft -f - <<'NFT'
+table ip nat {
+    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
+}
+table ip filter {
+    # prerouting, not forward: a punch packet to the NAT's own address must not create a
+    # conntrack entry either (it would clash with the peer's mapping and move its port)
+    chain pre { type filter hook prerouting priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" drop
+    }
+}
+NFT
+}
+
 natlab_setup() {
     _pub=$1
     for _n in nata natb a b $_pub; do ip netns add "$_n"; ip -n "$_n" link set lo up; done
@@ -27,19 +44,7 @@ natlab_setup() {
         ip -n "$_x" addr add "$_lan.0.2/24" dev eth0; ip -n "$_x" link set eth0 up
         ip -n "$_x" route add default via "$_lan.0.1"
         ip netns exec "nat$_x" sysctl -qw net.ipv4.ip_forward=1
-        ip netns exec "nat$_x" nft -f - <<'NFT'
-table ip nat {
-    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
-}
-table ip filter {
-    # prerouting, not forward: a punch packet to the NAT's own address must not create a
-    # conntrack entry either (it would clash with the peer's mapping and move its port)
-    chain pre { type filter hook prerouting priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        iifname "wan0" drop
-    }
-}
-NFT
+        natlab_nat_rules "nat$_x"
     done
 }
 
@@ -64,17 +69,7 @@ natlab_same_lan() {
         _i=$((_i + 1))
     done
     ip netns exec "$_nat" sysctl -qw net.ipv4.ip_forward=1
-    ip netns exec "$_nat" nft -f - <<'NFT'
-table ip nat {
-    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
-}
-table ip filter {
-    chain pre { type filter hook prerouting priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        iifname "wan0" drop
-    }
-}
-NFT
+    natlab_nat_rules "$_nat"
 }
 
 # natlab_hairpin NAT WAN LAN24 "LANIP:PORT ...": NAT loopback for port-preserving mappings: a LAN
