@@ -135,8 +135,8 @@ changed=$(mono)
 check moved_tunnel_broken sh -c '! ip netns exec b ping -c1 -W2 10.99.0.1 >/dev/null 2>&1'
 first_a=
 up=1
-while [ "$(calc "$(mono) - $changed < 100")" = 1 ]; do
-    if [ -z "$first_a" ] && [ "$(calc "$(started_a) > $changed")" = 1 ]; then first_a=$(started_a); fi
+while [ "$(calc "($(mono) - $changed < 100)")" = 1 ]; do
+    if [ -z "$first_a" ] && [ "$(calc "($(started_a) > $changed)")" = 1 ]; then first_a=$(started_a); fi
     if ip netns exec b ping -c1 -W1 10.99.0.1 >/dev/null 2>&1; then up=0; break; fi
     sleep 0.2
 done
@@ -166,7 +166,7 @@ check networkd_up systemctl start systemd-networkd
 check repair_unit_enabled systemctl enable --now wgsigc-networkd.service
 up=1
 started_r=$(mono)
-while [ "$(calc "$(mono) - $started_r < 90")" = 1 ]; do
+while [ "$(calc "($(mono) - $started_r < 90)")" = 1 ]; do
     if ping -c1 -W1 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
     sleep 0.5
 done
@@ -177,7 +177,7 @@ restarted=$(mono)
 systemctl restart systemd-networkd
 wiped=no
 up=1
-while [ "$(calc "$(mono) - $restarted < 40")" = 1 ]; do
+while [ "$(calc "($(mono) - $restarted < 40)")" = 1 ]; do
     now_ep=$(wg show wgr endpoints 2>/dev/null | awk '{print $2}')
     [ "$now_ep" = "(none)" ] && wiped=yes
     if [ "$now_ep" = "$before" ] && ping -c1 -W1 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
@@ -187,7 +187,7 @@ back=$(mono)
 echo "endpoint before the restart: $before; seen wiped after it: $wiped"
 check networkd_repaired test $up = 0
 ran=$(systemctl show -p ExecMainStartTimestampMonotonic --value wgsigc.service)
-check networkd_repair_ran_wgsigc test "$(calc "$ran / 1000000 > $restarted")" = 1
+check networkd_repair_ran_wgsigc test "$(calc "($ran / 1000000 > $restarted)")" = 1
 echo "FIGURE networkd_repair_s $(calc "$back - $restarted")"
 journalctl -q -u wgsigc-networkd.service -u wgsigc.service --no-pager | tail -n 8
 
