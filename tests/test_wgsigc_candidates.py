@@ -328,3 +328,20 @@ def test_hairpin_problem_only_after_the_public_step_ran_out() -> None:
     assert "\n" not in plans[first_problem].problems[0]
     _, _, hairpins = run_ticks(fresh, record, NOW, 20, {}, handshake_timeout=4, handshake_at=(MY_PUBLIC, 40000))
     assert not any(p.problems for p in hairpins)
+
+
+def test_a_lan_endpoint_that_worked_is_not_tried_from_elsewhere_and_not_rested_on() -> None:
+    """A laptop away from home: the peer's home LAN address worked once; here it could be anyone."""
+    home = ("192.168.1.2", 51820)
+    elsewhere = LocalView("203.0.113.200", (ipaddress.ip_network("10.77.0.0/16"),), False)
+    order = candidate_order(("198.51.100.1", 40000), None, elsewhere, [home])
+    assert kinds(order) == [(("198.51.100.1", 40000), "public")]
+    # still tried at home (on-link), and when the peer still announces it
+    assert candidate_order(("198.51.100.1", 40000), None, LAN, [home])[0].endpoint == home
+    announcing = Announced(None, (home,))
+    assert candidate_order(("198.51.100.1", 40000), announcing, elsewhere, [home])[0].endpoint == home
+    memory = {PEER: PeerMemory(record_endpoint=("198.51.100.1", 40000), record_label=rec("198.51.100.1", 40000).label,
+                               worked=((home, float(NOW - 900)),))}
+    idle = PeerState(PEER, home, ("10.0.0.2/32",), 25, NOW - 900)
+    peer, _, _ = run_ticks(idle, rec("198.51.100.1", 40000), NOW, 12, memory, local=elsewhere)
+    assert peer.endpoint == ("198.51.100.1", 40000)

@@ -81,6 +81,19 @@ def usable(endpoint: Endpoint | None) -> bool:
     return not (address.is_unspecified or address.is_multicast or address.is_link_local)
 
 
+_LAN_NETS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+
+
+def lan_address(endpoint: Endpoint) -> bool:
+    """A LAN address (RFC 1918, IPv6 unique-local). Not Python's is_private, which counts the
+    documentation ranges too (the lab's "public" addresses)."""
+    try:
+        address = ipaddress.ip_address(endpoint[0])
+    except ValueError:
+        return False
+    return any(address.version == net.version and address in net for net in _LAN_NETS)
+
+
 def _global6(host: str) -> bool:
     """An IPv6 address routed beyond its site: not link-local, unique-local, multicast, mapped.
     (Documentation prefixes count: the lab uses 2001:db8::/32.)"""
@@ -147,7 +160,10 @@ def candidate_order(
     result: list[Candidate] = []
     seen: set[Endpoint] = set()
     for endpoint in worked[:1]:
-        if usable(endpoint) and (v6_here or not _v6(endpoint[0])):
+        # Still plausible: a LAN address that worked is worth a try only on that LAN (on-link, the
+        # same NAT, or still announced); a laptop elsewhere might reach a stranger at it.
+        on_that_lan = _onlink(endpoint[0], local) or same_nat or endpoint in announced.endpoints()
+        if usable(endpoint) and (v6_here or not _v6(endpoint[0])) and (on_that_lan or not lan_address(endpoint)):
             known = next((c for c in ranked if c.endpoint == endpoint), None)
             step = known.step if known is not None else (LAN_STEP if _onlink(endpoint[0], local) else WAN_STEP)
             result.append(Candidate(endpoint, known.kind if known is not None else "worked", step))

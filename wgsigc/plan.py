@@ -13,7 +13,6 @@ allowed IPs.
 from __future__ import annotations
 
 import enum
-import ipaddress
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from wgsig.keys import key_text
 from wgsig.label import label_seconds
 from wgsig.wire import Record
-from wgsigc.candidates import Announced, Candidate, LocalView, candidate_order, usable
+from wgsigc.candidates import Announced, Candidate, LocalView, candidate_order, lan_address, usable
 from wgsigc.candidates import Endpoint as Endpoint  # re-exported: the netlink shell speaks it
 
 
@@ -285,7 +284,7 @@ def _known_peer(
     # private address (set by hand for a peer behind the same NAT).
     adopted = (
         memory.record_endpoint is None and memory.endpoint is None and not memory.worked
-        and kernel is not None and (kernel == record_endpoint or kernel in now_announced or _private(kernel))
+        and kernel is not None and (kernel == record_endpoint or kernel in now_announced or lan_address(kernel))
     )
     if kernel is not None and handshake and not left and (
             succeeded or adopted or now - handshake < settings.handshake_threshold):
@@ -389,19 +388,6 @@ def _rest(candidates: tuple[Candidate, ...], worked: list[tuple[Endpoint, float]
         if preferred in endpoints:
             return endpoints.index(preferred)
     return len(candidates) - 1
-
-
-_LAN_NETS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
-
-
-def _private(endpoint: Endpoint) -> bool:
-    """A LAN address (RFC 1918, IPv6 unique-local): what an admin sets by hand for a peer behind
-    the same NAT. Not Python's is_private, which counts the documentation ranges too."""
-    try:
-        address = ipaddress.ip_address(endpoint[0])
-    except ValueError:
-        return False
-    return any(address.version == net.version and address in net for net in _LAN_NETS)
 
 
 def _describe(candidate: Candidate) -> str:
