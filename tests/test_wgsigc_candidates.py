@@ -345,3 +345,9 @@ def test_a_lan_endpoint_that_worked_is_not_tried_from_elsewhere_and_not_rested_o
     idle = PeerState(PEER, home, ("10.0.0.2/32",), 25, NOW - 900)
     peer, _, _ = run_ticks(idle, rec("198.51.100.1", 40000), NOW, 12, memory, local=elsewhere)
     assert peer.endpoint == ("198.51.100.1", 40000)
+
+
+def test_candidates_are_written_as_the_kernel_reports_them() -> None:
+    """The plan compares the kernel's endpoint with the one it wrote: the same text for both."""
+    order = candidate_order(("203.0.113.9", 1), Announced(("2001:DB8:9:0::2", 51820)), FAR)
+    assert order[0].endpoint == ("2001:db8:9::2", 51820)

@@ -104,6 +104,22 @@ def _global6(host: str) -> bool:
     return address.version == 6 and not any(address in net for net in _NOT_REACHABLE6)
 
 
+def canonical(endpoint: Endpoint) -> Endpoint:
+    """The address as the kernel reports it ("2001:db8::2", not "2001:DB8:0::2"): the plan
+    compares what it wrote with what the kernel says."""
+    try:
+        return str(ipaddress.ip_address(endpoint[0])), endpoint[1]
+    except ValueError:
+        return endpoint
+
+
+def canonical_announced(announced: Announced) -> Announced:
+    return Announced(
+        canonical(announced.obs6) if announced.obs6 is not None else None,
+        tuple(canonical(e) for e in announced.host), tuple(canonical(e) for e in announced.mapped),
+    )
+
+
 def _onlink(host: str, local: LocalView) -> bool:
     try:
         address = ipaddress.ip_address(host)
@@ -123,7 +139,9 @@ def candidate_order(
     worked: Sequence[Endpoint] = (),
 ) -> list[Candidate]:
     """The endpoints to try for one peer, best first, without repeats (pure)."""
-    announced = announced or Announced()
+    announced = canonical_announced(announced or Announced())
+    record_endpoint = canonical(record_endpoint) if record_endpoint is not None else None
+    worked = [canonical(e) for e in worked]
     same_nat = (
         usable(record_endpoint) and local.public_ipv4 is not None and record_endpoint is not None
         and record_endpoint[0] == local.public_ipv4

@@ -20,7 +20,15 @@ from typing import Any
 from wgsig.keys import key_text
 from wgsig.label import label_seconds
 from wgsig.wire import Record
-from wgsigc.candidates import Announced, Candidate, LocalView, candidate_order, lan_address, usable
+from wgsigc.candidates import (
+    Announced,
+    Candidate,
+    LocalView,
+    candidate_order,
+    canonical_announced,
+    lan_address,
+    usable,
+)
 from wgsigc.candidates import Endpoint as Endpoint  # re-exported: the netlink shell speaks it
 
 
@@ -258,6 +266,7 @@ def _known_peer(
     if not usable(record_endpoint):
         record_endpoint = None  # seen only over IPv6: its OBS6 is in the announcements
     memory = memory or PeerMemory()
+    announced = canonical_announced(announced) if announced is not None else None
     now_announced = announced.endpoints() if announced is not None else ()
     kernel = peer.endpoint
     # A record older than the remembered one (the server that had the newer one did not answer
