@@ -117,3 +117,28 @@ table inet filter {
 NFT
     done
 }
+
+# natlab_dual_stack PUB: IPv6 for natlab_setup's peers too. NAT X (a: 11, b: 12) routes
+# 2001:db8:X::/64 to its peer (2001:db8:X::2) with a stateful IPv6 firewall (table ip6 v6fw);
+# IPv4 stays masqueraded as before. Needs natlab_ipv6 first (PUB's IPv6 address and forwarding).
+natlab_dual_stack() {
+    _pub=$1
+    for _x in a b; do
+        case $_x in a) _n=11;; b) _n=12;; esac
+        ip -n "nat$_x" addr add "2001:db8:ff::$_n/64" dev wan0 nodad
+        ip -n "nat$_x" route add default via 2001:db8:ff::1
+        ip -n "nat$_x" addr add "2001:db8:$_n::1/64" dev lan0 nodad
+        ip -n "$_x" addr add "2001:db8:$_n::2/64" dev eth0 nodad
+        ip -n "$_x" route add default via "2001:db8:$_n::1"
+        ip -n "$_pub" route add "2001:db8:$_n::/64" via "2001:db8:ff::$_n"
+        ip netns exec "nat$_x" sysctl -qw net.ipv6.conf.all.forwarding=1
+        ip netns exec "nat$_x" nft -f - <<'NFT'
+table ip6 v6fw {
+    chain inbound { type filter hook forward priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" drop
+    }
+}
+NFT
+    done
+}

@@ -15,6 +15,17 @@ What differs from the shipped units, and why:
   configuration path /etc/wgsig/wgsigc.toml replaced by /etc/wgsig/wgsigc-b.toml, plus the
   same kind of drop-in (namespace ``b``) and ``StateDirectory=wgsig-b``, so that the two
   dynamic users do not share one state directory.
+
+After the tunnel is up, with the shipped units and defaults throughout:
+* time to tunnel, three times: a's timer runs, 8 s later a new peer b (fresh key) starts its timer;
+  from b's first run to the first ping through the tunnel;
+* NAT A's public address changes: the tunnel comes back once a's next run has registered the new
+  address and b's next run follows it (FIGURE lines give the seconds);
+* systemd-networkd restart: wgsigc.service now serves peer r, a networkd-managed interface in the
+  root namespace, run only by the shipped wgsigc-networkd.service; networkd's restart wipes r's
+  endpoint and the repair unit brings it back;
+* roaming: b's NAT moves b to a new public port; r's WireGuard follows by itself, and wgsigc on r
+  leaves that endpoint alone.
 """
 
 from __future__ import annotations
@@ -191,6 +202,20 @@ check networkd_repair_ran_wgsigc test "$(calc "($ran / 1000000 > $restarted)")" 
 echo "FIGURE networkd_repair_s $(calc "$back - $restarted")"
 journalctl -q -u wgsigc-networkd.service -u wgsigc.service --no-pager | tail -n 8
 
+stamp "a roaming peer is left alone: b's NAT gives it a new public port, r's WireGuard follows by itself"
+systemctl stop wgsigc-b.timer wgsigc-b.service   # b does not re-register: only WireGuard knows
+ip netns exec natb nft flush chain ip nat post
+ip netns exec natb nft add rule ip nat post oifname "wan0" masquerade to :40000-40100
+ip netns exec natb conntrack -F >/dev/null 2>&1
+ip netns exec b ping -c2 -W2 10.99.0.4 >/dev/null 2>&1
+roamed=$(wg show wgr endpoints | awk '{print $2}')
+echo "r's endpoint for b after the roam: $roamed"
+check roam_learned_by_wireguard sh -c "echo '$roamed' | grep -q '^192.0.2.12:400'"
+systemctl start wgsigc.service
+journalctl -q -u wgsigc.service --no-pager | tail -n 3
+check roam_left_alone test "$(wg show wgr endpoints | awk '{print $2}')" = "$roamed"
+check roam_ping ping -c1 -W2 10.99.0.2
+
 echo "--- journal"
 journalctl -q -u wgsigc.service -u wgsigc-b.service -u wgsigd.service --no-pager | tail -n 60
 systemctl list-timers --all --no-pager | grep wgsig
@@ -233,6 +258,11 @@ def test_a_networkd_restart_is_repaired_within_seconds(story: GuestRun) -> None:
     (seconds,) = _figures(story, "networkd_repair_s")
     print(f"networkd restart repaired in {seconds:.1f} s")
     assert seconds < 30, seconds  # sooner than the next timer run
+
+
+def test_a_roaming_peer_is_left_alone(story: GuestRun) -> None:
+    """Issue 17: an endpoint WireGuard learned by roaming is not the peer's record: never moved."""
+    story.check("roam_learned_by_wireguard", "roam_left_alone", "roam_ping")
 
 
 def _figures(story: GuestRun, name: str) -> list[float]:

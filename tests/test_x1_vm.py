@@ -18,6 +18,11 @@ firewalls (inbound only when established or related). Every NAT drops unsolicite
 4. a (kernel mode, X1) and b (the C-compatible print mode, wg set by hand): tunnel over IPv4.
 5. b's LAN also holds a's private address on another host: the LAN candidate fails, the next
    (public) one is used.
+7. h1 and h2 behind NAT D, candidates off, each other's LAN endpoint set by hand: wgsigc (shipped
+   handshake_threshold, 180 s) keeps it while the handshake is young and after it grew older than
+   180 s (the lab waits that long while the other scenarios run), never writing the hairpin one.
+8. a and b dual-stack (IPv4 behind the NATs, IPv6 behind stateful firewalls, a server name with A
+   and AAAA): the tunnel goes over IPv6; with IPv6 UDP blocked at b's router, over IPv4.
 """
 
 from __future__ import annotations
@@ -47,7 +52,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> str:
     shutil.copy(HERE / "x1_lab.sh", payload / "lab.sh")
     shutil.copy(HERE / "natlab.sh", payload / "natlab.sh")
     start = time.monotonic()
-    rc, out = run_in_qemu(payload, timeout=480)
+    rc, out = run_in_qemu(payload, timeout=600)
     print(f"\n[X1 lab VM run: {time.monotonic() - start:.1f} s]\n{out}")
     if not _results(out):
         pytest.fail(f"the lab produced no results (rc {rc}):\n{out}", pytrace=False)
@@ -91,6 +96,15 @@ def test_ipv6_only_peers_behind_stateful_firewalls_connect(lab: str) -> None:
 def test_mixed_group_with_a_print_mode_peer_connects_over_ipv4(lab: str) -> None:
     _passed(lab, "mixed_print_mode_sees_a", "mixed_print_mode_plain_ipv4", "mixed_run_a", "mixed_ping",
             "mixed_endpoint")
+
+
+def test_a_hand_set_lan_endpoint_is_kept_after_its_handshake_grew_old(lab: str) -> None:
+    _passed(lab, "handset_young_ping", "handset_young_kept", "handset_old_kept", "handset_old_no_hairpin_written",
+            "handset_old_ping")
+
+
+def test_dual_stack_peers_prefer_the_path_that_works(lab: str) -> None:
+    _passed(lab, "dual_ipv6_preferred", "dual_falls_back_to_ipv4")
 
 
 def test_a_wrong_first_candidate_is_cycled_past(lab: str) -> None:

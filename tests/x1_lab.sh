@@ -59,6 +59,23 @@ check server_dual_stack sh -c "ip netns exec pub ss -Hlun | grep -q '\[::\]:1223
 check v6_reaches_server ip netns exec v6a ping -c1 -W5 2001:db8:ff::1
 check lan_reaches_server ip netns exec l1 ping -c1 -W5 192.0.2.1
 
+stamp "scenario 7 (set up now, checked at the end): a LAN endpoint set by hand, shipped defaults"
+# h1 and h2 behind NAT D without hairpinning, candidates off: the admin set each other's LAN
+# endpoint by hand. wgsigc runs while the handshake is young, then again once it is older than
+# handshake_threshold (180 s, the default): the endpoint that worked must stay.
+natlab_same_lan pub natd 192.0.2.14 10.4.0 h1 h2
+for k in h1 h2; do wg genkey > /tmp/$k.key; wg pubkey < /tmp/$k.key > /tmp/$k.pub; done
+wg_peer h1 h1 51820 10.94.0.1 h2 10.94.0.2
+wg_peer h2 h2 51820 10.94.0.2 h1 10.94.0.1
+ip netns exec h1 wg set wg0 peer "$(cat /tmp/h2.pub)" endpoint 10.4.0.3:51820
+ip netns exec h2 wg set wg0 peer "$(cat /tmp/h1.pub)" endpoint 10.4.0.2:51820
+config h1 192.0.2.1:1223 "candidates = false"; config h2 192.0.2.1:1223 "candidates = false"
+check handset_young_ping ping_ok h1 10.94.0.2
+handset_at=$(date +%s)
+wgsigc h2 --config /tmp/h2.toml
+wgsigc h1 --config /tmp/h1.toml
+check handset_young_kept sh -c "test $RC = 0 && test \"$(endpoint_of h1 /tmp/h2.pub)\" = 10.4.0.3:51820"
+
 stamp "scenario 1: two peers behind one NAT without hairpinning: tunnel over the LAN"
 wg_peer l1 l1 51820 10.97.0.1 l2 10.97.0.2
 wg_peer l2 l2 51821 10.97.0.2 l1 10.97.0.1
@@ -166,6 +183,39 @@ check cycle_ping ping_ok b 10.95.0.1
 echo "FIGURE cycle_seconds $(awk -v a="$(ip netns exec b wg show wg0 latest-handshakes | awk '{print $2}')" -v b="$(date +%s)" -v u="$(uptime_s)" -v t="$t0" "BEGIN {print a - (b - (u - t))}")"
 check cycle_public_endpoint test "$(endpoint_of b /tmp/a.pub)" = "192.0.2.11:51820"
 ip -n b addr del 10.1.0.77/24 dev eth0; ip -n natb addr del 10.1.0.2/24 dev lan0
+
+stamp "scenario 7, end: the hand-set LAN endpoint after its handshake grew older than 180 s"
+while [ $(( $(date +%s) - handset_at )) -le 185 ]; do sleep 2; done
+ip netns exec h1 wg show wg0 latest-handshakes
+wgsigc h1 --config /tmp/h1.toml
+check handset_old_kept test "$(endpoint_of h1 /tmp/h2.pub)" = "10.4.0.3:51820"
+check handset_old_no_hairpin_written sh -c "! echo \"\$0\" | grep -q -- '-> 192.0.2.14:'" "$OUT"
+check handset_old_ping ping_ok h1 10.94.0.2
+
+stamp "scenario 8: dual-stack peers prefer the path that works"
+natlab_dual_stack pub
+printf '192.0.2.1 sig.lab\n2001:db8:ff::1 sig.lab\n' >> /etc/hosts   # a server name with A and AAAA
+wg_peer a a 51820 10.95.0.1 b 10.95.0.2
+wg_peer b b 51820 10.95.0.2 a 10.95.0.1
+config a sig.lab:1223; config b sig.lab:1223
+for n in nata natb; do ip netns exec $n conntrack -F >/dev/null 2>&1; done
+wgsigc_bg a /tmp/a.toml
+sleep 4
+wgsigc b --config /tmp/b.toml
+wait_bg
+check dual_ipv6_preferred sh -c "ping_ok() { ip netns exec \$1 ping -c1 -W2 \$2 >/dev/null 2>&1; }; ping_ok b 10.95.0.1 &&
+    test \"$(endpoint_of b /tmp/a.pub)\" = '[2001:db8:11::2]:51820'"
+# Now IPv6 UDP is blocked on NAT B's router: the IPv6 candidate fails, IPv4 is used.
+ip netns exec natb nft insert rule ip6 v6fw inbound oifname "wan0" meta l4proto udp drop
+wg_peer a a 51820 10.95.0.1 b 10.95.0.2
+wg_peer b b 51820 10.95.0.2 a 10.95.0.1
+for n in nata natb; do ip netns exec $n conntrack -F >/dev/null 2>&1; done
+wgsigc_bg a /tmp/a.toml
+sleep 4
+wgsigc b --config /tmp/b.toml
+wait_bg
+check dual_falls_back_to_ipv4 sh -c "ip netns exec b ping -c1 -W2 10.95.0.1 >/dev/null &&
+    test \"$(endpoint_of b /tmp/a.pub)\" = '192.0.2.11:51820'"
 
 stamp "done: $PASSES passed, $FAILS failed"
 echo "--- wgsigd log"; tail -n 30 /tmp/wgsigd.log
