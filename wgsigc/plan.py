@@ -6,8 +6,13 @@ says per peer what to do and why.  The netlink shell only carries it out.
 
 Rules: never change keys or allowed IPs, never remove a peer; leave a peer
 whose latest handshake is recent alone (WireGuard follows roaming peers by
-itself); unknown peers are added only when the configuration gives their
-allowed IPs.
+itself) unless it has left the address the kernel points at (a newer record
+elsewhere while the kernel is at the previous record's endpoint, or a LAN
+address it no longer announces): then follow it at once.  Others go through
+their candidates (``wgsigc.candidates``), one step each, judged by a handshake
+at or after the step's start; after the last they rest on the endpoint that
+last worked, else the server-seen one, until a pause or a new registration.
+Unknown peers are added only when the configuration gives their allowed IPs.
 """
 
 from __future__ import annotations
