@@ -210,6 +210,7 @@ def plan(
                         key, Action.OLD_RECORD,
                         f"record is {int(now - record_time)} s old (max_age {settings.max_age:g} s), left alone",
                         server_endpoint, peer.endpoint, record_time, peer.latest_handshake,
+                        pending=pending.get(key),  # kept: what worked still counts when it comes back
                     )
                 )
             continue
@@ -226,6 +227,7 @@ def plan(
                 PeerDecision(
                     key, Action.NO_RECORD, "no server knows this peer: is wgsigc running there?",
                     None, peer.endpoint, None, peer.latest_handshake, unknown_yet=stale,
+                    pending=pending.get(key),
                 )
             )
     return Plan(state.name, own_endpoint, tuple(decisions))
