@@ -351,3 +351,27 @@ def test_candidates_are_written_as_the_kernel_reports_them() -> None:
     """The plan compares the kernel's endpoint with the one it wrote: the same text for both."""
     order = candidate_order(("203.0.113.9", 1), Announced(("2001:DB8:9:0::2", 51820)), FAR)
     assert order[0].endpoint == ("2001:db8:9::2", 51820)
+
+
+def test_a_higher_ranked_candidate_that_appears_mid_cycle_is_tried_at_once_and_only_once() -> None:
+    """Dual stack: the peer registers over IPv6 while this side is cycling through its IPv4
+    candidates; moving to its IPv6 endpoint at once is what lets both stateful firewalls open."""
+    far = LocalView(MY_PUBLIC, (ipaddress.ip_network("192.168.1.0/24"),), True)
+    record = rec("203.0.113.9", 51820)
+    v4_only = Announced(None, (("10.9.0.2", 51820),))
+    fresh = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
+    peer, memory, plans = run_ticks(fresh, record, NOW, 1, {}, v4_only, far)
+    assert [w.endpoint for p in plans for w in p.writes] == [("203.0.113.9", 51820)]  # public: step 1 of 1
+    with_v6 = Announced(("2001:db8:9::2", 51820), (("10.9.0.2", 51820),))
+    peer, memory, plans = run_ticks(peer, record, NOW + 1, 3, memory, with_v6, far)
+    written = [w.endpoint for p in plans for w in p.writes]
+    assert written == [("2001:db8:9::2", 51820)]  # at the first tick that knows it, not after the step
+    assert plans[0].decisions[0].why == "cycling: step 1 of 2"
+    # the same list again: no further jump, the cycle goes on (ipv6 step, then public) and rests
+    peer, memory, plans = run_ticks(peer, record, NOW + 4, 12, memory, with_v6, far, handshake_timeout=30)
+    assert [w.endpoint for p in plans for w in p.writes] == [("203.0.113.9", 51820)]
+    assert memory[PEER].resting
+    # a new candidate while resting is tried too; a lower-ranked one that was there is not re-tried
+    with_forward = Announced(("2001:db8:9::2", 51820), (("10.9.0.2", 51820),), (("198.51.100.50", 4000),))
+    peer, memory, plans = run_ticks(peer, record, NOW + 16, 1, memory, with_forward, far, handshake_timeout=30)
+    assert [w.endpoint for p in plans for w in p.writes] == [("198.51.100.50", 4000)]

@@ -95,11 +95,12 @@ check lan_endpoint_l2 test "$(endpoint_of l2 /tmp/l1.pub)" = "10.3.0.2:51820"
 wgsigc l2 status --config /tmp/l2.toml --json   # l2 reached l1 through its LAN candidate
 check lan_status_json sh -c "echo \"\$0\" | python3 -c '
 import json, sys
-peer = json.load(sys.stdin)[\"interfaces\"][0][\"peers\"][0]
+peers = json.load(sys.stdin)[\"interfaces\"][0][\"peers\"]
+peer = next(p for p in peers if p[\"public_key\"] == sys.argv[1])  # the group has other peers too
 assert \"(lan)\" in (peer[\"in_use\"] or \"\"), peer
 assert any(c[\"kind\"] == \"lan\" for c in peer[\"candidates\"]), peer
 assert peer[\"worked\"], peer
-'" "$OUT"
+' \"\$1\"" "$OUT" "$(cat /tmp/l1.pub)"
 check journal_names_x1 grep -q "X1 with candidates" /tmp/wgsigd.log
 
 stamp "scenario 2a: same NAT, no hairpinning, candidates off: no tunnel, and the hairpin warning"

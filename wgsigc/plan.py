@@ -10,8 +10,9 @@ itself) unless it has left the address the kernel points at (a newer record
 elsewhere while the kernel is at the previous record's endpoint, or a LAN
 address it no longer announces): then follow it at once.  Others go through
 their candidates (``wgsigc.candidates``), one step each, judged by a handshake
-at or after the step's start; after the last they rest on the endpoint that
-last worked, else the server-seen one, until a pause or a new registration.
+at or after the step's start; a candidate that appears meanwhile and ranks
+higher is tried at once; after the last they rest on the endpoint that last
+worked, else the server-seen one, until a pause or a new registration.
 Unknown peers are added only when the configuration gives their allowed IPs.
 """
 
@@ -87,6 +88,8 @@ class PeerMemory:
     worked: tuple[tuple[Endpoint, float], ...] = ()
     resting: bool = False  # every candidate was tried: on the best-known one until the next cycle
     following: bool = False  # it left the kernel's endpoint: cycle until a handshake newer than waiting_since
+    # The candidates of the last decision: one that appears later and ranks higher is tried at once.
+    candidates: tuple[Endpoint, ...] = ()
 
 
 class Action(enum.Enum):
@@ -250,7 +253,8 @@ def _unknown_peer(key: bytes, record: Record, announced: Announced | None, local
     first = candidates[0]
     write = PeerWrite(key, first.endpoint, settings.keepalive, allowed, new_peer=True)
     announced_now = announced.endpoints() if announced is not None else ()
-    memory = PeerMemory(first.endpoint, now, now, record_endpoint, record.label, announced_now)
+    memory = PeerMemory(first.endpoint, now, now, record_endpoint, record.label, announced_now,
+                        candidates=tuple(c.endpoint for c in candidates))
     detail = f"added with endpoint {_describe(first)}, allowed IPs {', '.join(allowed) or '(none)'}"
     return PeerDecision(
         key, Action.ADD_PEER, detail, record_endpoint, None, record_time, 0, write, memory,
@@ -315,6 +319,7 @@ def _known_peer(
         record_endpoint=memory.record_endpoint if stale_record else record_endpoint,
         record_label=memory.record_label if stale_record else record.label,
         announced=now_announced or memory.announced, worked=tuple(worked),
+        candidates=tuple(c.endpoint for c in candidates),
     )
     in_use = _in_use(kernel, candidates)
     # After following a moved peer its handshake (through the old address) is still young: it is
@@ -336,9 +341,18 @@ def _known_peer(
         or (memory.resting and (now - memory.since >= settings.handshake_timeout
                                 or (fresh_registration and now - memory.since >= candidates[0].step)))
     )
+    # A candidate that appeared since the last decision and ranks above the one in use (the peer
+    # just registered over IPv6, or announced a new address) is tried at once: both peers then
+    # move to it together, which is what stateful firewalls on both sides need.
+    jump = None
+    if not restart and memory.candidates and index is not None:
+        ahead = len(candidates) if memory.resting else index
+        jump = next((i for i, c in enumerate(candidates[:ahead]) if c.endpoint not in memory.candidates), None)
     problem = None
     if restart:
         step, resting, since = 0, False, now
+    elif jump is not None:
+        step, resting, since = jump, False, now
     elif not memory.resting and index is not None and now - memory.since >= candidates[index].step:
         step, resting, since = index + 1, False, now  # no handshake in time: the next candidate
         if step >= len(candidates):
@@ -381,7 +395,7 @@ def _known_peer(
 def replace_memory(base: PeerMemory, endpoint: Endpoint | None, since: float, waiting_since: float | None,
                    resting: bool, following: bool = False) -> PeerMemory:
     return PeerMemory(endpoint, since, waiting_since, base.record_endpoint, base.record_label, base.announced,
-                      base.worked, resting, following)
+                      base.worked, resting, following, base.candidates)
 
 
 def _why(index: int, candidates: tuple[Candidate, ...], resting: bool, worked: list[tuple[Endpoint, float]],

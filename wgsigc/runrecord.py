@@ -107,6 +107,7 @@ def memory_json(memory: PeerMemory) -> dict[str, Any]:
         "worked": [{"endpoint": endpoint_text(e), "handshake": t} for e, t in memory.worked],
         "resting": memory.resting,
         "following": memory.following,
+        "candidates": [endpoint_text(e) for e in memory.candidates],
     }
 
 
@@ -134,11 +135,12 @@ def _memory(raw: dict[str, Any]) -> PeerMemory:
             if endpoint is not None and when is not None:
                 worked.append((endpoint, when))
     announced = tuple(e for e in (parse_endpoint(t) for t in _list(raw.get("announced"))) if e)
+    candidates = tuple(e for e in (parse_endpoint(t) for t in _list(raw.get("candidates"))) if e)
     record_endpoint = parse_endpoint(raw.get("record_endpoint"))
     return PeerMemory(
         parse_endpoint(raw.get("endpoint")), _number(raw.get("since")) or 0.0, _number(raw.get("waiting_since")),
         record_endpoint if record_label else None, record_label if record_endpoint else b"", announced,
-        tuple(worked), raw.get("resting") is True, raw.get("following") is True,
+        tuple(worked), raw.get("resting") is True, raw.get("following") is True, candidates,
     )
 
 
