@@ -190,7 +190,12 @@ for i in $(seq 50); do ip netns exec pub ss -Hlun | grep -q ':1224 ' && break; s
 wait_handshake_older_than 5
 wgsigc a --config /tmp/a.toml
 check random_a_diagnosis sh -c "test $RC = 5 && echo \"\$0\" | grep -q 'symmetric NAT'" "$OUT"
+# b's candidates for a: its record's endpoint, then a's public IP with WireGuard's port; the
+# diagnosis comes once each had its 5 s step (one tick per run here: converge_seconds = 0)
 wgsigc b --config /tmp/b.toml
+sleep 6
+wgsigc b --config /tmp/b.toml
+check random_b_second_candidate sh -c "echo \"\$0\" | grep -q '(candidate 2 of 2)'" "$OUT"
 sleep 6
 wgsigc b --config /tmp/b.toml
 check random_b_diagnosis sh -c "test $RC = 5 && echo \"\$0\" | grep -q 'no handshake [0-9]* s after its endpoint was set'" "$OUT"

@@ -152,7 +152,8 @@ def test_one_server_down_changes_nothing(lab: str) -> None:
 
 
 def test_fully_random_nat_is_diagnosed(lab: str) -> None:
-    _passed(lab, "random_ruleset", "random_a_diagnosis", "random_b_diagnosis", "random_no_tunnel",
+    _passed(lab, "random_ruleset", "random_a_diagnosis", "random_b_second_candidate", "random_b_diagnosis",
+            "random_no_tunnel",
             "random_status_shows_problem")
 
 
