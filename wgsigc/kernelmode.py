@@ -258,7 +258,10 @@ def _apply(run: Run, state: InterfaceState, out: TextIO) -> None:
     for d in run.plan.decisions:
         if d.write is not None:
             run.written.add(d.public_key)
-            print(f"{config.name}: peer {key_text(d.public_key)}: {d.action.value}: {d.detail}", file=out)
+            # flushed: under systemd stdout is a pipe, and a converging run lasts up to 25 s;
+            # the journal should say when the endpoint changed, not when the run ended
+            print(f"{config.name}: peer {key_text(d.public_key)}: {d.action.value}: {d.detail}", file=out,
+                  flush=True)
     for error_line in errors:
         run.fail(EXIT_SOCKET, error_line)
 
