@@ -375,3 +375,25 @@ def test_a_higher_ranked_candidate_that_appears_mid_cycle_is_tried_at_once_and_o
     with_forward = Announced(("2001:db8:9::2", 51820), (("10.9.0.2", 51820),), (("198.51.100.50", 4000),))
     peer, memory, plans = run_ticks(peer, record, NOW + 16, 1, memory, with_forward, far, handshake_timeout=30)
     assert [w.endpoint for p in plans for w in p.writes] == [("198.51.100.50", 4000)]
+
+
+def test_when_this_host_moved_healthy_peers_get_a_handshake_at_their_endpoint_and_nothing_else() -> None:
+    """Our NAT got a new address: the peer follows our new record, but our NAT drops what it sends
+    until we have sent to it; a peer that never got a write from wgsigc has no keepalive either."""
+    roamed = PeerState(PEER, ("203.0.113.5", 51820), ("10.0.0.2/32",), 0, NOW - 60)
+    record = rec("203.0.113.5", 51820)
+    records = {OWN: Record(OWN, "198.51.100.99", 51820, encode_label(NOW, 0)), PEER: record}
+    moved = plan(state(roamed), records, Settings(), NOW, None, local=LocalView("198.51.100.99"),
+                 own_before=(MY_PUBLIC, 51820))
+    (d,) = moved.decisions
+    assert d.action is Action.REOPEN and moved.waiting == []
+    assert d.write is not None and d.write.endpoint == ("203.0.113.5", 51820) and d.write.keepalive == 25
+    assert d.write.allowed_ips == ("10.0.0.2/32",) and "198.51.100.99:51820" in d.detail
+    for before in [("198.51.100.99", 51820), None]:  # the same endpoint, or no previous run
+        (same,) = plan(state(roamed), records, Settings(), NOW, None, local=LocalView("198.51.100.99"),
+                       own_before=before).decisions
+        assert same.action is Action.HEALTHY and same.write is None
+    # a peer without a handshake goes through its candidates as always
+    (fresh,) = plan(state(PeerState(PEER, None, ("10.0.0.2/32",))), records, Settings(), NOW, None,
+                    local=LocalView("198.51.100.99"), own_before=(MY_PUBLIC, 51820)).decisions
+    assert fresh.action is Action.SET_ENDPOINT

@@ -110,3 +110,14 @@ def test_memory_of_a_peer_without_a_record_this_run_is_kept(tmp_path: Path) -> N
     memory = through_file(tmp_path, decide(on_lan, NOW, {}), NOW)
     no_records = plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: on_lan}), {}, Settings(), NOW + 30, memory)
     assert through_file(tmp_path, no_records, NOW + 30) == memory
+
+
+def test_this_hosts_endpoint_is_remembered_and_carried_over_a_run_that_failed_early() -> None:
+    """The next run compares it with its own registration (a moved host re-opens its peers)."""
+    failed = runrecord.build_record("wg0", 1.0, 2, ["no answer"], None, [], False, {}, ("198.51.100.1", 51820))
+    assert failed["own_endpoint"] == "198.51.100.1:51820"
+    assert runrecord.own_endpoint_from(json.loads(json.dumps(failed))) == ("198.51.100.1", 51820)
+    assert runrecord.own_endpoint_from(None) is None
+    assert runrecord.own_endpoint_from({"own_endpoint": 7}) is None
+    v6 = runrecord.build_record("wg0", 1.0, 2, [], None, [], False, {}, ("2001:db8::1", 51820))
+    assert runrecord.own_endpoint_from(v6) == ("2001:db8::1", 51820)

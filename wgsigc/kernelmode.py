@@ -39,7 +39,7 @@ from wgsigc.exitcodes import (
     EXIT_SOCKET,
     EXIT_USAGE,
 )
-from wgsigc.plan import Action, InterfaceState, Plan, Registration, Settings, nat_diagnosis, plan
+from wgsigc.plan import Action, Endpoint, InterfaceState, Plan, Registration, Settings, nat_diagnosis, plan
 from wgsigc.rawsend import CapabilityMissing
 from wgsigc.signalling import (
     CLFLG_CHECK,
@@ -105,10 +105,12 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     err = err or sys.stderr
     run = Run(config, dry_run)
     path = state_file_for(config)
-    previous = runrecord.pending_from(runrecord.load(path))
+    last = runrecord.load(path)
+    previous = runrecord.pending_from(last)
+    own_before = runrecord.own_endpoint_from(last)
     now = time.time()
     try:
-        _run_interface(run, previous, out)
+        _run_interface(run, previous, out, own_before)
     except InterfaceFailed as error:
         run.code = error.code  # what stopped the run outranks peer problems found before it
         run.messages.append(str(error))
@@ -119,7 +121,7 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     if not dry_run:
         record = runrecord.build_record(
             config.name, now, run.code, run.messages, run.plan, [s.as_json() for s in run.servers], run.applied,
-            previous if run.plan is None else None,
+            previous if run.plan is None else None, own_before,
         )
         try:
             runrecord.save(path, record)
@@ -128,7 +130,7 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     return run
 
 
-def _run_interface(run: Run, previous: dict[bytes, Any], out: TextIO) -> None:
+def _run_interface(run: Run, previous: dict[bytes, Any], out: TextIO, own_before: Endpoint | None = None) -> None:
     config = run.config
     started = time.monotonic()
     try:
@@ -162,7 +164,7 @@ def _run_interface(run: Run, previous: dict[bytes, Any], out: TextIO) -> None:
     if not run.dry_run:
         state = _read_again(state)
     memory = previous
-    run.plan = _decide(run, state, local, memory)
+    run.plan = _decide(run, state, local, memory, own_before)  # later ticks: this host did not move again
     diagnosis = nat_diagnosis(
         [Registration(s.name, s.registered) for s in run.servers if s.registered is not None], state.listen_port
     )
@@ -219,7 +221,8 @@ def _local_view(run: Run, state: InterfaceState) -> tuple[LocalView, list[str]]:
     return LocalView(None, tuple(found.onlink), found.global_ipv6), list(found.announce)
 
 
-def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[bytes, Any]) -> Plan:
+def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[bytes, Any],
+            own_before: Endpoint | None = None) -> Plan:
     config = run.config
     answered = [s for s in run.servers if s.records is not None]
     records = newest_records(s.records or [] for s in answered)
@@ -230,7 +233,8 @@ def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[byte
     settings = Settings(
         config.keepalive, config.handshake_threshold, config.handshake_timeout, config.max_age, config.extra_peers
     )
-    return plan(state, records, settings, time.time(), memory, announced=announced, local=local)
+    return plan(state, records, settings, time.time(), memory, announced=announced, local=local,
+                own_before=own_before)
 
 
 def _problems(run: Run, diagnosis: str | None) -> None:
@@ -312,7 +316,7 @@ def _report(run: Run, out: TextIO) -> None:
         changed = len(run.plan.writes)
     else:
         changed = len(run.written)
-    healthy = sum(1 for d in run.plan.decisions if d.action is Action.HEALTHY)
+    healthy = sum(1 for d in run.plan.decisions if d.action in (Action.HEALTHY, Action.REOPEN))
     own = runrecord.endpoint_text(run.plan.own_endpoint) or (
         "(IPv6 only)" if any(s.registered6 and s.records is not None for s in run.servers) else "(not registered)"
     )

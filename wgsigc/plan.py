@@ -18,6 +18,7 @@ Unknown peers are added only when the configuration gives their allowed IPs.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -98,6 +99,7 @@ class Action(enum.Enum):
     HANDSHAKE = "start handshake"
     HEALTHY = "healthy, left alone"
     FOLLOW = "follow moved peer"
+    REOPEN = "start handshake, this host moved"
     WAITING = "waiting for a handshake"
     NO_CANDIDATE = "no endpoint this host can use"
     NO_RECORD = "no record on the servers"
@@ -190,8 +192,12 @@ def plan(
     *,
     announced: Mapping[bytes, Announced] | None = None,
     local: LocalView | None = None,
+    own_before: Endpoint | None = None,
 ) -> Plan:
-    """Decide, per peer of the interface and per record, what to do."""
+    """Decide, per peer of the interface and per record, what to do.
+
+    ``own_before`` is this host's public endpoint as the previous run saw it: when it changed
+    (a NAT with a new address), healthy peers get a handshake too (``_reopen``)."""
     pending = pending or {}
     announced = announced or {}
     own = records.get(state.public_key)
@@ -233,7 +239,23 @@ def plan(
                     pending=pending.get(key),
                 )
             )
+    if own_before is not None and own_endpoint is not None and own_before != own_endpoint:
+        decisions = [_reopen(d, state.peers.get(d.public_key), own_before, own_endpoint, settings) for d in decisions]
     return Plan(state.name, own_endpoint, tuple(decisions))
+
+
+def _reopen(decision: PeerDecision, peer: PeerState | None, before: Endpoint, now: Endpoint,
+            settings: Settings) -> PeerDecision:
+    """This host's public endpoint changed: a healthy peer's NAT still lets in only the old one,
+    and following us it will send to the new one, which our NAT drops until we have sent to it.
+    A handshake from here (and a persistent keepalive) opens that way; nothing else changes."""
+    if decision.action is not Action.HEALTHY or peer is None or peer.endpoint is None:
+        return decision
+    write = PeerWrite(peer.public_key, peer.endpoint, peer.keepalive or settings.keepalive, peer.allowed_ips,
+                      old_keepalive=peer.keepalive)
+    detail = f"public endpoint {_ep(before)} -> {_ep(now)}: handshake with {_ep(peer.endpoint)} so that our NAT" \
+             " lets its answer in"
+    return dataclasses.replace(decision, action=Action.REOPEN, detail=detail, write=write)
 
 
 def _unknown_peer(key: bytes, record: Record, announced: Announced | None, local: LocalView, settings: Settings,

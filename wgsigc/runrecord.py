@@ -53,6 +53,7 @@ def build_record(
     servers: list[dict[str, Any]],
     applied: bool,
     carried_pending: dict[bytes, PeerMemory] | None = None,
+    carried_own: Endpoint | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready record of one run (pure)."""
     peers = []
@@ -90,7 +91,7 @@ def build_record(
         "time": now,
         "exit_code": exit_code,
         "messages": messages,
-        "own_endpoint": endpoint_text(plan.own_endpoint) if plan is not None else None,
+        "own_endpoint": endpoint_text(plan.own_endpoint if plan is not None and plan.own_endpoint else carried_own),
         "servers": servers,
         "peers": peers,
     }
@@ -142,6 +143,11 @@ def _memory(raw: dict[str, Any]) -> PeerMemory:
         record_endpoint if record_label else None, record_label if record_endpoint else b"", announced,
         tuple(worked), raw.get("resting") is True, raw.get("following") is True, candidates,
     )
+
+
+def own_endpoint_from(record: dict[str, Any] | None) -> Endpoint | None:
+    """This host's public endpoint as the last run saw it (pure)."""
+    return parse_endpoint(record.get("own_endpoint")) if record else None
 
 
 def pending_from(record: dict[str, Any] | None) -> dict[bytes, PeerMemory]:
