@@ -20,10 +20,20 @@ from wgsig.ratelimit import AnswerLimiter, ReplayCache, capped_datagrams
 from wgsig.signer import Signer
 from wgsig.table import GroupTable
 from wgsig.wire import (
-    NO_ENDPOINT_UPDATE,
+    CLFLG_BASE,
+    CLFLG_HIGH,
+    CLFLG_LOW,
+    CLFLG_UPDATE,
+    REQUEST_GROUP,
+    REQUEST_LABEL,
+    REQUEST_PEER_ID,
     REQUEST_SIGNED,
     REQUEST_SIZE,
+    REQUEST_TAG,
     SECRET_SIZE,
+    STORE_ENDPOINT,
+    STORE_LABEL,
+    STORE_NOTHING,
     ZERO_KEY,
     DecodeError,
     encode_endpoint,
@@ -34,9 +44,6 @@ DEFAULT_WINDOW = 30
 DEFAULT_MAX_RECORDS = 256
 _ENCRYPTED_REQUEST_SIZE = HEADER_SIZE + REQUEST_SIZE
 _IPV4_MAPPED = "::ffff:"
-# X1's CLFLG bits live in byte 44 (the high byte); the C programs read only byte 45.
-_XA_BYTE = x1.XA >> 8
-_XR_BYTE = x1.XR >> 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,14 +154,14 @@ class Server:
         size = len(data)
         if size > REQUEST_SIZE and self._plain_extended(data):
             # A plain X1 request (CLFLG has XR, the block's length matches): checked whole below.
-            group_id = int.from_bytes(data[46:50], "big")
+            group_id = int.from_bytes(data[REQUEST_GROUP], "big")
             group: _Group | None = self._groups[group_id]
             assert group is not None
             clear = data
             signer = self._plain_signer(group, data)
             envelope = None
         elif size == REQUEST_SIZE:
-            group_id = int.from_bytes(data[46:50], "big")
+            group_id = int.from_bytes(data[REQUEST_GROUP], "big")
             group = self._groups.get(group_id)
             if group is None:
                 return self._reject(Reason.UNKNOWN_GROUP, source)
@@ -171,14 +178,14 @@ class Server:
             if not group.encrypt:
                 return self._reject(Reason.ENCRYPTION, source, group_id)
             clear, signer, envelope = self._open(group, data)
-            if signer is not None and int.from_bytes(clear[46:50], "big") != group_id:
+            if signer is not None and int.from_bytes(clear[REQUEST_GROUP], "big") != group_id:
                 return self._reject(Reason.GROUP_MISMATCH, source, group_id)
         else:
             return self._reject(Reason.SIZE, source)
         if signer is None:
             return self._reject(Reason.BAD_MAC, source, group_id)
         items = None
-        if clear[44] & _XR_BYTE:
+        if clear[CLFLG_HIGH] & x1.XR_BYTE:
             # X1: the block must be there and authentic, or nothing happens (a stripped block
             # must not pass as a plain request).
             try:
@@ -188,16 +195,16 @@ class Server:
         return self._accept(group, group_id, signer, envelope, clear, source, now, items)
 
     def _plain_extended(self, data: bytes) -> bool:
-        group = self._groups.get(int.from_bytes(data[46:50], "big"))
+        group = self._groups.get(int.from_bytes(data[REQUEST_GROUP], "big"))
         return (
-            group is not None and not group.encrypt and bool(data[44] & _XR_BYTE)
+            group is not None and not group.encrypt and bool(data[CLFLG_HIGH] & x1.XR_BYTE)
             and x1.request_extended_size(data) == len(data)
         )
 
     @staticmethod
     def _plain_signer(group: _Group, clear: bytes) -> Signer | None:
         """The Signer of the group secret that authenticates ``clear``, if any."""
-        signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:REQUEST_SIZE]
+        signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_TAG]
         if group.signer.verify(signed, tag):
             return group.signer
         for signer in group.signers[1:]:
@@ -211,8 +218,8 @@ class Server:
         clear = b""
         for signer, envelope in zip(group.signers, group.envelopes, strict=True):
             clear = envelope.unseal(data, REQUEST_SIZE)
-            if signer.verify(clear[:REQUEST_SIGNED], clear[REQUEST_SIGNED:]):
-                if clear[44] & _XR_BYTE:
+            if signer.verify(clear[:REQUEST_SIGNED], clear[REQUEST_TAG]):
+                if clear[CLFLG_HIGH] & x1.XR_BYTE:
                     # X1: the block follows in the same keystream; what is left over is pad.
                     size = x1.request_extended_size(envelope.unseal(data, REQUEST_SIZE + x1.BLOCK_HEADER_SIZE))
                     if size is not None and len(data) >= HEADER_SIZE + size:
@@ -231,13 +238,13 @@ class Server:
         now: float,
         items: list[x1.Item] | None = None,
     ) -> tuple[list[bytes], Event]:
-        peer_id = clear[:32]
+        peer_id = clear[REQUEST_PEER_ID]
         if peer_id == ZERO_KEY:
             return self._reject(Reason.ZERO_ID, source, group_id)
         if group.allowed_keys is not None and peer_id not in group.allowed_keys:
             return self._reject(Reason.NOT_ALLOWED, source, group_id, peer_id)
-        label = clear[32:44]
-        if label[0] & 0xC0 != 0x40:
+        label = clear[REQUEST_LABEL]
+        if label[0] & 0xC0 != 0x40:  # label.is_valid_label's rule, inline: the length is known
             return self._reject(Reason.BAD_LABEL, source, group_id, peer_id)
         skew = label_seconds(label) - int(now)
         if skew > self.window or -skew > self.window:
@@ -255,22 +262,23 @@ class Server:
             v6only = stored is not None
         if stored is not None and label <= stored:
             return self._reject(Reason.REPLAY, source, group_id, peer_id)
-        clflg = clear[45] & 3  # CLFLG 2 (keep label, move endpoint) is treated as 0
+        clflg = clear[CLFLG_LOW] & CLFLG_BASE  # the CLFLG rule is wire.CLFLG_UPDATE
+        update = CLFLG_UPDATE[stored is not None][clflg]
         capped = False
-        if clflg == 3 or (clflg == NO_ENDPOINT_UPDATE and stored is None):
+        if update == STORE_NOTHING:
             # Stores no label, so it stays valid for the whole window: the protocol answers its
             # replays too (C vector clflg3_no_update), but only the first sight gets the whole
             # answer; replays, and requests a full cache cannot track, get at most the byte cap.
             cache = self.replay_cache
-            first = None if cache is None else cache.check(clear[REQUEST_SIGNED:REQUEST_SIZE], now)
+            first = None if cache is None else cache.check(clear[REQUEST_TAG], now)
             capped = first is not True and self.max_answer_bytes is not None
         if self.answer_limiter is not None and not self.answer_limiter.allow(source[0], now):
             return self._reject(Reason.RATE_LIMITED, source, group_id, peer_id)
 
-        xa = clear[44] & _XA_BYTE
+        xa = clear[CLFLG_HIGH] & x1.XA_BYTE
         evicted = None
         ipv6 = False
-        if clflg == 0 or clflg == 2:
+        if update == STORE_ENDPOINT:
             ip = source[0]
             if ip.startswith(_IPV4_MAPPED):
                 ip = ip[len(_IPV4_MAPPED) :]
@@ -295,7 +303,7 @@ class Server:
                 if evicted is not None:
                     ext.forget(evicted)
             self.dirty = True
-        elif clflg == NO_ENDPOINT_UPDATE and stored is not None:
+        elif update == STORE_LABEL:
             (ext.v6only if v6only else table).refresh(peer_id, label)
             change = Change.REFRESHED
             self.dirty = True

@@ -20,6 +20,10 @@ from wgsig.label import label_seconds
 from wgsig.signer import Signer
 from wgsig.wire import (
     EMPTY_RECORD,
+    RECORD_ENDPOINT_AT,
+    RECORD_LABEL,
+    RECORD_LABEL_AT,
+    RECORD_PEER_ID,
     RECORD_SIZE,
     RECORDS_PER_DATAGRAM,
     RECORDS_SIZE,
@@ -103,7 +107,7 @@ class GroupTable:
         if slot is None:
             return None
         offset = _offset(slot)
-        return bytes(self._buffer[offset + 38 : offset + RECORD_SIZE])
+        return bytes(self._buffer[offset + RECORD_LABEL_AT : offset + RECORD_SIZE])
 
     def records(self) -> Iterator[Record]:
         for data in self.slots:
@@ -118,7 +122,8 @@ class GroupTable:
         if slot is not None:
             slot_of[peer_id] = slot_of.pop(peer_id)  # now the most recently updated
             offset = _offset(slot)
-            change = Change.UPDATED if self._buffer[offset + 32 : offset + 38] == endpoint else Change.MOVED
+            same = self._buffer[offset + RECORD_ENDPOINT_AT : offset + RECORD_LABEL_AT] == endpoint
+            change = Change.UPDATED if same else Change.MOVED
             self._store(slot, peer_id + endpoint + label)
             return change, None
         evicted = None
@@ -143,7 +148,7 @@ class GroupTable:
             return False
         self._slot_of[peer_id] = self._slot_of.pop(peer_id)
         offset = _offset(slot)
-        self._store(slot, bytes(self._buffer[offset : offset + 38]) + label)
+        self._store(slot, bytes(self._buffer[offset : offset + RECORD_LABEL_AT]) + label)
         return True
 
     def remove(self, peer_id: bytes) -> None:
@@ -157,7 +162,7 @@ class GroupTable:
         removed = 0
         for slot in self._slot_of.values():
             offset = _offset(slot)
-            if label_seconds(bytes(buffer[offset + 38 : offset + RECORD_SIZE])) >= oldest_seconds:
+            if label_seconds(bytes(buffer[offset + RECORD_LABEL_AT : offset + RECORD_SIZE])) >= oldest_seconds:
                 break
             removed += 1
         for _ in range(removed):
@@ -195,7 +200,7 @@ class GroupTable:
 
     def load(self, slots: Sequence[bytes]) -> None:
         """Replace the table with saved slots (records ordered by label age)."""
-        records = [(data[38:50], i, data) for i, data in enumerate(slots) if data != EMPTY_RECORD]
+        records = [(data[RECORD_LABEL], i, data) for i, data in enumerate(slots) if data != EMPTY_RECORD]
         records.sort()
         keep = records[-self.max_records :] if self.max_records else []
         self._count = max(i for _, i, _ in keep) + 1 if keep else 0
@@ -205,7 +210,7 @@ class GroupTable:
         for _, slot, data in keep:  # oldest first: the least recently updated order
             offset = _offset(slot)
             self._buffer[offset : offset + RECORD_SIZE] = data
-            self._slot_of[bytes(data[:32])] = slot
+            self._slot_of[bytes(data[RECORD_PEER_ID])] = slot
         used = set(self._slot_of.values())
         self._free = [slot for slot in range(self._count) if slot not in used]  # sorted: a heap
 

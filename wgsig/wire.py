@@ -1,8 +1,21 @@
-"""Wire codec: requests, responses and records, with their HMACs.
+"""Wire layout and codec: requests, responses and records, with their HMACs.
 
-Sizes and offsets are the C programs' (github alex14fr/wgsig); every integer is big-endian.  Encoding
-and decoding are pure; authentication uses HMAC-SHA256 compared in constant
-time.
+This module is the one home of the base layout: the sizes, the named fields (``REQUEST_*``,
+``RECORD_*``, ``RESPONSE_*``) and the CLFLG rule (``CLFLG_UPDATE``).  Sizes and offsets are the
+C programs' (github alex14fr/wgsig); every integer is big-endian.  X1's blocks, which follow the
+base datagrams, are laid out in ``wgsig/x1.py``; the encryption envelope around them in
+``wgsig/envelope.py``.
+
+Two codecs share that layout:
+
+- the reference codec, ``encode_request``/``decode_request``, ``encode_responses``/
+  ``decode_response`` and ``Record``: one field at a time, readable; the client uses it, and the
+  tests compare the server's answers with it;
+- the server's hot path, which does not build these objects: ``wgsig/server.py`` reads a request's
+  fields straight from the datagram with the slices below, and ``wgsig/table.py`` keeps each group
+  as its encoded answer (``encode_endpoint``, ``response_tail``, ``encode_slot_answer``).
+
+Encoding and decoding are pure; authentication uses HMAC-SHA256 compared in constant time.
 """
 
 from __future__ import annotations
@@ -19,18 +32,54 @@ KEY_SIZE = 32
 SECRET_SIZE = 32
 MAC_SIZE = 32
 
+# Request: PEER_ID (32) LABEL (12) CLFLG (2) GROUP (4) HMAC (32).
 REQUEST_SIZE = 82
 REQUEST_SIGNED = 50  # bytes covered by the request HMAC
+REQUEST_PEER_ID = slice(0, 32)
+REQUEST_LABEL = slice(32, 44)
+REQUEST_CLFLG_AT = 44
+REQUEST_CLFLG = slice(44, 46)
+CLFLG_HIGH = 44  # the byte of X1's bits (x1.XA_BYTE, x1.XR_BYTE)
+CLFLG_LOW = 45  # the byte of the base bits: the only one the C programs read
+REQUEST_GROUP = slice(46, 50)
+REQUEST_TAG = slice(50, 82)
 
+# Record: PEER_ID (32) ENDPOINT (6: IPv4 address XORed with IP_MASK, port) LABEL (12).
 RECORD_SIZE = 50
+RECORD_ENDPOINT_AT = 32
+RECORD_LABEL_AT = 38
+RECORD_PEER_ID = slice(0, RECORD_ENDPOINT_AT)
+RECORD_ENDPOINT = slice(RECORD_ENDPOINT_AT, RECORD_LABEL_AT)
+RECORD_LABEL = slice(RECORD_LABEL_AT, RECORD_SIZE)
+
+# Response datagram: 10 RECORDS (500) SVEXT (2) N_OTHER (2) GROUP (4) HMAC (32).
 RECORDS_PER_DATAGRAM = 10
+RECORDS_SIZE = RECORD_SIZE * RECORDS_PER_DATAGRAM
 RESPONSE_SIZE = 540
 RESPONSE_SIGNED = 508  # bytes covered by the response HMAC
-RECORDS_SIZE = RECORD_SIZE * RECORDS_PER_DATAGRAM
+RESPONSE_SVEXT = slice(500, 502)
 
-# CLFLG bits
+# CLFLG's base bits (the low two; X1 adds bits in the high byte, see wgsig/x1.py).
 NO_ENDPOINT_UPDATE = 1
 NO_LABEL_UPDATE = 2
+CLFLG_BASE = NO_ENDPOINT_UPDATE | NO_LABEL_UPDATE
+
+
+# What a request asks of its group's table (the values of CLFLG_UPDATE).  Plain ints, not an
+# enum: the server compares one per request, and an enum member lookup costs more than the compare.
+STORE_ENDPOINT = 0  # store the source endpoint and the label
+STORE_LABEL = 1  # store only the label of a known peer
+STORE_NOTHING = 2  # store nothing: no label is stored, so the request's replays are answered too
+
+# The CLFLG rule, as the C server applies it: CLFLG_UPDATE[peer known][clflg & CLFLG_BASE].
+# 0 stores endpoint and label; 2 ("keep label, move endpoint") is treated as 0; 1 stores the label
+# of a known peer and nothing for an unknown one; 3 stores nothing.  A table, not a function: the
+# server reads it once per request.
+CLFLG_UPDATE: tuple[tuple[int, ...], tuple[int, ...]] = (
+    (STORE_ENDPOINT, STORE_NOTHING, STORE_ENDPOINT, STORE_NOTHING),  # peer not in the table
+    (STORE_ENDPOINT, STORE_LABEL, STORE_ENDPOINT, STORE_NOTHING),  # peer in the table
+)
+
 
 # IPv4 addresses travel XORed with this mask, byte for byte.
 IP_MASK = 0x322DCCAC
@@ -83,8 +132,8 @@ def decode_request(data: bytes) -> Request:
     """Split an 82-byte request into its fields (no authentication)."""
     if len(data) != REQUEST_SIZE:
         raise DecodeError(f"request is {len(data)} bytes, expected {REQUEST_SIZE}")
-    clflg, group = _REQUEST_TAIL.unpack_from(data, 44)
-    return Request(data[:32], data[32:44], clflg, group, data[50:82])
+    clflg, group = _REQUEST_TAIL.unpack_from(data, REQUEST_CLFLG_AT)
+    return Request(data[REQUEST_PEER_ID], data[REQUEST_LABEL], clflg, group, data[REQUEST_TAG])
 
 
 # --- records ----------------------------------------------------------------
@@ -119,9 +168,9 @@ def decode_record(data: bytes) -> Record | None:
     """A record, or None for an empty (all-zero) slot."""
     if data == EMPTY_RECORD:
         return None
-    scrambled, port = _ENDPOINT.unpack_from(data, 32)
+    scrambled, port = _ENDPOINT.unpack_from(data, RECORD_ENDPOINT_AT)
     ip = str(ipaddress.IPv4Address(scrambled ^ IP_MASK))
-    return Record(bytes(data[:32]), ip, port, bytes(data[38:50]))
+    return Record(bytes(data[RECORD_PEER_ID]), ip, port, bytes(data[RECORD_LABEL]))
 
 
 # --- responses --------------------------------------------------------------

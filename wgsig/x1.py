@@ -31,17 +31,21 @@ from typing import NamedTuple, TypeVar
 from wgsig.wire import (
     MAC_SIZE,
     RECORDS_PER_DATAGRAM,
+    REQUEST_CLFLG,
     REQUEST_SIZE,
     RESPONSE_SIZE,
+    RESPONSE_SVEXT,
     DecodeError,
 )
 
 # --- negotiation bits ----------------------------------------------------------
 
-# CLFLG, high byte (the C programs and wgsig 0.1.0 read only bits 0 and 1).
+# CLFLG, high byte (the C programs and wgsig 0.1.0 read only the base bits, wire.CLFLG_BASE).
 XA = 0x0100  # "I read X1 answers": the server may set SVEXT and add answer blocks
 XR = 0x0200  # "a request block follows byte 82"
-CLFLG_BASE_MASK = 0x0003
+# The same bits within that byte (wire.CLFLG_HIGH), for the server, which reads one byte.
+XA_BYTE = XA >> 8
+XR_BYTE = XR >> 8
 
 # SVEXT: zero in every answer to a request without XA (so C clients see today's bytes).
 SV_XB = 0x0001  # this datagram carries an answer block
@@ -53,7 +57,11 @@ SV_V6 = 0x0004  # the server records IPv6 sources: register over IPv6 too
 REQUEST_BLOCK = 0x51  # "Q"
 ANSWER_BLOCK = 0x41  # "A"
 VERSION = 1
-BLOCK_HEADER_SIZE = 4  # XTYPE, XVER, XLEN
+# Block header, at the block's start: XTYPE (1) XVER (1) XLEN (2).
+XTYPE_AT = 0
+XVER_AT = 1
+XLEN_AT = 2
+BLOCK_HEADER_SIZE = 4
 BLOCK_OVERHEAD = BLOCK_HEADER_SIZE + MAC_SIZE
 MAX_REQUEST_BODY = 240
 # 576 + 640 = 1,216 bytes of clear answer; with the 16-byte envelope header every datagram
@@ -64,6 +72,11 @@ REQUESTER_SLOT = 0xFF  # an answer entry about the requester itself (datagram 0 
 _T = TypeVar("_T")
 _XLEN = struct.Struct(">H")
 _KEY_LABEL = b"wgsig extension v1"
+
+
+# Item: TYPE (1) LEN (1) VALUE (LEN); VALUE is PORT (2) then the masked address.
+ITEM_HEADER_SIZE = 2
+ITEM_ADDRESS = slice(ITEM_HEADER_SIZE + 2, None)
 
 
 class ItemType(enum.IntEnum):
@@ -129,7 +142,7 @@ def encode_item(item: Item) -> bytes:
     if (address.version == 6) != six:
         raise ValueError(f"item type {item.type} does not take address {item.host}")
     packed = _xor(address.packed, _MASK6 if six else _MASK4)
-    return bytes((item.type, len(packed) + 2)) + item.port.to_bytes(2, "big") + packed
+    return bytes((item.type, len(packed) + 2)) + item.port.to_bytes(2, "big") + packed  # LEN counts PORT
 
 
 def _decode_value(kind: int, value: bytes) -> Item | None:
@@ -166,7 +179,7 @@ def decode_entries(body: bytes) -> list[Entry]:
 
 def _walk(body: bytes, with_slot: bool) -> Iterable[tuple[int, Item | None]]:
     offset, end = 0, len(body)
-    head = 3 if with_slot else 2
+    head = ITEM_HEADER_SIZE + 1 if with_slot else ITEM_HEADER_SIZE
     while offset < end:
         if offset + head > end:
             raise DecodeError("X1 block body ends inside an item header")
@@ -193,7 +206,7 @@ def encode_request_block(request: bytes, items: Sequence[Item], xkey: bytes) -> 
     """An 82-byte request (CLFLG with XR) followed by its block of ``items``."""
     if len(request) != REQUEST_SIZE:
         raise ValueError("a request block follows an 82-byte request")
-    if not int.from_bytes(request[44:46], "big") & XR:
+    if not int.from_bytes(request[REQUEST_CLFLG], "big") & XR:
         raise ValueError("a request with a block must say so in CLFLG (XR)")
     body = b"".join(encode_item(item) for item in items)
     if len(body) > MAX_REQUEST_BODY:
@@ -206,9 +219,9 @@ def request_extended_size(clear: bytes) -> int | None:
     the block header (4 bytes after the request); None if that header is not a request block's."""
     if len(clear) < REQUEST_SIZE + BLOCK_HEADER_SIZE:
         return None
-    if clear[REQUEST_SIZE] != REQUEST_BLOCK or clear[REQUEST_SIZE + 1] != VERSION:
+    if clear[REQUEST_SIZE + XTYPE_AT] != REQUEST_BLOCK or clear[REQUEST_SIZE + XVER_AT] != VERSION:
         return None
-    body = _XLEN.unpack_from(clear, REQUEST_SIZE + 2)[0]
+    body = _XLEN.unpack_from(clear, REQUEST_SIZE + XLEN_AT)[0]
     if body > MAX_REQUEST_BODY:
         return None
     return REQUEST_SIZE + BLOCK_OVERHEAD + int(body)
@@ -228,7 +241,7 @@ def encode_answer_block(datagram: bytes, entries: Sequence[Entry], xkey: bytes) 
     """A 540-byte answer datagram (SVEXT with XB) followed by its block of ``entries``."""
     if len(datagram) != RESPONSE_SIZE:
         raise ValueError("an answer block follows a 540-byte answer datagram")
-    if not int.from_bytes(datagram[500:502], "big") & SV_XB:
+    if not int.from_bytes(datagram[RESPONSE_SVEXT], "big") & SV_XB:
         raise ValueError("a datagram with a block must say so in SVEXT (XB)")
     body = b"".join(bytes((e.slot,)) + encode_item(e.item) for e in entries)
     return encode_answer_block_raw(datagram, body, xkey)
@@ -245,9 +258,9 @@ def answer_extended_size(clear: bytes) -> int | None:
     """As ``request_extended_size``, for an answer datagram and its block."""
     if len(clear) < RESPONSE_SIZE + BLOCK_HEADER_SIZE:
         return None
-    if clear[RESPONSE_SIZE] != ANSWER_BLOCK or clear[RESPONSE_SIZE + 1] != VERSION:
+    if clear[RESPONSE_SIZE + XTYPE_AT] != ANSWER_BLOCK or clear[RESPONSE_SIZE + XVER_AT] != VERSION:
         return None
-    body = _XLEN.unpack_from(clear, RESPONSE_SIZE + 2)[0]
+    body = _XLEN.unpack_from(clear, RESPONSE_SIZE + XLEN_AT)[0]
     if body > MAX_ANSWER_BODY:
         return None
     return RESPONSE_SIZE + BLOCK_OVERHEAD + int(body)

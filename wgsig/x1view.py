@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from wgsig import x1
 from wgsig.signer import Signer
 from wgsig.table import GroupTable
-from wgsig.wire import EMPTY_RECORD, RECORD_SIZE, RECORDS_PER_DATAGRAM, encode_endpoint, response_tail
+from wgsig.wire import EMPTY_RECORD, RECORD_PEER_ID, RECORDS_PER_DATAGRAM, RECORDS_SIZE, encode_endpoint, response_tail
 
 ANNOUNCE_LIFETIME = 300.0  # seconds an announcement or an IPv6 source lasts without renewal
 SLOT_BUDGET = 60  # answer block bytes per record: OBS6 21 + HOST6 21 + two HOST4 of 9
@@ -78,7 +78,8 @@ class GroupExtensions:
         candidates = [observed[0]] if observed is not None else []
         if announced is not None:
             for item in _items(announced[0]):
-                if observed is not None and item[0] == x1.ItemType.HOST6 and item[4:] == observed[0][4:]:
+                address = item[x1.ITEM_ADDRESS]
+                if observed is not None and item[0] == x1.ItemType.HOST6 and address == observed[0][x1.ITEM_ADDRESS]:
                     continue
                 candidates.append(item)
         kept, used = [], 0
@@ -107,7 +108,7 @@ class GroupExtensions:
         datagrams = []
         for index in range(count):
             chunk = slots[index * RECORDS_PER_DATAGRAM : (index + 1) * RECORDS_PER_DATAGRAM]
-            records = b"".join(chunk).ljust(RECORDS_PER_DATAGRAM * RECORD_SIZE, b"\0")
+            records = b"".join(chunk).ljust(RECORDS_SIZE, b"\0")
             body = b""
             if requester is not None:
                 if index == 0:
@@ -115,7 +116,8 @@ class GroupExtensions:
                 for slot, data in enumerate(chunk):
                     if data == EMPTY_RECORD:
                         continue
-                    body += b"".join(bytes((slot,)) + item for item in self.entries_of(bytes(data[:32]), now))
+                    items = self.entries_of(bytes(data[RECORD_PEER_ID]), now)
+                    body += b"".join(bytes((slot,)) + item for item in items)
             svext = CAPABILITIES | (x1.SV_XB if body else 0)
             signed = records + response_tail(count - 1, group, svext)
             datagram = signed + signer.digest(signed)
@@ -126,7 +128,7 @@ class GroupExtensions:
 def _items(data: bytes) -> list[bytes]:
     out, offset = [], 0
     while offset < len(data):
-        size = 2 + data[offset + 1]
+        size = x1.ITEM_HEADER_SIZE + data[offset + 1]
         out.append(data[offset : offset + size])
         offset += size
     return out
