@@ -10,9 +10,10 @@ import ipaddress
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wgsig.endpoint import Endpoint
 from wgsig.label import encode_label
 from wgsig.wire import Record
-from wgsigc.candidates import Announced, Candidate, Endpoint, LocalView, candidate_order
+from wgsigc.candidates import Announced, Candidate, LocalView, candidate_order
 from wgsigc.plan import Action, InterfaceState, PeerMemory, PeerState, Plan, Settings, plan
 
 NOW = 1_700_000_000

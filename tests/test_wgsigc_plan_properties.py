@@ -19,9 +19,10 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wgsig.endpoint import Endpoint
 from wgsig.label import encode_label
 from wgsig.wire import Record
-from wgsigc.candidates import Announced, Endpoint, LocalView
+from wgsigc.candidates import Announced, LocalView
 from wgsigc.netlink import peer_updates
 from wgsigc.plan import InterfaceState, PeerMemory, PeerState, Plan, Settings, plan
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 from typing import NamedTuple
 
-Address = tuple[str, int]
+from wgsig.endpoint import Endpoint
 
 
 class Reason(enum.Enum):
@@ -44,7 +44,7 @@ class Rejected(NamedTuple):
     """A datagram dropped silently.  ``peer_id`` is set only once authenticated."""
 
     reason: Reason
-    source: Address
+    source: Endpoint
     group: int | None = None
     peer_id: bytes | None = None
     skew: int | None = None  # seconds the peer's clock is ahead of ours
@@ -55,7 +55,7 @@ class Answered(NamedTuple):
 
     group: int
     peer_id: bytes
-    source: Address
+    source: Endpoint
     clflg: int
     change: Change
     evicted: bytes | None

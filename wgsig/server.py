@@ -13,8 +13,9 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from wgsig import x1
+from wgsig.endpoint import IPV4_MAPPED, Endpoint, unmapped
 from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, Envelope, envelope_key, scrambled_group
-from wgsig.events import Address, Answered, Change, Event, Reason, Rejected
+from wgsig.events import Answered, Change, Event, Reason, Rejected
 from wgsig.label import label_seconds
 from wgsig.ratelimit import AnswerLimiter, ReplayCache, capped_datagrams
 from wgsig.signer import Signer
@@ -43,7 +44,6 @@ from wgsig.x1view import NO_IPV4, GroupExtensions, encode_observed
 DEFAULT_WINDOW = 30
 DEFAULT_MAX_RECORDS = 256
 _ENCRYPTED_REQUEST_SIZE = HEADER_SIZE + REQUEST_SIZE
-_IPV4_MAPPED = "::ffff:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ class Server:
     def record_count(self) -> int:
         return sum(len(g) for g in self._groups.values())
 
-    def receive_datagram(self, data: bytes, source: Address, now: float) -> tuple[list[bytes], Event]:
+    def receive_datagram(self, data: bytes, source: Endpoint, now: float) -> tuple[list[bytes], Event]:
         """Handle one datagram from ``source`` at UNIX time ``now``."""
         size = len(data)
         if size > REQUEST_SIZE and self._plain_extended(data):
@@ -234,7 +234,7 @@ class Server:
         signer: Signer,
         envelope: Envelope | None,
         clear: bytes,
-        source: Address,
+        source: Endpoint,
         now: float,
         items: list[x1.Item] | None = None,
     ) -> tuple[list[bytes], Event]:
@@ -280,8 +280,8 @@ class Server:
         ipv6 = False
         if update == STORE_ENDPOINT:
             ip = source[0]
-            if ip.startswith(_IPV4_MAPPED):
-                ip = ip[len(_IPV4_MAPPED) :]
+            if ip.startswith(IPV4_MAPPED):  # unmapped(), inline: the per-request path
+                ip = ip[len(IPV4_MAPPED) :]
             try:
                 packed = _inet_aton(ip)
             except OSError:
@@ -317,8 +317,7 @@ class Server:
         if xa:
             requester = None
             if stores_label:
-                host = source[0][len(_IPV4_MAPPED) :] if source[0].startswith(_IPV4_MAPPED) else source[0]
-                requester = encode_observed(host, source[1], x1.ItemType.OBS)
+                requester = encode_observed(unmapped(source[0]), source[1], x1.ItemType.OBS)
             answer = ext.answer(table, group_id, signer, group.xkeys[signer.key], requester, now)
             extension = "x1+block" if items is not None else "x1"
         else:
@@ -343,7 +342,7 @@ class Server:
     def _reject(
         self,
         reason: Reason,
-        source: Address,
+        source: Endpoint,
         group: int | None = None,
         peer_id: bytes | None = None,
         skew: int | None = None,

@@ -10,7 +10,6 @@ Pure: the time comes in as an argument; the caller authenticates and decides wha
 
 from __future__ import annotations
 
-import ipaddress
 from collections.abc import Sequence
 
 from wgsig import x1
@@ -133,7 +132,3 @@ def _items(data: bytes) -> list[bytes]:
         offset += size
     return out
 
-
-def is_native_ipv6(host: str) -> bool:
-    """An IPv6 source that is not IPv4 in IPv6 clothing (the dual-stack socket's ::ffff:a.b.c.d)."""
-    return ":" in host and not host.startswith("::ffff:") and ipaddress.ip_address(host.split("%")[0]).version == 6

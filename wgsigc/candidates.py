@@ -23,7 +23,8 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-Endpoint = tuple[str, int]
+from wgsig.endpoint import Endpoint
+
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 LAN_STEP = 2.0

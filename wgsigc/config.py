@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from wgsig.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
 from wgsig.configfile import read_toml
+from wgsig.endpoint import split_host_port
 from wgsig.keys import parse_public_key
 
 DEFAULT_SERVER_PORT = 1223
@@ -106,24 +107,6 @@ def parse_server(text: str) -> ServerAddress:
     if not 1 <= port <= 65535:
         raise ValueError(f"{text!r}: port {port} is out of range 1-65535")
     return ServerAddress(host, port)
-
-
-def split_host_port(text: str, default_port: int | None) -> tuple[str, str]:
-    """"host:port", "[v6]:port", "host" (default port); the port as text, checked by the caller."""
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            return "", ""
-        port_text = rest[1:] if rest else ""
-    elif text.count(":") > 1:
-        host, port_text = text, ""  # a bare IPv6 address
-    else:
-        host, sep, port_text = text.rpartition(":")
-        if not sep:
-            host, port_text = text, ""
-    if not port_text and default_port is not None:
-        port_text = str(default_port)
-    return host, port_text
 
 
 def _is_ipv6(host: str) -> bool:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from wgsig.client import GroupCredentials, newest_records
+from wgsig.endpoint import endpoint_text
 from wgsig.keys import key_text
 from wgsig.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsigc import localaddrs, netlink, runrecord
@@ -317,7 +318,7 @@ def _report(run: Run, out: TextIO) -> None:
     else:
         changed = len(run.written)
     healthy = sum(1 for d in run.plan.decisions if d.action in (Action.HEALTHY, Action.REOPEN))
-    own = runrecord.endpoint_text(run.plan.own_endpoint) or (
+    own = endpoint_text(run.plan.own_endpoint) or (
         "(IPv6 only)" if any(s.registered6 and s.records is not None for s in run.servers) else "(not registered)"
     )
     answered = sum(1 for s in run.servers if s.records is not None)

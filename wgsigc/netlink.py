@@ -19,8 +19,9 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from wgsig.endpoint import Endpoint
 from wgsig.keys import key_text
-from wgsigc.plan import Endpoint, InterfaceState, PeerState, PeerWrite
+from wgsigc.plan import InterfaceState, PeerState, PeerWrite
 
 FIXED_FLAGS_VERSION = (0, 9, 3)
 

@@ -24,6 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.keys import key_text
 from wgsig.label import label_seconds
 from wgsig.wire import Record
@@ -36,7 +37,6 @@ from wgsigc.candidates import (
     lan_address,
     usable,
 )
-from wgsigc.candidates import Endpoint as Endpoint  # re-exported: the netlink shell speaks it
 
 
 @dataclass(frozen=True)
@@ -178,9 +178,8 @@ class Plan:
 
 
 def _ep(endpoint: Endpoint | None) -> str:
-    if endpoint is None:
-        return "(none)"
-    return f"[{endpoint[0]}]:{endpoint[1]}" if ":" in endpoint[0] else f"{endpoint[0]}:{endpoint[1]}"
+    """An endpoint in a decision's detail; "(none)" where the kernel has none."""
+    return endpoint_text(endpoint) or "(none)"
 
 
 def plan(

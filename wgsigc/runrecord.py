@@ -8,40 +8,19 @@ StateDirectory=wgsig, so /var/lib/wgsig), written atomically.
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
+from wgsig.endpoint import endpoint_text, parse_endpoint
 from wgsig.keys import key_text, parse_public_key
 from wgsig.label import is_valid_label
-from wgsigc.plan import Endpoint, PeerMemory, Plan
+from wgsigc.plan import PeerMemory, Plan
 
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 (wgsig 0.1.0) had only the endpoint and since
-
-
-def endpoint_text(endpoint: Endpoint | None) -> str | None:
-    if endpoint is None:
-        return None
-    return f"[{endpoint[0]}]:{endpoint[1]}" if ":" in endpoint[0] else f"{endpoint[0]}:{endpoint[1]}"
-
-
-def parse_endpoint(text: Any) -> Endpoint | None:
-    """"a.b.c.d:port" or "[v6]:port", as endpoint_text writes them."""
-    if not isinstance(text, str) or ":" not in text:
-        return None
-    host, _, port = text.rpartition(":")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    try:
-        number = int(port)
-        ipaddress.ip_address(host)
-    except ValueError:
-        return None
-    return (host, number) if 0 <= number < 65536 else None
 
 
 def build_record(

@@ -26,9 +26,9 @@ from typing import Any
 
 from wgsig import x1
 from wgsig.client import GroupCredentials, build_request
+from wgsig.endpoint import endpoint_text
 from wgsig.label import label_from_ns
 from wgsig.wire import NO_ENDPOINT_UPDATE, NO_LABEL_UPDATE, Record
-from wgsigc import runrecord
 from wgsigc.candidates import Announced
 from wgsigc.config import InterfaceConfig
 from wgsigc.exchange import MIN_REQUEST_GAP, ExchangeError, diagnose, exchange, resolve_all
@@ -63,10 +63,10 @@ class ServerOutcome:
     def as_json(self) -> dict[str, Any]:
         return {
             "server": self.name,
-            "address": runrecord.endpoint_text(self.address),
-            "address6": runrecord.endpoint_text(self.address6),
+            "address": endpoint_text(self.address),
+            "address6": endpoint_text(self.address6),
             "answered": self.records is not None,
-            "registered_as": runrecord.endpoint_text(self.registered),
+            "registered_as": endpoint_text(self.registered),
             "registered_ipv6": self.registered6,
             "x1": bool(self.svext),
             "error": self.error,

@@ -14,6 +14,7 @@ import sys
 import time
 from typing import Any
 
+from wgsig.endpoint import endpoint_text
 from wgsig.keys import key_text
 from wgsigc import runrecord
 from wgsigc.config import ConfigError, load_config, state_file_for
@@ -54,7 +55,7 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
     if live is not None:
         for key, state in live.peers.items():
             e = entry(key_text(key))
-            e["kernel_endpoint"] = runrecord.endpoint_text(state.endpoint)
+            e["kernel_endpoint"] = endpoint_text(state.endpoint)
             e["latest_handshake"] = state.latest_handshake or None
             _live_in_use(e, state.endpoint, state.latest_handshake, now)
     for e in peers.values():
@@ -88,7 +89,7 @@ def _list(value: Any) -> list[Any]:
 def _live_in_use(e: dict[str, Any], endpoint: Any, handshake: int, now: float) -> None:
     """Which candidate the kernel points at now, and why: the last run's reason while it is still
     on the endpoint that run left, else what the live handshake says."""
-    text = runrecord.endpoint_text(endpoint)
+    text = endpoint_text(endpoint)
     if text is None:
         e["in_use"], e["why"] = None, None
         return

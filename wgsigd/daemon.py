@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from wgsig.endpoint import endpoint_text
 from wgsig.ratelimit import ReplayCache
 from wgsig.server import Server
 from wgsigd.config import ConfigError, DaemonConfig
@@ -241,5 +242,5 @@ def _drain(sock: socket.socket) -> None:
 
 
 def _sockname(sock: socket.socket) -> str:
-    name = sock.getsockname()
-    return f"[{name[0]}]:{name[1]}" if sock.family == socket.AF_INET6 else f"{name[0]}:{name[1]}"
+    host, port = sock.getsockname()[:2]  # an AF_INET6 name has four fields
+    return endpoint_text((str(host), int(port)))

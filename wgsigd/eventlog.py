@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from wgsig.endpoint import Endpoint, endpoint_text, unmapped
 from wgsig.events import Answered, Change, Event, Reason, Rejected
 from wgsig.keys import key_text
 
@@ -25,9 +26,9 @@ MESSAGE_ID_REGISTERED = "6e3e0d3f6b8a4f0c9a51e0a4c1d2b7f1"
 MESSAGE_ID_REJECTED = "b2f5c3a1d9e84c6b8f0a7d3e2c1b4a5f"
 
 
-def endpoint_text(source: tuple[str, int]) -> str:
-    ip = source[0].removeprefix("::ffff:")
-    return f"[{ip}]:{source[1]}" if ":" in ip else f"{ip}:{source[1]}"
+def source_text(source: Endpoint) -> str:
+    """A datagram's source as the journal shows it: IPv4 without the dual-stack prefix."""
+    return endpoint_text((unmapped(source[0]), source[1]))
 
 
 def extension_text(event: Answered) -> str:
@@ -88,7 +89,7 @@ class EventLog:
             elif log.isEnabledFor(logging.DEBUG):
                 log.debug(
                     "group %d: %s from %s (%s, %s)", event.group, key_text(event.peer_id),
-                    endpoint_text(event.source), event.change.value, extension_text(event),
+                    source_text(event.source), event.change.value, extension_text(event),
                 )
         # Clock skew is what admins most need to see: it is logged at info level.
         elif (event.reason is Reason.CLOCK_SKEW or log.isEnabledFor(logging.DEBUG)) and self._rejections.take():
@@ -98,7 +99,7 @@ class EventLog:
         fields = {
             "MESSAGE_ID": MESSAGE_ID_REGISTERED,
             "PEER_KEY": key_text(event.peer_id),
-            "ENDPOINT": endpoint_text(event.source),
+            "ENDPOINT": source_text(event.source),
             "GROUP": str(event.group),
             "EXTENSION": extension_text(event),
         }
@@ -112,7 +113,7 @@ class EventLog:
         fields = {
             "MESSAGE_ID": MESSAGE_ID_REJECTED,
             "REASON": event.reason.name.lower(),
-            "ENDPOINT": endpoint_text(event.source),
+            "ENDPOINT": source_text(event.source),
         }
         if event.group is not None:
             fields["GROUP"] = str(event.group)

@@ -1,0 +1,81 @@
+"""Endpoints, an IP address and a UDP port, and their text: the one home of their format.
+
+An ``Endpoint`` is ``(host, port)`` as the socket module gives it: the server's datagram sources,
+the kernel's peer endpoints, the candidates the client tries.  As text, an IPv4 endpoint is
+``a.b.c.d:port`` and an IPv6 one ``[v6]:port`` (logs, the run record, status, the plan's
+reasons).  A dual-stack socket shows IPv4 sources as ``::ffff:a.b.c.d``; ``unmapped`` gives the
+plain IPv4 address back.  Pure: no name resolution, no sockets.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any, overload
+
+Endpoint = tuple[str, int]
+
+IPV4_MAPPED = "::ffff:"  # prefix of an IPv4 address on a dual-stack (AF_INET6) socket
+
+
+def unmapped(host: str) -> str:
+    """``host`` without the dual-stack prefix: "::ffff:192.0.2.1" -> "192.0.2.1"."""
+    return host.removeprefix(IPV4_MAPPED)
+
+
+@overload
+def endpoint_text(endpoint: Endpoint) -> str:
+    pass
+
+
+@overload
+def endpoint_text(endpoint: None) -> None:
+    pass
+
+
+@overload
+def endpoint_text(endpoint: Endpoint | None) -> str | None:
+    pass
+
+
+def endpoint_text(endpoint: Endpoint | None) -> str | None:
+    """"a.b.c.d:port" or "[v6]:port" (None for None)."""
+    if endpoint is None:
+        return None
+    host, port = endpoint
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def parse_endpoint(text: Any) -> Endpoint | None:
+    """"a.b.c.d:port" or "[v6]:port", as ``endpoint_text`` writes them; None for anything else."""
+    if not isinstance(text, str) or ":" not in text:
+        return None
+    host, _, port = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        number = int(port)
+        ipaddress.ip_address(host)
+    except ValueError:
+        return None
+    return (host, number) if 0 <= number < 65536 else None
+
+
+def split_host_port(text: str, default_port: int | None) -> tuple[str, str]:
+    """"host:port", "[v6]:port", "host" (default port); the port as text, checked by the caller.
+
+    ("", "") for a bracket that is not closed or not followed by ":port".
+    """
+    if text.startswith("["):
+        host, sep, rest = text[1:].partition("]")
+        if not sep or (rest and not rest.startswith(":")):
+            return "", ""
+        port_text = rest[1:] if rest else ""
+    elif text.count(":") > 1:
+        host, port_text = text, ""  # a bare IPv6 address
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host, port_text = text, ""
+    if not port_text and default_port is not None:
+        port_text = str(default_port)
+    return host, port_text
