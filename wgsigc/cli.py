@@ -8,14 +8,16 @@ import sys
 from wgsig.client import GroupCredentials
 from wgsig.keys import parse_public_key
 from wgsig.secretfile import SecretFileError, load_secret
-from wgsigc.exitcodes import EXIT_USAGE
+from wgsigc.exitcodes import EXIT_USAGE, WgsigcError
 from wgsigc.printmode import PrintOptions, run_print_mode
 
 DEFAULT_CONFIG = "/etc/wgsig/wgsigc.toml"
 
 
-class UsageError(Exception):
-    pass
+class UsageError(WgsigcError):
+    """A command line wgsigc cannot run."""
+
+    exit_code = EXIT_USAGE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -87,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_kernel_mode(args.config or DEFAULT_CONFIG, args.interface, args.dry_run)
     except UsageError as error:
         print(f"wgsigc: {error} (see wgsigc --help)", file=sys.stderr)
-        return EXIT_USAGE
+        return error.exit_code
     except SecretFileError as error:
         print(f"wgsigc: {error}", file=sys.stderr)
         return EXIT_USAGE

@@ -32,16 +32,15 @@ from wgsigc import localaddrs, netlink, runrecord
 from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exitcodes import (
-    EXIT_INTERFACE,
     EXIT_NO_ANSWER,
     EXIT_OK,
     EXIT_PEER,
     EXIT_RESOLVE,
     EXIT_SOCKET,
     EXIT_USAGE,
+    WgsigcError,
 )
 from wgsigc.plan import Action, Endpoint, InterfaceState, Plan, Registration, Settings, nat_diagnosis, plan
-from wgsigc.rawsend import CapabilityMissing
 from wgsigc.signalling import (
     CLFLG_CHECK,
     ServerOutcome,
@@ -53,12 +52,6 @@ from wgsigc.signalling import (
     register_and_fetch,
     resolve_servers,
 )
-
-
-class InterfaceFailed(Exception):
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass
@@ -112,8 +105,8 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     now = time.time()
     try:
         _run_interface(run, previous, out, own_before)
-    except InterfaceFailed as error:
-        run.code = error.code  # what stopped the run outranks peer problems found before it
+    except WgsigcError as error:
+        run.code = error.exit_code  # what stopped the run outranks peer problems found before it
         run.messages.append(str(error))
     for message in run.messages:
         print(f"wgsigc: {config.name}: {message}", file=err)
@@ -137,9 +130,9 @@ def _run_interface(run: Run, previous: dict[bytes, Any], out: TextIO, own_before
     try:
         secret = load_secret(resolve_secret_path(config.secret_file))
         credentials = GroupCredentials(config.group, secret, config.encrypt)
-    except SecretFileError as error:
-        raise InterfaceFailed(EXIT_USAGE, str(error)) from None
-    state = _read(config.name)
+    except SecretFileError as error:  # the core's error: it knows no exit codes
+        raise WgsigcError(str(error), EXIT_USAGE) from None
+    state = netlink.read_interface(config.name)
     run.servers = resolve_servers(config)
     local, announce = _local_view(run, state)
     items = own_items(announce, state.listen_port, config.advertise) if config.candidates else []
@@ -151,17 +144,15 @@ def _run_interface(run: Run, previous: dict[bytes, Any], out: TextIO, own_before
         else:
             _check_port(state)
             register_and_fetch(run.servers, state, credentials, config, items, config.ipv6 and local.global_ipv6)
-    except CapabilityMissing as error:
-        raise InterfaceFailed(EXIT_SOCKET, str(error)) from None
     except OSError as error:
-        raise InterfaceFailed(EXIT_SOCKET, f"socket error: {error.strerror or error}") from None
+        raise WgsigcError(f"socket error: {error.strerror or error}", EXIT_SOCKET) from None
     answered = [s for s in run.servers if s.records is not None]
     for server in run.servers:
         if server.error is not None and answered:
             run.messages.append(f"warning: {server.error} (using the other servers' answers)")
     if not answered:
         codes = [EXIT_NO_ANSWER if s.reachable is not None else EXIT_RESOLVE for s in run.servers]
-        raise InterfaceFailed(min(codes), "; ".join(s.error or "no answer" for s in run.servers))
+        raise WgsigcError("; ".join(s.error or "no answer" for s in run.servers), min(codes))
     if not run.dry_run:
         state = _read_again(state)
     memory = previous
@@ -204,10 +195,9 @@ POLL_INTERVAL = 0.5  # how often it fetches the servers meanwhile (two small exc
 
 def _check_port(state: InterfaceState) -> None:
     if not state.listen_port:
-        raise InterfaceFailed(
-            EXIT_INTERFACE,
+        raise netlink.InterfaceError(
             f"interface {state.name} has no listen port yet (down, no ListenPort): set one with"
-            f" 'wg set {state.name} listen-port PORT' so that peers can reach it",
+            f" 'wg set {state.name} listen-port PORT' so that peers can reach it"
         )
 
 
@@ -256,9 +246,7 @@ def _apply(run: Run, state: InterfaceState, out: TextIO) -> None:
         fixed_flags = netlink.has_fixed_peer_flags(netlink.pyroute2_version())
         errors = netlink.apply_writes(config.name, run.plan.writes, fixed_flags)
     except netlink.InterfaceError as error:
-        raise InterfaceFailed(EXIT_INTERFACE, f"{error}; stopped writing its peers") from None
-    except (netlink.CapabilityError, netlink.NetlinkFailure) as error:
-        raise InterfaceFailed(EXIT_SOCKET, str(error)) from None
+        raise netlink.InterfaceError(f"{error}; stopped writing its peers") from None
     run.applied = True
     for d in run.plan.decisions:
         if d.write is not None:
@@ -271,27 +259,17 @@ def _apply(run: Run, state: InterfaceState, out: TextIO) -> None:
         run.fail(EXIT_SOCKET, error_line)
 
 
-def _read(name: str) -> InterfaceState:
-    try:
-        return netlink.read_interface(name)
-    except netlink.InterfaceError as error:
-        raise InterfaceFailed(EXIT_INTERFACE, str(error)) from None
-    except (netlink.CapabilityError, netlink.NetlinkFailure) as error:
-        raise InterfaceFailed(EXIT_SOCKET, str(error)) from None
-
-
 def _read_again(before: InterfaceState) -> InterfaceState:
     """Registering and fetching take seconds: plan on the interface as it is now, so that the
     writes carry the current allowed IPs, and stop if it vanished or was re-keyed meanwhile."""
     try:
-        now = _read(before.name)
-    except InterfaceFailed as error:
-        raise InterfaceFailed(error.code, f"{error}; nothing was written to it") from None
+        now = netlink.read_interface(before.name)
+    except WgsigcError as error:
+        raise WgsigcError(f"{error}; nothing was written to it", error.exit_code) from None
     if (now.public_key, now.listen_port) != (before.public_key, before.listen_port):
-        raise InterfaceFailed(
-            EXIT_INTERFACE,
+        raise netlink.InterfaceError(
             f"interface {before.name} changed during the run (new private key or listen port);"
-            " nothing was written, run wgsigc again",
+            " nothing was written, run wgsigc again"
         )
     return now
 

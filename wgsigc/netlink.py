@@ -21,21 +21,22 @@ from typing import Any
 
 from wgsig.endpoint import Endpoint
 from wgsig.keys import key_text
+from wgsigc.exitcodes import EXIT_INTERFACE, EXIT_SOCKET, CapabilityMissing, WgsigcError
 from wgsigc.plan import InterfaceState, PeerState, PeerWrite
 
 FIXED_FLAGS_VERSION = (0, 9, 3)
 
 
-class InterfaceError(Exception):
+class InterfaceError(WgsigcError):
     """The interface is missing or is not WireGuard."""
 
-
-class CapabilityError(Exception):
-    """The kernel refused: a capability is missing (the message names it)."""
+    exit_code = EXIT_INTERFACE
 
 
-class NetlinkFailure(Exception):
+class NetlinkFailure(WgsigcError):
     """Any other netlink error, as one line."""
+
+    exit_code = EXIT_SOCKET
 
 
 # --- pure parts -------------------------------------------------------------
@@ -174,12 +175,12 @@ def _plain(message: Any) -> dict[str, Any]:
     }
 
 
-def _failure(error: Exception, doing: str) -> Exception:
+def _failure(error: Exception, doing: str) -> WgsigcError:
     code = getattr(error, "code", None)
     if code is None and isinstance(error, OSError):
         code = error.errno
     if code == errno.EPERM:
-        return CapabilityError(f"{doing}: operation not permitted: wgsigc needs CAP_NET_ADMIN (run as root)")
+        return CapabilityMissing(f"{doing}: operation not permitted: wgsigc needs CAP_NET_ADMIN (run as root)")
     if code == errno.ENOENT:
         return NetlinkFailure(f"{doing}: the kernel has no WireGuard netlink family (module 'wireguard' not loaded?)")
     text = getattr(error, "args", [str(error)])
@@ -187,7 +188,7 @@ def _failure(error: Exception, doing: str) -> Exception:
 
 
 def read_interface(name: str) -> InterfaceState:
-    """The interface and all its peers, or InterfaceError / CapabilityError / NetlinkFailure."""
+    """The interface and all its peers, or InterfaceError / CapabilityMissing / NetlinkFailure."""
     try:
         from pyroute2 import IPRoute, WireGuard
     except ImportError:
@@ -251,7 +252,7 @@ def apply_writes(name: str, writes: list[PeerWrite], fixed_flags: bool) -> list[
                     if problem is not None:
                         raise problem from None
                     failure = _failure(error, f"writing peer {key_text(write.public_key)} of {name}")
-                    if isinstance(failure, CapabilityError):
+                    if isinstance(failure, CapabilityMissing):
                         raise failure from None
                     errors.append(str(failure))
                     break

@@ -14,12 +14,10 @@ import errno
 import socket
 import struct
 
+from wgsigc.exitcodes import CapabilityMissing
+
 SO_MARK = getattr(socket, "SO_MARK", 36)
 IPV6_CHECKSUM = getattr(socket, "IPV6_CHECKSUM", 7)
-
-
-class CapabilityMissing(Exception):
-    """The kernel refused for lack of a capability; the message names it."""
 
 
 def udp_header(source: tuple[str, int], destination: tuple[str, int], payload: bytes) -> bytes:

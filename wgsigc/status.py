@@ -18,7 +18,7 @@ from wgsig.endpoint import endpoint_text
 from wgsig.keys import key_text
 from wgsigc import runrecord
 from wgsigc.config import ConfigError, load_config, state_file_for
-from wgsigc.exitcodes import EXIT_OK, EXIT_USAGE
+from wgsigc.exitcodes import EXIT_OK, EXIT_USAGE, WgsigcError
 from wgsigc.plan import InterfaceState
 
 
@@ -194,5 +194,5 @@ def _live(name: str) -> tuple[InterfaceState | None, str | None]:
 
     try:
         return netlink.read_interface(name), None
-    except (netlink.InterfaceError, netlink.CapabilityError, netlink.NetlinkFailure) as error:
+    except WgsigcError as error:
         return None, str(error)
