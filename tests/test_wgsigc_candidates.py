@@ -28,7 +28,7 @@ def rec(ip: str, port: int, age: int = 5) -> Record:
 
 
 def state(peer: PeerState) -> InterfaceState:
-    return InterfaceState("wg0", OWN, 51820, 0, True, {PEER: peer})
+    return InterfaceState("wg0", OWN, 51820, 0, {PEER: peer})
 
 
 def decide(peer: PeerState, record: Record, now: float, memory: dict[bytes, PeerMemory] | None = None,
@@ -199,7 +199,7 @@ def test_a_worked_endpoint_keeps_its_kind_or_is_called_worked_and_needs_ipv6_for
 def test_ipv6_only_peer_is_added_at_its_obs6_never_at_0_0_0_0() -> None:
     records = {OWN: Record(OWN, MY_PUBLIC, 51820, encode_label(NOW, 0)), PEER: rec("0.0.0.0", 0)}
     config = Settings(extra_peers={PEER: ("10.0.0.2/32",)})
-    empty = InterfaceState("wg0", OWN, 51820, 0, True, {})
+    empty = InterfaceState("wg0", OWN, 51820, 0, {})
     p = plan(empty, records, config, NOW, None, announced={PEER: Announced(("2001:db8:9::2", 51820))}, local=FAR)
     (d,) = p.decisions
     assert d.action is Action.ADD_PEER and d.write is not None and d.write.endpoint == ("2001:db8:9::2", 51820)

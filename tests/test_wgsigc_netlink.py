@@ -76,7 +76,7 @@ def test_merge_joins_peers_split_over_messages() -> None:
         # the kernel continues the same peer's allowed IPs, then the next peer
         {"peers": [_peer(KEY, ["10.9.0.0/16"]), _peer(other, [], endpoint={"addr": "0.0.0.0", "port": 0})]},
     ]
-    state = merge_device(messages, "wg0", True)
+    state = merge_device(messages, "wg0")
     assert state.public_key == OWN and state.listen_port == 51820 and state.fwmark == 0x51
     first = state.peers[KEY]
     assert first.allowed_ips == ("10.0.0.2/32", "10.9.0.0/16")
@@ -87,4 +87,4 @@ def test_merge_joins_peers_split_over_messages() -> None:
 
 def test_interface_without_key_is_an_interface_error() -> None:
     with pytest.raises(InterfaceError, match="no private key"):
-        merge_device([{"listen_port": 0, "peers": []}], "wg0", False)
+        merge_device([{"listen_port": 0, "peers": []}], "wg0")

@@ -28,7 +28,7 @@ def record(key: bytes, ip: str, port: int, age: int = 10) -> Record:
 
 
 def state(*peers: PeerState) -> InterfaceState:
-    return InterfaceState("wg0", OWN, 51820, 0, True, {p.public_key: p for p in peers})
+    return InterfaceState("wg0", OWN, 51820, 0, {p.public_key: p for p in peers})
 
 
 def records(*rs: Record) -> dict[bytes, Record]:

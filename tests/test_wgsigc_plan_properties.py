@@ -45,7 +45,7 @@ def peer_states(draw: st.DrawFn, key: bytes) -> PeerState:
 @st.composite
 def interfaces(draw: st.DrawFn) -> InterfaceState:
     keys = draw(st.lists(st.sampled_from(KEYS), unique=True))  # may even hold the own key
-    return InterfaceState("wg0", OWN, draw(st.integers(1, 65535)), draw(st.integers(0, 3)), draw(st.booleans()),
+    return InterfaceState("wg0", OWN, draw(st.integers(1, 65535)), draw(st.integers(0, 3)),
                           {k: draw(peer_states(k)) for k in keys})
 
 
@@ -211,7 +211,7 @@ def test_converging_run_writes_only_candidates_never_moves_a_healthy_peer_that_s
             left_at = None  # a handshake after it left (whole seconds: the same one counts): settled again
         if _left(peer.endpoint, seen, (endpoint, label), seen_announced, announced):
             left_at = now
-        result = plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: peer}),
+        result = plan(InterfaceState("wg0", OWN, 51820, 0, {PEER: peer}),
                       {OWN: Record(OWN, run["local"].public_ipv4, 51820, encode_label(NOW, 0)),
                        PEER: Record(PEER, endpoint[0], endpoint[1], label)},
                       config, now, memory, announced={PEER: announced} if announced else {}, local=run["local"])
@@ -247,7 +247,7 @@ def test_a_cycle_without_handshake_ends_within_len_candidates_steps_and_pauses(
     rested_at: float | None = None
     candidates: tuple[Endpoint, ...] = ()
     for tick in ticks:
-        result = plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: peer}), records, config, now, memory,
+        result = plan(InterfaceState("wg0", OWN, 51820, 0, {PEER: peer}), records, config, now, memory,
                       announced={PEER: announced} if announced else {}, local=local)
         (decision,) = result.decisions
         candidates = tuple(c.endpoint for c in decision.candidates)

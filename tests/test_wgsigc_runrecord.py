@@ -27,7 +27,7 @@ ANNOUNCED = Announced(("2001:db8:1::2", 51820), (("192.168.1.2", 51820),), (("19
 def decide(peer: PeerState, now: float, memory: dict[bytes, PeerMemory]) -> Plan:
     records = {OWN: Record(OWN, "198.51.100.1", 51820, encode_label(NOW, 0)),
                PEER: Record(PEER, "198.51.100.1", 40000, encode_label(NOW - 5, 0))}
-    return plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: peer}), records, Settings(), now, memory,
+    return plan(InterfaceState("wg0", OWN, 51820, 0, {PEER: peer}), records, Settings(), now, memory,
                 announced={PEER: ANNOUNCED}, local=LAN)
 
 
@@ -101,14 +101,14 @@ def test_any_json_gives_a_memory_or_nothing_never_a_traceback(raw: dict[str, Any
         memory = runrecord.pending_from(record)
         for value in memory.values():
             assert isinstance(value, PeerMemory)
-            plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: PeerState(PEER, None, (), 0, 0)}),
+            plan(InterfaceState("wg0", OWN, 51820, 0, {PEER: PeerState(PEER, None, (), 0, 0)}),
                  {PEER: Record(PEER, "203.0.113.5", 1, encode_label(NOW, 0))}, Settings(), NOW, memory)
 
 
 def test_memory_of_a_peer_without_a_record_this_run_is_kept(tmp_path: Path) -> None:
     on_lan = PeerState(PEER, ("192.168.1.2", 51820), ("10.0.0.2/32",), 25, NOW - 10)
     memory = through_file(tmp_path, decide(on_lan, NOW, {}), NOW)
-    no_records = plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: on_lan}), {}, Settings(), NOW + 30, memory)
+    no_records = plan(InterfaceState("wg0", OWN, 51820, 0, {PEER: on_lan}), {}, Settings(), NOW + 30, memory)
     assert through_file(tmp_path, no_records, NOW + 30) == memory
 
 

@@ -31,7 +31,7 @@ def a_plan() -> Plan:
         OWN: Record(OWN, "198.51.100.1", 51820, encode_label(NOW - 1, 0)),
         PEER: Record(PEER, "203.0.113.5", 4000, encode_label(NOW - 30, 0)),
     }
-    return plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: peer}), records, Settings(), NOW)
+    return plan(InterfaceState("wg0", OWN, 51820, 0, {PEER: peer}), records, Settings(), NOW)
 
 
 def test_record_round_trip_keeps_pending(tmp_path: Path) -> None:
@@ -60,7 +60,7 @@ def test_unreadable_record_is_a_fresh_start(tmp_path: Path) -> None:
 
 def test_status_view_combines_record_and_live_kernel() -> None:
     record = runrecord.build_record("wg0", NOW, 0, [], a_plan(), [], applied=True)
-    live = InterfaceState("wg0", OWN, 51820, 0, True, {
+    live = InterfaceState("wg0", OWN, 51820, 0, {
         PEER: PeerState(PEER, ("203.0.113.5", 4000), ("10.0.0.2/32",), 25, NOW + 5),
     })
     view = status_view("wg0", record, live, None, NOW + 10)
@@ -118,7 +118,7 @@ def test_status_says_which_candidate_is_in_use_and_why() -> None:
     records = {OWN: Record(OWN, "198.51.100.1", 51820, encode_label(NOW - 1, 0)),
                PEER: Record(PEER, "198.51.100.1", 40000, encode_label(NOW - 30, 0))}
     fresh = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
-    cycling = plan(InterfaceState("wg0", OWN, 51820, 0, True, {PEER: fresh}), records, Settings(), NOW,
+    cycling = plan(InterfaceState("wg0", OWN, 51820, 0, {PEER: fresh}), records, Settings(), NOW,
                    announced=announced, local=local)
     record = runrecord.build_record("wg0", NOW, 0, [], cycling, [], applied=True)
     (peer,) = status_view("wg0", record, None, None, NOW + 1)["peers"]
@@ -128,12 +128,12 @@ def test_status_says_which_candidate_is_in_use_and_why() -> None:
     assert "in use: 192.168.1.2:51820 (lan), cycling: step 1 of 2" in format_view(
         status_view("wg0", record, None, None, NOW + 1), NOW + 1)
     # live: the handshake came on it
-    live = InterfaceState("wg0", OWN, 51820, 0, True,
+    live = InterfaceState("wg0", OWN, 51820, 0,
                           {PEER: PeerState(PEER, ("192.168.1.2", 51820), ("10.0.0.2/32",), 25, NOW + 2)})
     view = status_view("wg0", record, live, None, NOW + 5)
     assert "in use: 192.168.1.2:51820 (lan), handshake 3 s ago" in format_view(view, NOW + 5)
     # live: WireGuard roamed somewhere no candidate names
-    roamed = InterfaceState("wg0", OWN, 51820, 0, True,
+    roamed = InterfaceState("wg0", OWN, 51820, 0,
                             {PEER: PeerState(PEER, ("198.18.0.9", 3333), ("10.0.0.2/32",), 25, NOW - 500)})
     (p,) = status_view("wg0", record, roamed, None, NOW + 5)["peers"]
     assert p["in_use"] == "198.18.0.9:3333 (set by hand or learned by WireGuard)"

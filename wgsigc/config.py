@@ -80,9 +80,6 @@ class ClientConfig:
     interfaces: tuple[InterfaceConfig, ...]
     source: str
 
-    def interface(self, name: str) -> InterfaceConfig | None:
-        return next((i for i in self.interfaces if i.name == name), None)
-
 
 def default_state_directory() -> Path:
     """systemd's StateDirectory= (``$STATE_DIRECTORY``), else /var/lib/wgsig."""

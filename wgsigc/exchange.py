@@ -132,7 +132,7 @@ def exchange(
     return result
 
 
-def diagnose(result: ExchangeResult, server: tuple[str, int], window: int = 30) -> str:
+def diagnose(result: ExchangeResult, server: tuple[str, int]) -> str:
     """One line naming the likely causes of an exchange that got no valid answer."""
     where = f"{server[0]}:{server[1]}"
     if result.partial is not None:
@@ -151,5 +151,5 @@ def diagnose(result: ExchangeResult, server: tuple[str, int], window: int = 30) 
     return (
         f"no answer from {where} after {result.attempts} attempts; likely causes: server unreachable or"
         " not running, wrong secret or group, encryption setting differs from the server's, or this clock"
-        f" is more than {window} s off the server's (check 'timedatectl')"
+        " is more than 30 s off the server's (check 'timedatectl')"  # wgsigd's default window
     )

@@ -102,7 +102,7 @@ def _endpoint(value: Any) -> Endpoint | None:
     return str(addr), int(port)
 
 
-def merge_device(messages: Iterable[Mapping[str, Any]], name: str, up: bool) -> InterfaceState:
+def merge_device(messages: Iterable[Mapping[str, Any]], name: str) -> InterfaceState:
     """One interface state from the kernel's dump, which may split the peer list (and even one
     peer's allowed IPs) over several messages: a peer repeated in a later message continues."""
     public_key = b""
@@ -133,7 +133,7 @@ def merge_device(messages: Iterable[Mapping[str, Any]], name: str, up: bool) -> 
             )
     if not public_key:
         raise InterfaceError(f"interface {name} has no private key: set one with 'wg set {name} private-key FILE'")
-    return InterfaceState(name, public_key, listen_port, fwmark, up, peers)
+    return InterfaceState(name, public_key, listen_port, fwmark, peers)
 
 
 # --- the shell --------------------------------------------------------------
@@ -202,7 +202,6 @@ def read_interface(name: str) -> InterfaceState:
                 )
             link = ipr.get_links(index[0])[0]
             kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
-            up = bool(link["flags"] & 1)
         if kind != "wireguard":
             raise InterfaceError(f"interface {name} is not a WireGuard interface (its kind is {kind or 'unknown'})")
         wg = WireGuard()
@@ -214,7 +213,7 @@ def read_interface(name: str) -> InterfaceState:
         raise
     except Exception as error:
         raise _interface_problem(error, name) or _failure(error, f"reading interface {name}") from None
-    return merge_device(messages, name, up)
+    return merge_device(messages, name)
 
 
 def _interface_problem(error: Exception, name: str) -> InterfaceError | None:

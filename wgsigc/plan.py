@@ -56,7 +56,6 @@ class InterfaceState:
     public_key: bytes
     listen_port: int
     fwmark: int = 0
-    up: bool = True
     peers: Mapping[bytes, PeerState] = field(default_factory=dict)
 
 

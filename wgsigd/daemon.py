@@ -16,7 +16,7 @@ import socket
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from wgsig.endpoint import endpoint_text
 from wgsig.ratelimit import ReplayCache
@@ -42,7 +42,6 @@ class Hooks:
     reloading: Callable[[], None] = lambda: None
     watchdog: Callable[[], None] = lambda: None
     watchdog_interval: float | None = None
-    extra: dict[str, object] = field(default_factory=dict)
 
 
 class _Chores:

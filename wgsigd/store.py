@@ -34,7 +34,6 @@ class StateStore:
         self._writer: threading.Thread | None = None
         self._pending: Snapshot | None = None
         self._lock = threading.Lock()
-        self.saves = 0
 
     def load(self) -> dict[int, list[bytes]]:
         """The saved tables; a corrupt file is kept aside and the server starts empty."""
@@ -106,4 +105,3 @@ class StateStore:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
-        self.saves += 1
