@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from wgsig.client import GroupCredentials, build_request
 from wgsig.envelope import HEADER_SIZE
 from wgsig.label import encode_label
-from wgsig.ratelimit import AnswerLimiter, ReplayCache
+from wgsig.ratelimit import AnswerLimiter, Limits, ReplayCache
 from wgsig.server import GroupConfig, Server
 from wgsig.wire import REQUEST_SIZE
 
@@ -45,10 +45,7 @@ def make_server() -> Server:
         GroupConfig(ENCRYPTED, (SECRET,), encrypt=True, max_records=40),
         GroupConfig(0, (OLD_SECRET,), max_records=10),
     ]
-    server = Server(groups, random_bytes=os.urandom)
-    server.answer_limiter = AnswerLimiter(1e9, 10**9)
-    server.replay_cache = ReplayCache(30)
-    server.max_answer_bytes = 1200
+    server = Server(groups, random_bytes=os.urandom, limits=Limits(AnswerLimiter(1e9, 10**9), 1200, ReplayCache(30)))
     for i in range(1, 30):
         creds = GroupCredentials(PLAIN, SECRET)
         server.receive_datagram(build_request(creds, bytes([i]) * 32, encode_label(NOW, i), 0, os.urandom),

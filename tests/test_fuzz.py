@@ -19,7 +19,7 @@ from wgsig.client import AnswerCollector, GroupCredentials, build_request
 from wgsig.envelope import HEADER_SIZE
 from wgsig.events import Answered, Rejected
 from wgsig.label import encode_label
-from wgsig.ratelimit import AnswerLimiter, ReplayCache
+from wgsig.ratelimit import AnswerLimiter, Limits, ReplayCache
 from wgsig.server import GroupConfig, Server
 from wgsig.wire import REQUEST_SIZE
 
@@ -34,10 +34,7 @@ def make_server() -> Server:
         GroupConfig(PLAIN, (SECRET, OLD_SECRET), max_records=30),
         GroupConfig(ENCRYPTED, (SECRET,), encrypt=True, max_records=30),
     ]
-    server = Server(groups, random_bytes=os.urandom)
-    server.answer_limiter = AnswerLimiter(1000, 1000)
-    server.replay_cache = ReplayCache(30)
-    server.max_answer_bytes = 1200
+    server = Server(groups, random_bytes=os.urandom, limits=Limits(AnswerLimiter(1000, 1000), 1200, ReplayCache(30)))
     for i in range(1, 25):  # some records, so answers span datagrams
         server.receive_datagram(valid(PLAIN, bytes([i]) * 32, 0, 0, seed=i), (f"10.0.0.{i}", 1000 + i), NOW)
     return server

@@ -20,7 +20,7 @@ from tests.procs import Wgsigd, free_udp_port, query, write_secret
 from wgsig.client import Accepted, AnswerCollector, GroupCredentials, Ignored, build_request
 from wgsig.events import Answered, Change, Reason, Rejected
 from wgsig.label import encode_label, label_from_ns
-from wgsig.ratelimit import AnswerLimiter, ReplayCache, capped_datagrams
+from wgsig.ratelimit import NO_LIMITS, AnswerLimiter, Limits, ReplayCache, capped_datagrams
 from wgsig.server import GroupConfig, Server
 from wgsig.statefile import decode_state, encode_state
 from wgsig.wire import REQUEST_SIZE, RESPONSE_SIZE, encode_endpoint
@@ -38,15 +38,13 @@ def request(peer: int, clflg: int, now: float = NOW, secret: bytes = SECRET, gro
     return build_request(creds, bytes([peer]) * 32, encode_label(int(now), ns), clflg, os.urandom)
 
 
-def server_with(records: int, **limits: object) -> Server:
+def server_with(records: int, limits: Limits = NO_LIMITS) -> Server:
     """A plain group 0 holding ``records`` peers (IDs 1..records)."""
-    server = Server([GroupConfig(0, (SECRET,), max_records=1000)])
+    server = Server([GroupConfig(0, (SECRET,), max_records=1000)], limits=limits)
     table = server.groups[0]
     for i in range(1, records + 1):
         table.upsert(bytes([i % 256, i // 256]) * 16, encode_endpoint(bytes([10, 0, 0, 1]), 1000 + i),
                      encode_label(int(NOW) - 5, i))
-    for name, value in limits.items():
-        setattr(server, name, value)
     return server
 
 
@@ -107,6 +105,18 @@ def test_replay_cache_full_says_so() -> None:
     assert cache.check(b"a", 1.0) is False
 
 
+def test_limits_replace_on_configure_the_replay_cache_follows_the_window() -> None:
+    cache = ReplayCache(window=5)
+    group = GroupConfig(0, (SECRET,))
+    server = Server([group], window=30, limits=Limits(replay_cache=cache))
+    assert cache.lifetime == 61  # the server's window, not the one the cache was made with
+    server.configure([group], Limits(max_answer_bytes=600, replay_cache=cache), window=10)
+    assert (server.window, server.limits.max_answer_bytes, cache.lifetime) == (10, 600, 21)
+    with pytest.raises(ValueError, match="configured twice"):
+        server.configure([group, group], NO_LIMITS, window=99)
+    assert (server.window, server.limits.replay_cache, cache.lifetime) == (10, cache, 21)  # refused: all kept
+
+
 def test_capped_datagrams() -> None:
     assert capped_datagrams(5, 540, 1200) == 2
     assert capped_datagrams(1, 540, 600) == 1
@@ -120,7 +130,7 @@ def test_capped_datagrams() -> None:
 @pytest.mark.parametrize("clflg", [3, 1])
 def test_label_less_request_is_answered_whole_once_then_capped(clflg: int) -> None:
     """CLFLG 3, and CLFLG 1 from an unknown peer, store no label: replays get only the byte cap."""
-    server = server_with(25, max_answer_bytes=600, replay_cache=ReplayCache(30))
+    server = server_with(25, Limits(max_answer_bytes=600, replay_cache=ReplayCache(30)))
     datagram = request(200, clflg)
     answer, event = server.receive_datagram(datagram, SOURCE, NOW)
     assert len(answer) == 3 and isinstance(event, Answered) and event.change is Change.UNCHANGED
@@ -131,7 +141,7 @@ def test_label_less_request_is_answered_whole_once_then_capped(clflg: int) -> No
 
 
 def test_replays_of_table_changing_requests_are_rejected() -> None:
-    server = server_with(0, replay_cache=ReplayCache(30))
+    server = server_with(0, Limits(replay_cache=ReplayCache(30)))
     for clflg in (0, 1, 2):
         datagram = request(7, clflg, ns=clflg + 1)
         assert server.receive_datagram(datagram, SOURCE, NOW)[0]
@@ -141,7 +151,7 @@ def test_replays_of_table_changing_requests_are_rejected() -> None:
 
 def test_byte_cap_applies_to_label_less_answers_only() -> None:
     """Without a replay cache (or with a full one), label-less answers are capped; a registration gets all."""
-    server = server_with(45, max_answer_bytes=1200)
+    server = server_with(45, Limits(max_answer_bytes=1200))
     assert len(server.groups[0].answer(0, SECRET)) == 5
     peek, _ = server.receive_datagram(request(250, 3), SOURCE, NOW)
     assert len(peek) == 2 and sum(map(len, peek)) <= 1200
@@ -150,7 +160,7 @@ def test_byte_cap_applies_to_label_less_answers_only() -> None:
 
 
 def test_byte_cap_when_replay_cache_is_full() -> None:
-    server = server_with(45, max_answer_bytes=600, replay_cache=ReplayCache(30, max_entries=1))
+    server = server_with(45, Limits(max_answer_bytes=600, replay_cache=ReplayCache(30, max_entries=1)))
     first, _ = server.receive_datagram(request(250, 3, ns=1), SOURCE, NOW)
     assert len(first) == 5  # recorded in the cache: answered whole, once
     second, _ = server.receive_datagram(request(250, 3, ns=2), SOURCE, NOW)
@@ -158,8 +168,8 @@ def test_byte_cap_when_replay_cache_is_full() -> None:
 
 
 def test_encrypted_answer_cap_counts_envelope_bytes() -> None:
-    server = Server([GroupConfig(9, (SECRET,), encrypt=True, max_records=100)], random_bytes=os.urandom)
-    server.max_answer_bytes = 1111  # two encrypted datagrams need 1112
+    server = Server([GroupConfig(9, (SECRET,), encrypt=True, max_records=100)], random_bytes=os.urandom,
+                    limits=Limits(max_answer_bytes=1111))  # two encrypted datagrams need 1112
     table = server.groups[9]
     for i in range(1, 31):
         table.upsert(bytes([i]) * 32, encode_endpoint(b"\x0a\x00\x00\x01", i), encode_label(int(NOW), i))
@@ -170,7 +180,7 @@ def test_encrypted_answer_cap_counts_envelope_bytes() -> None:
 
 
 def test_rate_limited_request_changes_nothing() -> None:
-    server = server_with(0, answer_limiter=AnswerLimiter(rate=1, burst=2))
+    server = server_with(0, Limits(answer_limiter=AnswerLimiter(rate=1, burst=2)))
     assert server.receive_datagram(request(1, 0), SOURCE, NOW)[0]
     assert server.receive_datagram(request(2, 0), SOURCE, NOW)[0]
     answer, event = server.receive_datagram(request(3, 0), SOURCE, NOW)
@@ -181,7 +191,7 @@ def test_rate_limited_request_changes_nothing() -> None:
 
 def test_garbage_never_reaches_the_limiter() -> None:
     limiter = AnswerLimiter(rate=1, burst=1)
-    server = server_with(1, answer_limiter=limiter)
+    server = server_with(1, Limits(answer_limiter=limiter))
     good = request(1, 3)
     for i in range(2000):
         bad = bytearray(good)

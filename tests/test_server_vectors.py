@@ -24,13 +24,10 @@ C_CAPACITY = 10  # the C server keeps ten records
 
 def make_server(encrypt: bool, group_ids: tuple[int, ...] = (0,), limits: bool = False) -> Server:
     groups = [GroupConfig(g, (SECRET,), encrypt=encrypt, max_records=C_CAPACITY) for g in group_ids]
-    server = Server(groups, random_bytes=os.urandom)
-    if limits:  # the anti-amplification limits wgsigd applies by default
-        defaults = DaemonConfig()
-        server.answer_limiter = defaults.answer_limiter()
-        server.max_answer_bytes = defaults.max_answer_bytes
-        server.replay_cache = ReplayCache(defaults.window)
-    return server
+    if not limits:
+        return Server(groups, random_bytes=os.urandom)
+    defaults = DaemonConfig()  # the anti-amplification limits wgsigd applies by default
+    return Server(groups, defaults.window, os.urandom, defaults.limits(ReplayCache(defaults.window)))
 
 
 def clear_answer(datagrams: list[bytes], encrypt: bool) -> list[bytes]:

@@ -20,7 +20,8 @@ amplification vector.  Three defences:
   source IP address, whatever the request.  This bounds what a spoofed victim
   receives, even from a group member who holds the secret.
 
-Everything is sans-IO: the caller passes the source and the time.  Each
+``Limits`` holds the three as the server takes them, at construction and on
+reload.  Everything is sans-IO: the caller passes the source and the time.  Each
 datagram costs O(1): a dictionary lookup and update, and dropping at most a
 couple of stale entries from the front of an ordered dictionary.
 """
@@ -28,6 +29,7 @@ couple of stale entries from the front of an ordered dictionary.
 from __future__ import annotations
 
 from collections import OrderedDict
+from dataclasses import dataclass
 
 DEFAULT_ANSWER_RATE = 10.0  # answers per second per source address
 DEFAULT_ANSWER_BURST = 40  # answers at once per source address (peers behind one NAT, retries)
@@ -101,9 +103,14 @@ class ReplayCache:
     """
 
     def __init__(self, window: int, max_entries: int = DEFAULT_REPLAY_ENTRIES) -> None:
-        self.lifetime = 2 * window + 1
+        self.lifetime = 0
+        self.set_window(window)
         self.max_entries = max_entries
         self._expiry: OrderedDict[bytes, float] = OrderedDict()
+
+    def set_window(self, window: int) -> None:
+        """Keep new entries as long as a request may be replayed with this window."""
+        self.lifetime = 2 * window + 1
 
     def __len__(self) -> int:
         return len(self._expiry)
@@ -124,3 +131,20 @@ class ReplayCache:
             return None
         entries[tag] = now + self.lifetime
         return True
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """The server's anti-amplification limits; None leaves one off (the default: unlimited).
+
+    Passed to ``Server(...)`` and to ``Server.configure(...)`` on reload.  The replay cache keeps
+    what it saw across a reload when the same one is passed again; the server sets its lifetime
+    from the window it checks labels against.
+    """
+
+    answer_limiter: AnswerLimiter | None = None
+    max_answer_bytes: int | None = None  # per answer to a request that stores no label
+    replay_cache: ReplayCache | None = None
+
+
+NO_LIMITS = Limits()

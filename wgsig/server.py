@@ -17,7 +17,7 @@ from wgsig.endpoint import IPV4_MAPPED, Endpoint, unmapped
 from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, Envelope, envelope_key, scrambled_group
 from wgsig.events import Answered, Change, Event, Reason, Rejected
 from wgsig.label import label_seconds
-from wgsig.ratelimit import AnswerLimiter, ReplayCache, capped_datagrams
+from wgsig.ratelimit import NO_LIMITS, Limits, capped_datagrams
 from wgsig.signer import Signer
 from wgsig.table import GroupTable
 from wgsig.wire import (
@@ -103,6 +103,7 @@ class Server:
         groups: Iterable[GroupConfig],
         window: int = DEFAULT_WINDOW,
         random_bytes: Callable[[int], bytes] | None = None,
+        limits: Limits = NO_LIMITS,
     ) -> None:
         self.window = window
         self._random_bytes = random_bytes
@@ -111,14 +112,15 @@ class Server:
         self.answered = 0
         self.rejected = 0
         self.dirty = False  # a table changed since the last snapshot
-        # Anti-amplification limits (wgsig/ratelimit.py); None = unlimited.
-        self.answer_limiter: AnswerLimiter | None = None
-        self.max_answer_bytes: int | None = None
-        self.replay_cache: ReplayCache | None = None
-        self.configure(groups)
+        self.limits = limits
+        self.configure(groups, limits)
 
-    def configure(self, groups: Iterable[GroupConfig]) -> None:
-        """Apply a new group configuration, keeping the records of kept groups."""
+    def configure(self, groups: Iterable[GroupConfig], limits: Limits | None = None, window: int | None = None) -> None:
+        """Apply a new group configuration, keeping the records of kept groups.
+
+        ``limits`` and ``window``, if given, replace the current ones; nothing changes if the
+        groups are refused (ValueError).
+        """
         new: dict[int, _Group] = {}
         for config in groups:
             if config.group_id in new:
@@ -138,6 +140,16 @@ class Server:
             new[config.group_id] = group
         self._groups = new
         self.dirty = True
+        if window is not None:
+            self.window = window
+        if limits is not None:
+            self.limits = limits
+        # Unpacked for the per-request path: one attribute read each.
+        self._answer_limiter = self.limits.answer_limiter
+        self._max_answer_bytes = self.limits.max_answer_bytes
+        self._replay_cache = self.limits.replay_cache
+        if self._replay_cache is not None:
+            self._replay_cache.set_window(self.window)
 
     @property
     def groups(self) -> Mapping[int, GroupTable]:
@@ -269,10 +281,10 @@ class Server:
             # Stores no label, so it stays valid for the whole window: the protocol answers its
             # replays too (C vector clflg3_no_update), but only the first sight gets the whole
             # answer; replays, and requests a full cache cannot track, get at most the byte cap.
-            cache = self.replay_cache
+            cache = self._replay_cache
             first = None if cache is None else cache.check(clear[REQUEST_TAG], now)
-            capped = first is not True and self.max_answer_bytes is not None
-        if self.answer_limiter is not None and not self.answer_limiter.allow(source[0], now):
+            capped = first is not True and self._max_answer_bytes is not None
+        if self._answer_limiter is not None and not self._answer_limiter.allow(source[0], now):
             return self._reject(Reason.RATE_LIMITED, source, group_id, peer_id)
 
         xa = clear[CLFLG_HIGH] & x1.XA_BYTE
@@ -325,7 +337,7 @@ class Server:
             extension = ""
         if capped and len(answer) > 1:
             size = len(answer[0]) + (HEADER_SIZE if group.encrypt else 0)  # no blocks: 540 bytes
-            answer = answer[: capped_datagrams(len(answer), size, self.max_answer_bytes)]  # type: ignore[arg-type]
+            answer = answer[: capped_datagrams(len(answer), size, self._max_answer_bytes)]  # type: ignore[arg-type]
         if envelope is not None:
             answer = self._seal(answer, group_id, envelope)
         self.answered += 1

@@ -21,6 +21,8 @@ from wgsig.ratelimit import (
     DEFAULT_MAX_ANSWER_BYTES,
     MIN_ANSWER_BYTES,
     AnswerLimiter,
+    Limits,
+    ReplayCache,
 )
 from wgsig.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.server import DEFAULT_MAX_RECORDS, DEFAULT_WINDOW, GroupConfig
@@ -58,6 +60,10 @@ class DaemonConfig:
 
     def answer_limiter(self) -> AnswerLimiter | None:
         return AnswerLimiter(self.answer_rate, self.answer_burst) if self.answer_rate else None
+
+    def limits(self, replay_cache: ReplayCache) -> Limits:
+        """The server's anti-amplification limits as configured (``replay_cache``: kept across reloads)."""
+        return Limits(self.answer_limiter(), self.max_answer_bytes, replay_cache)
 
     def load_groups(self) -> list[GroupConfig]:
         """Read the secrets and build the groups (at start and on reload)."""

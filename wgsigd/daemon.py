@@ -67,8 +67,9 @@ class Daemon:
         self.sock = sock
         self.hooks = hooks or Hooks()
         self._reload_config = reload_config
-        self.server = Server(config.load_groups(), window=config.window, random_bytes=os.urandom)
-        self._apply_limits(config)
+        self._replay_cache = ReplayCache(config.window)  # kept across reloads
+        limits = config.limits(self._replay_cache)
+        self.server = Server(config.load_groups(), window=config.window, random_bytes=os.urandom, limits=limits)
         self.store = StateStore(config.state_directory) if config.state_directory else None
         self.events = EventLog()
         self._stop = False
@@ -203,22 +204,12 @@ class Daemon:
         self.hooks.reloading()
         try:
             config = self._reload_config()
-            self.server.configure(config.load_groups())
+            self.server.configure(config.load_groups(), config.limits(self._replay_cache), config.window)
         except (ConfigError, ValueError) as error:
             log.error("reload failed, keeping the previous configuration: %s", error)
         else:
-            self.server.window = config.window
-            self._apply_limits(config)
             log.info("configuration reloaded: %s", self.status_line())
         self.hooks.ready(self.status_line())
-
-    def _apply_limits(self, config: DaemonConfig) -> None:
-        # Anti-amplification (wgsig/ratelimit.py); the replay cache survives reloads.
-        self.server.answer_limiter = config.answer_limiter()
-        self.server.max_answer_bytes = config.max_answer_bytes
-        if self.server.replay_cache is None:
-            self.server.replay_cache = ReplayCache(config.window)
-        self.server.replay_cache.lifetime = 2 * config.window + 1
 
     def _save_async(self) -> None:
         if self.store is not None:
