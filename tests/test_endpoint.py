@@ -5,10 +5,11 @@ Pure tests of pure functions.
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from wgsig.endpoint import endpoint_text, parse_endpoint, split_host_port, unmapped
+from wgsig.endpoint import check_port, endpoint_text, parse_endpoint, parse_port, split_host_port, unmapped
 
 
 def test_ipv4_and_ipv6_text() -> None:
@@ -44,3 +45,13 @@ def test_split_host_port() -> None:
     assert split_host_port("[2001:db8::1", 1223) == ("", "")
     assert split_host_port("[2001:db8::1]x", 1223) == ("", "")
     assert split_host_port("192.0.2.1", None) == ("192.0.2.1", "")
+
+
+def test_ports_are_1_to_65535_and_errors_name_the_port() -> None:
+    assert parse_port("1223") == 1223 and check_port(65535) == 65535
+    with pytest.raises(ValueError, match=r"^LOCAL_PORT 'x' is not a number$"):
+        parse_port("x", "LOCAL_PORT")
+    with pytest.raises(ValueError, match=r"^port 0 is out of range 1-65535$"):
+        parse_port("0")
+    with pytest.raises(ValueError, match=r"^port 65536 is out of range 1-65535$"):
+        check_port(65536)

@@ -1,10 +1,22 @@
-"""Reading a TOML configuration file, with one clear line per failure."""
+"""Reading a TOML configuration file, with one clear line per failure.
+
+The one home of what both programs' configuration files share: reading the file
+(``read_toml``), what a valid value of each TOML type is (``is_kind``, ``is_number``,
+``in_range``, ``is_strings``, ``unknown_key``), and where systemd puts the state directory
+(``systemd_state_directory``).  Each program phrases its own messages around these checks
+(``wgsigd/config.py``, ``wgsigc/config.py``): their wording is part of each program's interface.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 import tomllib
-from typing import Any
+from collections.abc import Collection, Mapping
+from pathlib import Path
+from typing import Any, TypeGuard, TypeVar, overload
+
+_T = TypeVar("_T")
 
 
 class ConfigError(Exception):
@@ -23,3 +35,47 @@ def read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} is a directory, expected a TOML file") from None
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+def is_kind(value: Any, kind: type[_T]) -> TypeGuard[_T]:
+    """``value`` is of ``kind``; a boolean is not an integer (Python counts True as 1)."""
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def is_number(value: Any, integer: bool = False) -> TypeGuard[float]:
+    """An integer, or unless ``integer`` a float too; never a boolean."""
+    return is_kind(value, int) or (not integer and is_kind(value, float))
+
+
+def in_range(value: float, low: float, high: float | None = None) -> bool:
+    """``low <= value <= high`` (no upper bound for None), and finite: TOML has nan and inf."""
+    return math.isfinite(value) and value >= low and (high is None or value <= high)
+
+
+def is_strings(value: Any) -> TypeGuard[list[str]]:
+    """A TOML array of strings."""
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
+
+
+def unknown_key(table: Mapping[str, Any], known: Collection[str]) -> str | None:
+    """The first key of ``table`` (in sorted order) that is not ``known``, if any."""
+    unknown = sorted(set(table) - set(known))
+    return unknown[0] if unknown else None
+
+
+@overload
+def systemd_state_directory(default: str) -> Path:
+    pass
+
+
+@overload
+def systemd_state_directory(default: None) -> Path | None:
+    pass
+
+
+def systemd_state_directory(default: str | None) -> Path | None:
+    """systemd's StateDirectory= (the first entry of ``$STATE_DIRECTORY``), else ``default``."""
+    value = os.environ.get("STATE_DIRECTORY")
+    if value:
+        return Path(value.split(":")[0])
+    return Path(default) if default is not None else None

@@ -60,6 +60,22 @@ def parse_endpoint(text: Any) -> Endpoint | None:
     return (host, number) if 0 <= number < 65536 else None
 
 
+def parse_port(text: str, name: str = "port") -> int:
+    """A UDP port from its text; ValueError naming it as ``name`` otherwise."""
+    try:
+        port = int(text)
+    except ValueError:
+        raise ValueError(f"{name} {text!r} is not a number") from None
+    return check_port(port, name)
+
+
+def check_port(port: int, name: str = "port") -> int:
+    """``port`` if it is a UDP port one can send to (1-65535); ValueError naming it otherwise."""
+    if not 1 <= port <= 65535:
+        raise ValueError(f"{name} {port} is out of range 1-65535")
+    return port
+
+
 def split_host_port(text: str, default_port: int | None) -> tuple[str, str]:
     """"host:port", "[v6]:port", "host" (default port); the port as text, checked by the caller.
 

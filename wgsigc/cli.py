@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from wgsig.client import GroupCredentials
+from wgsig.endpoint import parse_port
 from wgsig.keys import parse_public_key
 from wgsig.secretfile import SecretFileError, load_secret
 from wgsigc.exitcodes import EXIT_USAGE, WgsigcError
@@ -62,12 +63,9 @@ def print_options(args: argparse.Namespace) -> PrintOptions:
 
 def _port(text: str, name: str) -> int:
     try:
-        port = int(text)
-    except ValueError:
-        raise UsageError(f"{name} {text!r} is not a number") from None
-    if not 1 <= port <= 65535:
-        raise UsageError(f"{name} {port} is out of range 1-65535")
-    return port
+        return parse_port(text, name)
+    except ValueError as error:
+        raise UsageError(str(error)) from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -3,14 +3,13 @@
 One ``[interface.NAME]`` table per WireGuard interface.  Every mistake is
 reported as one line naming the file, the key and what is expected.  Secrets
 are read when an interface is handled, not here, so a bad secret file spoils
-only its own interface.
+only its own interface.  What a valid value is (and systemd's state directory)
+is the core's ``wgsig/configfile.py``; the wording here is wgsigc's.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import math
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,8 +17,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wgsig.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
-from wgsig.configfile import read_toml
-from wgsig.endpoint import split_host_port
+from wgsig.configfile import in_range, is_kind, is_number, is_strings, read_toml, systemd_state_directory, unknown_key
+from wgsig.endpoint import check_port, parse_port, split_host_port
 from wgsig.keys import parse_public_key
 
 DEFAULT_SERVER_PORT = 1223
@@ -83,7 +82,7 @@ class ClientConfig:
 
 def default_state_directory() -> Path:
     """systemd's StateDirectory= (``$STATE_DIRECTORY``), else /var/lib/wgsig."""
-    return Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIRECTORY).split(":")[0])
+    return systemd_state_directory(DEFAULT_STATE_DIRECTORY)
 
 
 def state_file_for(interface: InterfaceConfig, directory: Path | None = None) -> Path:
@@ -98,11 +97,9 @@ def parse_server(text: str) -> ServerAddress:
     if not host or " " in host or (":" in host and not _is_ipv6(host)):
         raise ValueError(f"{text!r} is not host:port (IPv4 address, [IPv6 address] or DNS name)")
     try:
-        port = int(port_text)
-    except ValueError:
-        raise ValueError(f"{text!r}: port {port_text!r} is not a number") from None
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{text!r}: port {port} is out of range 1-65535")
+        port = parse_port(port_text)
+    except ValueError as error:
+        raise ValueError(f"{text!r}: {error}") from None
     return ServerAddress(host, port)
 
 
@@ -123,8 +120,10 @@ def parse_endpoint_text(text: str) -> tuple[str, int]:
         raise ValueError(
             f"{text!r} is not an IP address and port (\"198.51.100.7:51820\", \"[2001:db8::7]:51820\")"
         ) from None
-    if not 1 <= port <= 65535:
-        raise ValueError(f"{text!r}: port {port} is out of range 1-65535")
+    try:
+        check_port(port)
+    except ValueError as error:
+        raise ValueError(f"{text!r}: {error}") from None
     return str(address), port
 
 
@@ -133,12 +132,12 @@ def load_config(path: str) -> ClientConfig:
 
 
 def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
-    unknown = set(data) - {"interface", "state_directory"}
-    if unknown:
-        raise ConfigError(f"{source}: unknown key {sorted(unknown)[0]!r} (expected [interface.NAME] tables)")
+    unknown = unknown_key(data, {"interface", "state_directory"})
+    if unknown is not None:
+        raise ConfigError(f"{source}: unknown key {unknown!r} (expected [interface.NAME] tables)")
     state_directory = None
     if "state_directory" in data:
-        state_directory = Path(_typed(data, "state_directory", str, source))
+        state_directory = Path(_typed(data, "state_directory", source, str))
     tables = data.get("interface")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{source}: no [interface.NAME] table: configure at least one WireGuard interface")
@@ -150,7 +149,7 @@ def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: must be a table")
         interfaces.append(_interface(name, table, where, state_directory))
-    return ClientConfig(tuple(interfaces), source)
+    return ClientConfig(interfaces=tuple(interfaces), source=source)
 
 
 _INTERFACE_KEYS = {
@@ -161,13 +160,13 @@ _INTERFACE_KEYS = {
 
 
 def _interface(name: str, table: dict[str, Any], where: str, state_directory: Path | None) -> InterfaceConfig:
-    unknown = set(table) - _INTERFACE_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    unknown = unknown_key(table, _INTERFACE_KEYS)
+    if unknown is not None:
+        raise ConfigError(f"{where}: unknown key {unknown!r}")
     raw_servers = table.get("servers")
     if isinstance(raw_servers, str):
         raw_servers = [raw_servers]
-    if not isinstance(raw_servers, list) or not raw_servers or not all(isinstance(s, str) for s in raw_servers):
+    if not is_strings(raw_servers) or not raw_servers:
         raise ConfigError(f'{where}: servers must be a list of "host:port" strings, at least one')
     try:
         servers = tuple(parse_server(s) for s in raw_servers)
@@ -175,34 +174,35 @@ def _interface(name: str, table: dict[str, Any], where: str, state_directory: Pa
         raise ConfigError(f"{where}: servers: {error}") from None
     if "secret_file" not in table:
         raise ConfigError(f"{where}: secret_file is missing (the group's 32-byte secret, 'wgsigd genkey FILE')")
-    secret_file = _typed(table, "secret_file", str, where)
-    group = _integer(table, "group", 0, 0, (1 << 32) - 1, where)
-    encrypt = _typed(table, "encrypt", bool, where) if "encrypt" in table else False
+    secret_file = _typed(table, "secret_file", where, str)
+    group = _integer(table, "group", where, 0, (1 << 32) - 1, 0)
+    encrypt = _typed(table, "encrypt", where, bool) if "encrypt" in table else False
     max_age: float | None = DEFAULT_MAX_AGE
     if "max_age" in table:
-        max_age = _number(table, "max_age", 1, where)
-    keepalive = _integer(table, "keepalive", DEFAULT_KEEPALIVE, 1, 65535, where)
-    threshold = _number(table, "handshake_threshold", 0, where, DEFAULT_HANDSHAKE_THRESHOLD)
-    handshake_timeout = _number(table, "handshake_timeout", 1, where, DEFAULT_HANDSHAKE_TIMEOUT)
-    attempts = _integer(table, "attempts", 3, 1, 100, where)
-    timeout = _number(table, "timeout", 0.01, where, 1.0)
+        max_age = _number(table, "max_age", where, 1)
+    keepalive = _integer(table, "keepalive", where, 1, 65535, DEFAULT_KEEPALIVE)
+    threshold = _number(table, "handshake_threshold", where, 0, DEFAULT_HANDSHAKE_THRESHOLD)
+    handshake_timeout = _number(table, "handshake_timeout", where, 1, DEFAULT_HANDSHAKE_TIMEOUT)
+    attempts = _integer(table, "attempts", where, 1, 100, 3)
+    timeout = _number(table, "timeout", where, 0.01, 1.0)
     extra = _extra_peers(table.get("peer", []), where)
     state_file = None
     if "state_file" in table:
-        state_file = Path(_typed(table, "state_file", str, where))
+        state_file = Path(_typed(table, "state_file", where, str))
     elif state_directory is not None:
         state_file = state_directory / f"wgsigc-{name}.json"
-    candidates = _typed(table, "candidates", bool, where) if "candidates" in table else True
-    ipv6 = _typed(table, "ipv6", bool, where) if "ipv6" in table else True
+    candidates = _typed(table, "candidates", where, bool) if "candidates" in table else True
+    ipv6 = _typed(table, "ipv6", where, bool) if "ipv6" in table else True
     exclude = tuple(_strings(table, "exclude_candidates", where, _network, '["172.16.0.0/12"]'))
     advertise = tuple(_strings(table, "advertise", where, parse_endpoint_text, '["198.51.100.7:51820"]'))
-    converge = _number(table, "converge_seconds", 0, where, DEFAULT_CONVERGE)
+    converge = _number(table, "converge_seconds", where, 0, DEFAULT_CONVERGE)
     if converge > 50:
         raise ConfigError(f"{where}: converge_seconds must be at most 50 (wgsigc.service stops a run after 60 s)")
     return InterfaceConfig(
-        name, servers, secret_file, group, encrypt, max_age, keepalive, threshold, handshake_timeout,
-        attempts, timeout, extra, state_file, candidates=candidates, exclude_candidates=exclude,
-        advertise=advertise, ipv6=ipv6, converge_seconds=converge,
+        name=name, servers=servers, secret_file=secret_file, group=group, encrypt=encrypt, max_age=max_age,
+        keepalive=keepalive, handshake_threshold=threshold, handshake_timeout=handshake_timeout,
+        attempts=attempts, timeout=timeout, extra_peers=extra, state_file=state_file, candidates=candidates,
+        exclude_candidates=exclude, advertise=advertise, ipv6=ipv6, converge_seconds=converge,
     )
 
 
@@ -212,7 +212,7 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 def _strings(table: dict[str, Any], key: str, where: str, parse: Callable[[str], _T], example: str) -> list[_T]:
     raw = table.get(key, [])
-    if not isinstance(raw, list) or not all(isinstance(i, str) for i in raw):
+    if not is_strings(raw):
         raise ConfigError(f"{where}: {key} must be a list of strings, e.g. {example}")
     try:
         return [parse(i) for i in raw]
@@ -232,7 +232,7 @@ def _extra_peers(raw: Any, where: str) -> dict[bytes, tuple[str, ...]]:
         if key is None:
             raise ConfigError(f"{here}: public_key is not a base64 WireGuard public key (44 characters)")
         ips = entry["allowed_ips"]
-        if not isinstance(ips, list) or not all(isinstance(i, str) for i in ips):
+        if not is_strings(ips):
             raise ConfigError(f'{here}: allowed_ips must be a list of CIDR strings, e.g. ["10.0.0.2/32"]')
         try:
             peers[key] = tuple(str(ipaddress.ip_network(i, strict=True)) for i in ips)
@@ -241,29 +241,28 @@ def _extra_peers(raw: Any, where: str) -> dict[bytes, tuple[str, ...]]:
     return peers
 
 
-def _typed(table: dict[str, Any], key: str, kind: type, where: str) -> Any:
+def _typed(table: dict[str, Any], key: str, where: str, kind: type) -> Any:
     value = table[key]
-    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+    if not is_kind(value, kind):
         raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {value!r}")
     return value
 
 
-def _integer(table: dict[str, Any], key: str, default: int, low: int, high: int, where: str) -> int:
+def _integer(table: dict[str, Any], key: str, where: str, low: int, high: int, default: int) -> int:
     if key not in table:
         return default
     value = table[key]
-    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+    if not is_kind(value, int) or not in_range(value, low, high):
         raise ConfigError(f"{where}: {key} must be an integer from {low} to {high}, not {value!r}")
     return value
 
 
-def _number(table: dict[str, Any], key: str, low: float, where: str, default: float | None = None) -> float:
+def _number(table: dict[str, Any], key: str, where: str, low: float, default: float | None = None) -> float:
     if key not in table:
         if default is None:
             raise ConfigError(f"{where}: {key} is missing")
         return default
     value = table[key]
-    # TOML also has nan and inf.
-    if not isinstance(value, int | float) or isinstance(value, bool) or not low <= value < math.inf:
+    if not is_number(value) or not in_range(value, low):
         raise ConfigError(f"{where}: {key} must be a number of seconds, at least {low}, not {value!r}")
     return float(value)

@@ -12,6 +12,7 @@ import logging
 import socket
 import sys
 
+from wgsig.endpoint import check_port
 from wgsig.secretfile import SecretFileError, create_secret
 from wgsigd.config import DEFAULT_PORT, ConfigError, DaemonConfig, from_command_line, load_config
 
@@ -44,8 +45,10 @@ def build_config(args: argparse.Namespace) -> DaemonConfig:
     if not args.secret_file:
         raise ConfigError("give SECRET_FILE [PORT], or --config FILE (see wgsigd --help)")
     port = DEFAULT_PORT if args.port is None else args.port
-    if not 1 <= port <= 65535:
-        raise ConfigError(f"port {port} is out of range 1-65535")
+    try:
+        check_port(port)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
     return from_command_line(args.secret_file, port, args.encrypt, args.state_dir)
 
 

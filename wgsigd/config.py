@@ -1,19 +1,18 @@
 """wgsigd's configuration: the C-compatible command line or a TOML file.
 
 Every mistake in a configuration file is reported with the file, the key and
-what is expected, as one line.
+what is expected, as one line.  What a valid value is (and systemd's state
+directory) is the core's ``wgsig/configfile.py``; the wording here is wgsigd's.
 """
 
 from __future__ import annotations
 
-import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wgsig.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
-from wgsig.configfile import read_toml
+from wgsig.configfile import in_range, is_kind, is_number, is_strings, read_toml, systemd_state_directory, unknown_key
 from wgsig.keys import parse_public_key
 from wgsig.ratelimit import (
     DEFAULT_ANSWER_BURST,
@@ -73,24 +72,22 @@ class DaemonConfig:
                 secrets = tuple(load_secret(resolve_secret_path(path)) for path in g.secret_files)
             except SecretFileError as error:
                 raise ConfigError(f"group {g.name!r}: {error}") from None
-            groups.append(GroupConfig(g.group_id, secrets, g.encrypt, g.allowed_keys, g.max_records, g.max_age))
+            groups.append(GroupConfig(
+                group_id=g.group_id, secrets=secrets, encrypt=g.encrypt, allowed_keys=g.allowed_keys,
+                max_records=g.max_records, max_age=g.max_age,
+            ))
         return groups
 
 
 def default_state_directory() -> Path:
-    return Path(os.environ.get("STATE_DIRECTORY", DEFAULT_STATE_DIRECTORY).split(":")[0])
+    return systemd_state_directory(DEFAULT_STATE_DIRECTORY)
 
 
 def from_command_line(secret_file: str, port: int, encrypt: bool, state_directory: str | None) -> DaemonConfig:
     """The C server's form: one group 0, ``0.0.0.0:PORT``."""
-    state = Path(state_directory) if state_directory else _env_state_directory()
-    group = GroupSource("0", 0, (secret_file,), encrypt)
+    state = Path(state_directory) if state_directory else systemd_state_directory(None)
+    group = GroupSource(name="0", group_id=0, secret_files=(secret_file,), encrypt=encrypt)
     return DaemonConfig(port=port, state_directory=state, groups=(group,))
-
-
-def _env_state_directory() -> Path | None:
-    value = os.environ.get("STATE_DIRECTORY")
-    return Path(value.split(":")[0]) if value else None
 
 
 _TOP_KEYS = {
@@ -141,10 +138,10 @@ def _parse_group(name: str, table: Any, where: str) -> GroupSource:
     if "secret_file" not in table:
         raise ConfigError(f"{where}: missing 'secret_file' (path of the 32-byte group secret)")
     previous = table.get("previous_secret_files", [])
-    if not isinstance(previous, list) or not all(isinstance(p, str) for p in previous):
+    if not is_strings(previous):
         raise ConfigError(f"{where}: 'previous_secret_files' must be a list of paths")
     encrypt = table.get("encrypt", False)
-    if not isinstance(encrypt, bool):
+    if not is_kind(encrypt, bool):
         raise ConfigError(f"{where}: 'encrypt' must be true or false")
     max_age = _number(table, "max_age", where, 0, None, 0, integer=True)
     return GroupSource(
@@ -173,14 +170,14 @@ def _allowed_keys(value: Any, where: str) -> frozenset[bytes] | None:
 
 
 def _no_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(table) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
+    unknown = unknown_key(table, known)
+    if unknown is not None:
+        raise ConfigError(f"{where}: unknown key {unknown!r} (known: {', '.join(sorted(known))})")
 
 
 def _string(table: dict[str, Any], key: str, where: str, default: str) -> str:
     value = table.get(key, default)
-    if not isinstance(value, str) or not value:
+    if not is_kind(value, str) or not value:
         raise ConfigError(f"{where}: {key!r} must be a non-empty string")
     return value
 
@@ -196,9 +193,9 @@ def _number(
 ) -> float:
     value = table.get(key, default)
     kind = "an integer" if integer else "a number"
-    if isinstance(value, bool) or not isinstance(value, int if integer else (int, float)):
+    if not is_number(value, integer):
         raise ConfigError(f"{where}: {key!r} must be {kind}, got {value!r}")
-    if not math.isfinite(value) or value < low or (high is not None and value > high):  # TOML has nan, inf
+    if not in_range(value, low, high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ConfigError(f"{where}: {key!r} = {value} is out of range: must be {bound}")
     return float(value)

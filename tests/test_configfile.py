@@ -1,0 +1,37 @@
+"""The value checks both configuration files share (wgsig/configfile.py), and systemd's state directory.
+
+Pure tests, but for the environment variable, set with monkeypatch.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from wgsig.configfile import in_range, is_kind, is_number, is_strings, systemd_state_directory, unknown_key
+
+
+def test_a_boolean_is_no_number_and_nan_and_inf_are_out_of_any_range() -> None:
+    assert is_kind(True, bool) and not is_kind(True, int) and not is_number(True)
+    assert is_number(3, integer=True) and not is_number(3.0, integer=True) and is_number(3.0)
+    assert not is_number("3")
+    for value in (float("nan"), float("inf"), float("-inf")):
+        assert not in_range(value, 0) and not in_range(value, -1e9, 1e9)
+    assert in_range(5, 5, 5) and in_range(1e12, 0) and not in_range(4.99, 5) and not in_range(6, 0, 5)
+
+
+def test_lists_of_strings_and_unknown_keys() -> None:
+    assert is_strings([]) and is_strings(["a", "b"])
+    assert not is_strings("a") and not is_strings(["a", 1])
+    assert unknown_key({"b": 1, "zz": 2, "aa": 3}, {"b"}) == "aa"
+    assert unknown_key({"b": 1}, {"b", "c"}) is None
+
+
+def test_state_directory_is_the_first_of_systemds(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("STATE_DIRECTORY", raising=False)
+    assert systemd_state_directory("/var/lib/x") == Path("/var/lib/x")
+    assert systemd_state_directory(None) is None
+    monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/wgsig:/var/lib/other")
+    assert systemd_state_directory("/var/lib/x") == Path("/var/lib/wgsig")
+    assert systemd_state_directory(None) == Path("/var/lib/wgsig")
