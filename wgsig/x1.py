@@ -217,14 +217,7 @@ def encode_request_block(request: bytes, items: Sequence[Item], xkey: bytes) -> 
 def request_extended_size(clear: bytes) -> int | None:
     """The clear size the 82-byte request at the start of ``clear`` and its block take, read from
     the block header (4 bytes after the request); None if that header is not a request block's."""
-    if len(clear) < REQUEST_SIZE + BLOCK_HEADER_SIZE:
-        return None
-    if clear[REQUEST_SIZE + XTYPE_AT] != REQUEST_BLOCK or clear[REQUEST_SIZE + XVER_AT] != VERSION:
-        return None
-    body = _XLEN.unpack_from(clear, REQUEST_SIZE + XLEN_AT)[0]
-    if body > MAX_REQUEST_BODY:
-        return None
-    return REQUEST_SIZE + BLOCK_OVERHEAD + int(body)
+    return _extended_size(clear, REQUEST_SIZE, REQUEST_BLOCK, MAX_REQUEST_BODY)
 
 
 def open_request_block(clear: bytes, xkey: bytes) -> list[Item]:
@@ -256,14 +249,19 @@ def encode_answer_block_raw(datagram: bytes, body: bytes, xkey: bytes) -> bytes:
 
 def answer_extended_size(clear: bytes) -> int | None:
     """As ``request_extended_size``, for an answer datagram and its block."""
-    if len(clear) < RESPONSE_SIZE + BLOCK_HEADER_SIZE:
+    return _extended_size(clear, RESPONSE_SIZE, ANSWER_BLOCK, MAX_ANSWER_BODY)
+
+
+def _extended_size(clear: bytes, base: int, xtype: int, max_body: int) -> int | None:
+    """Base datagram plus block, from the block header at ``base``; None if it is not an ``xtype`` one."""
+    if len(clear) < base + BLOCK_HEADER_SIZE:
         return None
-    if clear[RESPONSE_SIZE + XTYPE_AT] != ANSWER_BLOCK or clear[RESPONSE_SIZE + XVER_AT] != VERSION:
+    if clear[base + XTYPE_AT] != xtype or clear[base + XVER_AT] != VERSION:
         return None
-    body = _XLEN.unpack_from(clear, RESPONSE_SIZE + XLEN_AT)[0]
-    if body > MAX_ANSWER_BODY:
+    body = _XLEN.unpack_from(clear, base + XLEN_AT)[0]
+    if body > max_body:
         return None
-    return RESPONSE_SIZE + BLOCK_OVERHEAD + int(body)
+    return base + BLOCK_OVERHEAD + int(body)
 
 
 def open_answer_block(clear: bytes, xkey: bytes) -> list[Entry]:
