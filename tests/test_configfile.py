@@ -1,4 +1,4 @@
-"""The value checks both configuration files share (wgsig/configfile.py), and systemd's state directory.
+"""The value checks both configuration files share (wgsig/host/configfile.py), and systemd's state directory.
 
 Pure tests, but for the environment variable, set with monkeypatch.
 """
@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from wgsig.configfile import in_range, is_kind, is_number, is_strings, systemd_state_directory, unknown_key
+from wgsig.host.configfile import in_range, is_kind, is_number, is_strings, systemd_state_directory, unknown_key
 
 
 def test_a_boolean_is_no_number_and_nan_and_inf_are_out_of_any_range() -> None:

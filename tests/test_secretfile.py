@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.procs import run_wgsigc
-from wgsig.secretfile import SecretFileError, create_secret, load_secret, resolve_secret_path
+from wgsig.host.secretfile import SecretFileError, create_secret, load_secret, resolve_secret_path
 
 
 def secret_at(path: Path, data: bytes = bytes(32), mode: int = 0o600) -> Path:

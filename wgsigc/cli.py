@@ -7,8 +7,8 @@ import sys
 
 from wgsig.client import GroupCredentials
 from wgsig.endpoint import parse_port
+from wgsig.host.secretfile import SecretFileError, load_secret
 from wgsig.keys import parse_public_key
-from wgsig.secretfile import SecretFileError, load_secret
 from wgsigc.exitcodes import EXIT_USAGE, WgsigcError
 from wgsigc.printmode import PrintOptions, run_print_mode
 

@@ -3,8 +3,9 @@
 One ``[interface.NAME]`` table per WireGuard interface.  Every mistake is
 reported as one line naming the file, the key and what is expected.  Secrets
 are read when an interface is handled, not here, so a bad secret file spoils
-only its own interface.  What a valid value is (and systemd's state directory)
-is the core's ``wgsig/configfile.py``; the wording here is wgsigc's.
+only its own interface.  What a valid value is, and systemd's state directory,
+are decided in ``wgsig/host/configfile.py``; the messages' wording is wgsigc's
+own, here.
 """
 
 from __future__ import annotations
@@ -16,9 +17,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from wgsig.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
-from wgsig.configfile import in_range, is_kind, is_number, is_strings, read_toml, systemd_state_directory, unknown_key
 from wgsig.endpoint import check_port, parse_port, split_host_port
+from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
+from wgsig.host.configfile import (
+    in_range,
+    is_kind,
+    is_number,
+    is_strings,
+    read_toml,
+    systemd_state_directory,
+    unknown_key,
+)
 from wgsig.keys import parse_public_key
 
 DEFAULT_SERVER_PORT = 1223

@@ -26,8 +26,8 @@ from typing import Any, TextIO
 
 from wgsig.client import GroupCredentials, newest_records
 from wgsig.endpoint import endpoint_text
+from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import key_text
-from wgsig.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsigc import localaddrs, netlink, runrecord
 from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for

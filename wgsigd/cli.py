@@ -13,7 +13,7 @@ import socket
 import sys
 
 from wgsig.endpoint import check_port
-from wgsig.secretfile import SecretFileError, create_secret
+from wgsig.host.secretfile import SecretFileError, create_secret
 from wgsigd.config import DEFAULT_PORT, ConfigError, DaemonConfig, from_command_line, load_config
 
 log = logging.getLogger("wgsigd")

@@ -1,8 +1,9 @@
 """wgsigd's configuration: the C-compatible command line or a TOML file.
 
 Every mistake in a configuration file is reported with the file, the key and
-what is expected, as one line.  What a valid value is (and systemd's state
-directory) is the core's ``wgsig/configfile.py``; the wording here is wgsigd's.
+what is expected, as one line.  What a valid value is, and systemd's state
+directory, are decided in ``wgsig/host/configfile.py``; the messages' wording
+is wgsigd's own, here.
 """
 
 from __future__ import annotations
@@ -11,8 +12,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wgsig.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
-from wgsig.configfile import in_range, is_kind, is_number, is_strings, read_toml, systemd_state_directory, unknown_key
+from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
+from wgsig.host.configfile import (
+    in_range,
+    is_kind,
+    is_number,
+    is_strings,
+    read_toml,
+    systemd_state_directory,
+    unknown_key,
+)
+from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import parse_public_key
 from wgsig.ratelimit import (
     DEFAULT_ANSWER_BURST,
@@ -23,7 +33,6 @@ from wgsig.ratelimit import (
     Limits,
     ReplayCache,
 )
-from wgsig.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.server import DEFAULT_MAX_RECORDS, DEFAULT_WINDOW, GroupConfig
 
 DEFAULT_PORT = 1223
