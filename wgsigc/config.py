@@ -18,16 +18,8 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from wgsig.endpoint import check_port, parse_port, split_host_port
+from wgsig.host import configfile
 from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
-from wgsig.host.configfile import (
-    in_range,
-    is_kind,
-    is_number,
-    is_strings,
-    read_toml,
-    systemd_state_directory,
-    unknown_key,
-)
 from wgsig.keys import parse_public_key
 
 DEFAULT_SERVER_PORT = 1223
@@ -91,7 +83,7 @@ class ClientConfig:
 
 def default_state_directory() -> Path:
     """systemd's StateDirectory= (``$STATE_DIRECTORY``), else /var/lib/wgsig."""
-    return systemd_state_directory(DEFAULT_STATE_DIRECTORY)
+    return configfile.systemd_state_directory(DEFAULT_STATE_DIRECTORY)
 
 
 def state_file_for(interface: InterfaceConfig, directory: Path | None = None) -> Path:
@@ -137,11 +129,11 @@ def parse_endpoint_text(text: str) -> tuple[str, int]:
 
 
 def load_config(path: str) -> ClientConfig:
-    return parse_config(read_toml(path), path)
+    return parse_config(configfile.read_toml(path), path)
 
 
 def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
-    unknown = unknown_key(data, {"interface", "state_directory"})
+    unknown = configfile.unknown_key(data, {"interface", "state_directory"})
     if unknown is not None:
         raise ConfigError(f"{source}: unknown key {unknown!r} (expected [interface.NAME] tables)")
     state_directory = None
@@ -169,13 +161,13 @@ _INTERFACE_KEYS = {
 
 
 def _interface(name: str, table: dict[str, Any], where: str, state_directory: Path | None) -> InterfaceConfig:
-    unknown = unknown_key(table, _INTERFACE_KEYS)
+    unknown = configfile.unknown_key(table, _INTERFACE_KEYS)
     if unknown is not None:
         raise ConfigError(f"{where}: unknown key {unknown!r}")
     raw_servers = table.get("servers")
     if isinstance(raw_servers, str):
         raw_servers = [raw_servers]
-    if not is_strings(raw_servers) or not raw_servers:
+    if not configfile.is_strings(raw_servers) or not raw_servers:
         raise ConfigError(f'{where}: servers must be a list of "host:port" strings, at least one')
     try:
         servers = tuple(parse_server(s) for s in raw_servers)
@@ -221,7 +213,7 @@ def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
 
 def _strings(table: dict[str, Any], key: str, where: str, parse: Callable[[str], _T], example: str) -> list[_T]:
     raw = table.get(key, [])
-    if not is_strings(raw):
+    if not configfile.is_strings(raw):
         raise ConfigError(f"{where}: {key} must be a list of strings, e.g. {example}")
     try:
         return [parse(i) for i in raw]
@@ -241,7 +233,7 @@ def _extra_peers(raw: Any, where: str) -> dict[bytes, tuple[str, ...]]:
         if key is None:
             raise ConfigError(f"{here}: public_key is not a base64 WireGuard public key (44 characters)")
         ips = entry["allowed_ips"]
-        if not is_strings(ips):
+        if not configfile.is_strings(ips):
             raise ConfigError(f'{here}: allowed_ips must be a list of CIDR strings, e.g. ["10.0.0.2/32"]')
         try:
             peers[key] = tuple(str(ipaddress.ip_network(i, strict=True)) for i in ips)
@@ -252,7 +244,7 @@ def _extra_peers(raw: Any, where: str) -> dict[bytes, tuple[str, ...]]:
 
 def _typed(table: dict[str, Any], key: str, where: str, kind: type) -> Any:
     value = table[key]
-    if not is_kind(value, kind):
+    if not configfile.is_kind(value, kind):
         raise ConfigError(f"{where}: {key} must be a {kind.__name__}, not {value!r}")
     return value
 
@@ -261,7 +253,7 @@ def _integer(table: dict[str, Any], key: str, where: str, low: int, high: int, d
     if key not in table:
         return default
     value = table[key]
-    if not is_kind(value, int) or not in_range(value, low, high):
+    if not configfile.is_kind(value, int) or not configfile.in_range(value, low, high):
         raise ConfigError(f"{where}: {key} must be an integer from {low} to {high}, not {value!r}")
     return value
 
@@ -272,6 +264,6 @@ def _number(table: dict[str, Any], key: str, where: str, low: float, default: fl
             raise ConfigError(f"{where}: {key} is missing")
         return default
     value = table[key]
-    if not is_number(value) or not in_range(value, low):
+    if not configfile.is_number(value) or not configfile.in_range(value, low):
         raise ConfigError(f"{where}: {key} must be a number of seconds, at least {low}, not {value!r}")
     return float(value)

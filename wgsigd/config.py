@@ -12,16 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wgsig.host import configfile
 from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
-from wgsig.host.configfile import (
-    in_range,
-    is_kind,
-    is_number,
-    is_strings,
-    read_toml,
-    systemd_state_directory,
-    unknown_key,
-)
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import parse_public_key
 from wgsig.ratelimit import (
@@ -89,12 +81,12 @@ class DaemonConfig:
 
 
 def default_state_directory() -> Path:
-    return systemd_state_directory(DEFAULT_STATE_DIRECTORY)
+    return configfile.systemd_state_directory(DEFAULT_STATE_DIRECTORY)
 
 
 def from_command_line(secret_file: str, port: int, encrypt: bool, state_directory: str | None) -> DaemonConfig:
     """The C server's form: one group 0, ``0.0.0.0:PORT``."""
-    state = Path(state_directory) if state_directory else systemd_state_directory(None)
+    state = Path(state_directory) if state_directory else configfile.systemd_state_directory(None)
     group = GroupSource(name="0", group_id=0, secret_files=(secret_file,), encrypt=encrypt)
     return DaemonConfig(port=port, state_directory=state, groups=(group,))
 
@@ -107,7 +99,7 @@ _GROUP_KEYS = {"id", "secret_file", "previous_secret_files", "encrypt", "allowed
 
 
 def load_config(path: str) -> DaemonConfig:
-    return parse_config(read_toml(path), path)
+    return parse_config(configfile.read_toml(path), path)
 
 
 def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
@@ -147,10 +139,10 @@ def _parse_group(name: str, table: Any, where: str) -> GroupSource:
     if "secret_file" not in table:
         raise ConfigError(f"{where}: missing 'secret_file' (path of the 32-byte group secret)")
     previous = table.get("previous_secret_files", [])
-    if not is_strings(previous):
+    if not configfile.is_strings(previous):
         raise ConfigError(f"{where}: 'previous_secret_files' must be a list of paths")
     encrypt = table.get("encrypt", False)
-    if not is_kind(encrypt, bool):
+    if not configfile.is_kind(encrypt, bool):
         raise ConfigError(f"{where}: 'encrypt' must be true or false")
     max_age = _number(table, "max_age", where, 0, None, 0, integer=True)
     return GroupSource(
@@ -179,14 +171,14 @@ def _allowed_keys(value: Any, where: str) -> frozenset[bytes] | None:
 
 
 def _no_unknown(table: dict[str, Any], known: set[str], where: str) -> None:
-    unknown = unknown_key(table, known)
+    unknown = configfile.unknown_key(table, known)
     if unknown is not None:
         raise ConfigError(f"{where}: unknown key {unknown!r} (known: {', '.join(sorted(known))})")
 
 
 def _string(table: dict[str, Any], key: str, where: str, default: str) -> str:
     value = table.get(key, default)
-    if not is_kind(value, str) or not value:
+    if not configfile.is_kind(value, str) or not value:
         raise ConfigError(f"{where}: {key!r} must be a non-empty string")
     return value
 
@@ -202,9 +194,9 @@ def _number(
 ) -> float:
     value = table.get(key, default)
     kind = "an integer" if integer else "a number"
-    if not is_number(value, integer):
+    if not configfile.is_number(value, integer):
         raise ConfigError(f"{where}: {key!r} must be {kind}, got {value!r}")
-    if not in_range(value, low, high):
+    if not configfile.in_range(value, low, high):
         bound = f"between {low} and {high}" if high is not None else f"at least {low}"
         raise ConfigError(f"{where}: {key!r} = {value} is out of range: must be {bound}")
     return float(value)
