@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+from tests.procs import write_secret
 from wgsig.client import AnswerCollector, GroupCredentials, build_request
 from wgsig.events import Answered, Change, Reason, Rejected
 from wgsig.keys import key_text
@@ -79,9 +80,7 @@ def free_port() -> int:
 
 
 def write_config(tmp: Path, port: int, extra: str = "") -> Path:
-    secret = tmp / "group0.key"
-    secret.write_bytes(SECRET)
-    secret.chmod(0o600)
+    secret = write_secret(tmp / "group0.key", SECRET)
     config = tmp / "wgsigd.toml"
     config.write_text(
         f'listen = "127.0.0.1"\nport = {port}\nstate_directory = "{tmp / "state"}"\n{extra}\n'

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.procs import write_secret
 from tests.test_wgsigc_register import SECRET, free_port, server  # noqa: F401  (the wgsigd fixture)
 from wgsig.client import GroupCredentials
 from wgsigc import runrecord
@@ -147,9 +148,7 @@ def registered(server: int) -> Iterator[int]:  # noqa: F811
 
 
 def run(tmp_path: Path, port: int, kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> int:
-    secret = tmp_path / "secret"
-    secret.write_bytes(SECRET)
-    secret.chmod(0o600)
+    secret = write_secret(tmp_path / "secret", SECRET)
     config = tmp_path / "wgsigc.toml"
     config.write_text(
         f'state_directory = "{tmp_path}/state"\n[interface.wg0]\nservers = ["127.0.0.1:{port}"]\n'
