@@ -17,6 +17,10 @@ from typing import Any
 
 HEADER_SIZE = 16  # SGROUP + NONCE
 NONCE_SIZE = 12
+SGROUP = slice(0, 4)
+NONCE = slice(4, HEADER_SIZE)
+_NONCE_MASK = slice(8, 12)  # the nonce bytes SGROUP is XORed with, within the nonce...
+_SGROUP_MASK = slice(12, HEADER_SIZE)  # ...and within the datagram
 _COUNTER_1 = b"\x01\x00\x00\x00"
 _TAG_SIZE = 16  # Poly1305
 
@@ -30,7 +34,7 @@ def envelope_key(secret: bytes) -> bytes:
 
 def scrambled_group(data: bytes) -> int:
     """The GROUP an encrypted datagram announces (SGROUP descrambled)."""
-    return int.from_bytes(data[0:4], "big") ^ int.from_bytes(data[12:16], "big")
+    return int.from_bytes(data[SGROUP], "big") ^ int.from_bytes(data[_SGROUP_MASK], "big")
 
 
 class Envelope:
@@ -45,7 +49,7 @@ class Envelope:
         """Encrypt a cleartext payload for ``group``."""
         if len(nonce) != NONCE_SIZE:
             raise ValueError("nonce must be 12 bytes")
-        sgroup = (group ^ int.from_bytes(nonce[8:12], "big")).to_bytes(4, "big")
+        sgroup = (group ^ int.from_bytes(nonce[_NONCE_MASK], "big")).to_bytes(4, "big")
         return sgroup + nonce + self._chacha20(nonce, payload) + pad
 
     def unseal(self, data: bytes, size: int) -> bytes:
@@ -54,7 +58,7 @@ class Envelope:
         The caller checks ``len(data) >= HEADER_SIZE + size`` first; trailing
         pad is ignored.
         """
-        return self._chacha20(data[4:16], data[HEADER_SIZE : HEADER_SIZE + size])
+        return self._chacha20(data[NONCE], data[HEADER_SIZE : HEADER_SIZE + size])
 
 
 def seal(payload: bytes, group: int, key: bytes, nonce: bytes, pad: bytes = b"") -> bytes:
