@@ -76,7 +76,9 @@ _KEY_LABEL = b"wgsig extension v1"
 
 # Item: TYPE (1) LEN (1) VALUE (LEN); VALUE is PORT (2) then the masked address.
 ITEM_HEADER_SIZE = 2
-ITEM_ADDRESS = slice(ITEM_HEADER_SIZE + 2, None)
+VALUE_PORT = slice(0, 2)
+VALUE_ADDRESS = slice(2, None)
+ITEM_ADDRESS = slice(ITEM_HEADER_SIZE + 2, None)  # VALUE_ADDRESS within the whole item
 
 
 class ItemType(enum.IntEnum):
@@ -155,11 +157,11 @@ def _decode_value(kind: int, value: bytes) -> Item | None:
         return None
     if len(value) != (_V6_LEN if six else _V4_LEN):
         raise DecodeError(f"X1 item type {kind} has {len(value)} value bytes")
-    port = int.from_bytes(value[:2], "big")
+    port = int.from_bytes(value[VALUE_PORT], "big")
     if six:
-        host = str(ipaddress.IPv6Address(_xor(value[2:], _MASK6)))
+        host = str(ipaddress.IPv6Address(_xor(value[VALUE_ADDRESS], _MASK6)))
     else:
-        host = str(ipaddress.IPv4Address(_xor(value[2:], _MASK4)))
+        host = str(ipaddress.IPv4Address(_xor(value[VALUE_ADDRESS], _MASK4)))
     return Item(kind, host, port)
 
 
