@@ -103,7 +103,7 @@ class ReplayCache:
     """
 
     def __init__(self, window: int, max_entries: int = DEFAULT_REPLAY_ENTRIES) -> None:
-        self.lifetime = 0
+        self.lifetime = 0  # seconds an entry lasts, from the window:
         self.set_window(window)
         self.max_entries = max_entries
         self._expiry: OrderedDict[bytes, float] = OrderedDict()

@@ -113,7 +113,7 @@ class Server:
         self.rejected = 0
         self.dirty = False  # a table changed since the last snapshot
         self.limits = limits
-        self.configure(groups, limits)
+        self.configure(groups)
 
     def configure(self, groups: Iterable[GroupConfig], limits: Limits | None = None, window: int | None = None) -> None:
         """Apply a new group configuration, keeping the records of kept groups.

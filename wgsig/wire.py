@@ -39,8 +39,8 @@ REQUEST_PEER_ID = slice(0, 32)
 REQUEST_LABEL = slice(32, 44)
 REQUEST_CLFLG_AT = 44
 REQUEST_CLFLG = slice(44, 46)
-CLFLG_HIGH = 44  # the byte of X1's bits (x1.XA_BYTE, x1.XR_BYTE)
-CLFLG_LOW = 45  # the byte of the base bits: the only one the C programs read
+CLFLG_HIGH = REQUEST_CLFLG_AT  # big-endian: the byte of X1's bits (x1.XA_BYTE, x1.XR_BYTE)
+CLFLG_LOW = REQUEST_CLFLG_AT + 1  # the byte of the base bits: the only one the C programs read
 REQUEST_GROUP = slice(46, 50)
 REQUEST_TAG = slice(50, 82)
 
