@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from wgsig.client import GroupCredentials, newest_records
-from wgsig.endpoint import endpoint_text
+from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import key_text
 from wgsigc import localaddrs, netlink, runrecord
@@ -40,7 +40,7 @@ from wgsigc.exitcodes import (
     EXIT_USAGE,
     WgsigcError,
 )
-from wgsigc.plan import Action, Endpoint, InterfaceState, Plan, Registration, Settings, nat_diagnosis, plan
+from wgsigc.plan import Action, InterfaceState, Plan, Registration, Settings, nat_diagnosis, plan
 from wgsigc.signalling import (
     CLFLG_CHECK,
     ServerOutcome,

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from wgsig.endpoint import endpoint_text, parse_endpoint
+from wgsig.endpoint import Endpoint, endpoint_text, parse_endpoint
 from wgsig.keys import key_text, parse_public_key
 from wgsig.label import is_valid_label
 from wgsigc.plan import PeerMemory, Plan
