@@ -33,6 +33,10 @@ def parser() -> argparse.ArgumentParser:
             "wgsig client. 'wgsigc SERVER PORT PUBKEY SECRET_FILE LOCAL_PORT' prints a wg(8) skeleton as the C"
             " client does; 'wgsigc [--config FILE]' writes peer endpoints into kernel WireGuard interfaces."
         ),
+        epilog=(
+            "Also: 'wgsigc status [--config FILE] [--interface NAME] [--json]' shows per peer what wgsigc"
+            " found and did (see wgsigc status --help)."
+        ),
     )
     p.add_argument("positional", nargs="*", metavar="SERVER PORT PUBKEY_BASE64 SECRET_FILE LOCAL_PORT")
     p.add_argument("--encrypt", action="store_true", help="encrypted payloads (print mode)")

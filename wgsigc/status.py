@@ -157,13 +157,18 @@ def format_view(view: dict[str, Any], now: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main_status(argv: list[str]) -> int:
+def status_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wgsigc status", description="Show what wgsigc found and did, per peer.")
-    parser.add_argument("--config", default="/etc/wgsig/wgsigc.toml", metavar="FILE")
-    parser.add_argument("--interface", metavar="NAME")
+    parser.add_argument("--config", default="/etc/wgsig/wgsigc.toml", metavar="FILE",
+                        help="configuration (default /etc/wgsig/wgsigc.toml)")
+    parser.add_argument("--interface", metavar="NAME", help="show only this interface")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main_status(argv: list[str]) -> int:
     try:
-        args = parser.parse_args(argv)
+        args = status_parser().parse_args(argv)
     except SystemExit as exit_:
         return EXIT_OK if exit_.code == 0 else EXIT_USAGE
     try:
