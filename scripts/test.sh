@@ -27,9 +27,10 @@ fi
 
 # What the code and the tests import, as Debian bookworm ships it; dpkg-dev and build-essential
 # build the .deb (dpkg-buildpackage checks for build-essential), python3-pip fetches pyroute2's wheel
-# for the VM tests.
+# for the VM tests, bash-completion is the helpers tests/test_completion.py runs the completions with.
 PKGS="python3 python3-venv python3-pip python3-pytest python3-hypothesis python3-cryptography
-python3-systemd python3-pyroute2 systemd gcc iproute2 procps nftables dpkg-dev build-essential"
+python3-systemd python3-pyroute2 systemd gcc iproute2 procps nftables dpkg-dev build-essential
+bash-completion"
 missing=
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
