@@ -9,17 +9,21 @@ Real .debs built by scripts/build-deb.sh, installed with apt. Two container runs
   ``systemctl enable --now wgsigd.socket`` give a server that answers wgsigc (print mode) on
   127.0.0.1:1223; an upgrade to a newer version restarts the running daemon and keeps its
   records; ``apt remove`` keeps /etc/wgsig, ``apt purge`` removes configuration and state.
+
+Without a container, the built package's contents: the bash completions where bash-completion
+loads them.
 """
 
 from __future__ import annotations
 
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.debpkg import UPGRADE_VERSION, VERSION, GuestRun, build_deb
+from tests.debpkg import REPO, SYSTEM_PATH, UPGRADE_VERSION, VERSION, GuestRun, build_deb
 from tests.vmlib import run_in_nspawn, write_payload
 
 pytestmark = pytest.mark.vm
@@ -128,6 +132,20 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     build_deb(out, UPGRADE_VERSION)
     print(f"\n[two .deb builds with lintian: {time.monotonic() - start:.1f} s]")
     return out
+
+
+def test_deb_ships_the_bash_completions(debs: Path, tmp_path: Path) -> None:
+    """packaging/bash-completion/<command>, as a plain file where Debian's bash-completion loads it
+    on demand (no container needed: the built package's contents)."""
+    deb = debs / f"wgsig_{VERSION}_all.deb"
+    env = {"PATH": SYSTEM_PATH}
+    listing = subprocess.run(["dpkg-deb", "-c", str(deb)], env=env, capture_output=True, text=True, check=True).stdout
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], env=env, check=True)
+    for command in ("wgsigc", "wgsigd"):
+        path = f"usr/share/bash-completion/completions/{command}"
+        entry = next((line for line in listing.splitlines() if line.endswith(f" ./{path}")), None)
+        assert entry is not None and entry.startswith("-rw-r--r-- root/root "), listing
+        assert (tmp_path / path).read_bytes() == (REPO / "packaging" / "bash-completion" / command).read_bytes()
 
 
 def _payload(tmp_path: Path, debs: Path, script: str) -> Path:
