@@ -58,6 +58,8 @@ udp_sockets() { ss -Hulnp | sort; }
 before=$(udp_sockets)
 check install apt_get install ./debs/wgsig___VERSION___all.deb
 check units_installed systemctl cat wgsigd.socket wgsigd.service wgsigc.service wgsigc.timer
+C=/usr/share/bash-completion/completions
+check completions_load bash --norc --noprofile -c ". $C/wgsigc && . $C/wgsigd && complete -p wgsigc wgsigd"
 check nothing_enabled sh -c '! systemctl is-enabled -q wgsigd.socket && ! systemctl is-enabled -q wgsigc.timer'
 check nothing_active sh -c '! systemctl is-active wgsigd.socket wgsigd.service wgsigc.timer wgsigc.service'
 check no_new_udp_socket test "$(udp_sockets)" = "$before"
@@ -178,6 +180,10 @@ def test_apt_install_pulls_dependencies_from_debian(debs: Path, tmp_path: Path) 
 def test_install_enables_nothing_and_opens_no_port(lifecycle: GuestRun) -> None:
     lifecycle.check("install", "units_installed", "nothing_enabled", "nothing_active")
     lifecycle.check("no_new_udp_socket", "condition_keeps_inert")
+
+
+def test_installed_bash_completions_load(lifecycle: GuestRun) -> None:
+    lifecycle.check("completions_load")
 
 
 def test_configured_socket_answers_wgsigc(lifecycle: GuestRun) -> None:
