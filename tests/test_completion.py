@@ -206,7 +206,7 @@ def test_interface_falls_back_to_every_link(setup: str, tmp_path: Path) -> None:
     assert "lo" in complete(setup, "wgsigc status --interface l", path=path)
 
 
-def test_the_real_ip_lists_only_wireguard_links(setup: str) -> None:
+def test_the_real_ip_offers_links_of_this_host(setup: str) -> None:
     """Against this host's ip(8): every name offered is a link of this host."""
     if shutil.which("ip", path="/usr/sbin:/usr/bin:/sbin:/bin") is None:
         pytest.skip("no ip(8)")
