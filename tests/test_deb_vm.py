@@ -51,61 +51,13 @@ export DEBIAN_FRONTEND=noninteractive
 check() { name=$1; shift; echo "--- $name: $*"; "$@"; echo "CHECK $name $?"; }
 stamp() { echo "=== $(cut -d' ' -f1 /proc/uptime) s: $*"; }
 
-stamp "install"
-apt_get() { apt-get -y -q "$@" >/tmp/apt.log 2>&1; rc=$?; grep -v "^(Reading database" /tmp/apt.log; return $rc; }
-check install apt_get install ./wgsig___VERSION___all.deb
-
-stamp "NAT lab"
-. /srv/payload/natlab.sh
-natlab_setup ""
-check nat_rules sh -c 'ip netns exec nata nft list chain ip nat post | grep -q masquerade'
-check lab_a_reaches_server ip netns exec a ping -c1 -W5 192.0.2.1
-
-stamp "server (README Install: server)"
-check genkey wgsigd genkey /etc/wgsig/keys/group0.key
-cp /usr/share/doc/wgsig/examples/wgsigd.toml /etc/wgsig/wgsigd.toml
-check enable_server systemctl enable --now wgsigd.socket
-
-stamp "WireGuard interfaces: keys and allowed IPs, no endpoints"
-wg genkey > /tmp/a.key; wg pubkey < /tmp/a.key > /tmp/a.pub
-wg genkey > /tmp/b.key; wg pubkey < /tmp/b.key > /tmp/b.pub
-ip -n a link add wga type wireguard
-ip netns exec a wg set wga private-key /tmp/a.key listen-port 51820 peer "$(cat /tmp/b.pub)" allowed-ips 10.99.0.2/32
-ip -n a addr add 10.99.0.1/24 dev wga; ip -n a link set wga up
-ip -n b link add wgb type wireguard
-ip netns exec b wg set wgb private-key /tmp/b.key listen-port 51820 peer "$(cat /tmp/a.pub)" allowed-ips 10.99.0.1/32
-ip -n b addr add 10.99.0.2/24 dev wgb; ip -n b link set wgb up
-check no_endpoints sh -c '! ip netns exec a wg show wga endpoints | grep -q :'
-
-stamp "peers (README Install: peer)"
-for x in a b; do
-    cat > /tmp/wgsigc-$x.toml <<EOF
-[interface.wg$x]
-servers = ["192.0.2.1:1223"]
-secret_file = "keys_group0.key"
-EOF
-done
-cp /tmp/wgsigc-a.toml /etc/wgsig/wgsigc.toml
-cp /tmp/wgsigc-b.toml /etc/wgsig/wgsigc-b.toml
-mkdir -p /etc/systemd/system/wgsigc.service.d
-printf '[Service]\nNetworkNamespacePath=/run/netns/a\n' > /etc/systemd/system/wgsigc.service.d/test-netns.conf
-for unit in service timer; do
-    sed 's#/etc/wgsig/wgsigc.toml#/etc/wgsig/wgsigc-b.toml#g' /lib/systemd/system/wgsigc.$unit \
-        > /etc/systemd/system/wgsigc-b.$unit
-done
-mkdir -p /etc/systemd/system/wgsigc-b.service.d
-printf '[Service]\nNetworkNamespacePath=/run/netns/b\nStateDirectory=\nStateDirectory=wgsig-b\n' \
-    > /etc/systemd/system/wgsigc-b.service.d/test-netns.conf
-systemctl daemon-reload
-check enable_peers systemctl enable --now wgsigc.timer wgsigc-b.timer
-
+. /srv/payload/deb_tunnel.sh   # install, NAT lab, server, interfaces without endpoints, peers
+deb_tunnel_setup ./wgsig___VERSION___all.deb
+deb_tunnel_enable
 stamp "waiting for the tunnel"
-up=1
-for i in $(seq 60); do
-    if ip netns exec a ping -c1 -W2 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
-    sleep 3
-done
-stamp "tunnel wait over (rc $up)"
+deb_tunnel_wait 240
+up=$TUNNEL_UP
+stamp "tunnel wait over (rc $up, $TUNNEL_S s after enabling the timers)"
 check tunnel_up test $up = 0
 check ping_back ip netns exec b ping -c1 -W3 10.99.0.1
 ip netns exec a wg show wga; ip netns exec b wg show wgb
@@ -290,7 +242,8 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> GuestRun:
     build_deb(payload)
     write_payload(payload, "exec sh /srv/payload/story.sh")
     (payload / "story.sh").write_text(STORY.replace("__VERSION__", VERSION))
-    shutil.copy(Path(__file__).with_name("natlab.sh"), payload / "natlab.sh")
+    for lab in ("natlab.sh", "deb_tunnel.sh"):
+        shutil.copy(Path(__file__).with_name(lab), payload / lab)
     start = time.monotonic()
     rc, out = run_in_qemu(payload, timeout=600)
     print(f"\n[package story VM run: {time.monotonic() - start:.1f} s]")
