@@ -5,7 +5,7 @@
 #                             secret in a temporary directory, three peers registering with
 #                             wgsigc in print mode, then the resulting table.
 #   sh scripts/demo.sh --vm   the product, in the project's QEMU VM (kernel WireGuard, software
-#                             emulation: ~1.5 minutes, the first time a few more): the real .deb
+#                             emulation: 1.5-3 minutes, the first time a few more): the real .deb
 #                             installed with apt, wgsigd.socket on a "public" network, two peers
 #                             behind two NATs whose WireGuard interfaces have keys but no
 #                             endpoints, the shipped wgsigc timers enabled, and the tunnel coming
