@@ -127,7 +127,7 @@ exit "$(cat /tmp/demo.rc)"
 RUN
     chmod 755 "$DIR/payload/run.sh"
 
-    say "booting the VM (QEMU software emulation, ~14x slower than hardware: boot and story take 1-2 minutes)"
+    say "booting the VM (QEMU software emulation, ~14x slower than hardware: boot and story take 1.5-3 minutes)"
     $SUDO sh tests/vm/run-qemu.sh "$DIR/payload" "$DIR/results" 600 &
     QEMU=$!
     # The serial console also carries the kernel's and systemd's messages, which may share a line.
