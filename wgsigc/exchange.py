@@ -76,6 +76,7 @@ def exchange(
     *,
     attempts: int = 3,
     attempt_timeout: float = 1.0,
+    backoff: float = 1.0,
     random_bytes: Callable[[int], bytes] = os.urandom,
     clock_ns: Callable[[], int] = time.time_ns,
     items: list[x1.Item] | None = None,
@@ -83,6 +84,8 @@ def exchange(
     """Send requests (a fresh label each) until a complete answer arrives.
 
     ``items``: an X1 request block (only towards a server that announced SV_XR_OK).
+    ``backoff``: each attempt waits this many times longer than the one before (kernel mode: 2,
+    so that a server its socket is starting, seconds on a slow host, still answers in time).
     """
     try:
         sock.connect(server)
@@ -105,7 +108,7 @@ def exchange(
         except OSError as error:
             raise ExchangeError(f"cannot send to {server[0]}:{server[1]}: {error.strerror}") from None
         last_sent = time.monotonic()
-        deadline = last_sent + attempt_timeout
+        deadline = last_sent + attempt_timeout * backoff ** (attempt - 1)
         while (remaining := deadline - time.monotonic()) > 0:
             if not select.select([sock], [], [], remaining)[0]:
                 break

@@ -86,6 +86,9 @@ def resolve_servers(config: InterfaceConfig) -> list[ServerOutcome]:
     return outcomes
 
 
+RETRY_BACKOFF = 2.0  # attempts wait timeout, 2 x timeout, 4 x timeout ...: 7 s in all by default
+
+
 def fetch(outcome: ServerOutcome, state: InterfaceState, credentials: GroupCredentials, config: InterfaceConfig,
           clflg: int = CLFLG_CHECK, items: Sequence[x1.Item] | None = None,
           sock: socket.socket | None = None) -> None:
@@ -97,7 +100,8 @@ def fetch(outcome: ServerOutcome, state: InterfaceState, credentials: GroupCrede
     try:
         result = exchange(
             own, address, credentials, state.public_key, clflg,
-            attempts=config.attempts, attempt_timeout=config.timeout, items=list(items) if items else None,
+            attempts=config.attempts, attempt_timeout=config.timeout, backoff=RETRY_BACKOFF,
+            items=list(items) if items else None,
         )
     except ExchangeError as error:
         outcome.error = str(error)
