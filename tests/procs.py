@@ -36,6 +36,14 @@ def free_udp_port(parity: int | None = None) -> int:
         return port
 
 
+def unprivileged_prefix() -> list[str]:
+    """A command prefix under which file permissions apply: as root, drop CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH (root-owned 0600 files stay readable, a 0555 directory is not writable)."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
+
+
 def write_secret(path: Path, secret: bytes) -> Path:
     path.write_bytes(secret)
     path.chmod(0o600)
@@ -65,13 +73,16 @@ def query(
 class Wgsigd:
     """A wgsigd process; ``ready`` once it answers a request."""
 
-    def __init__(self, args: list[str], port: int, credentials: GroupCredentials, log: Path) -> None:
+    def __init__(
+        self, args: list[str], port: int, credentials: GroupCredentials, log: Path, prefix: list[str] | None = None
+    ) -> None:
         self.port = port
         self.credentials = credentials
         self.log = log
         self._log_file = log.open("w")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "wgsigd", *args], stdout=self._log_file, stderr=subprocess.STDOUT, env=env()
+            [*(prefix or []), sys.executable, "-m", "wgsigd", *args],
+            stdout=self._log_file, stderr=subprocess.STDOUT, env=env(),
         )
         try:
             self.wait_ready()
