@@ -9,7 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from wgsig.host.configfile import in_range, is_kind, is_number, is_strings, systemd_state_directory, unknown_key
+from wgsig.host.configfile import (
+    DEFAULT_METRICS_DIRECTORY,
+    MetricsDirectory,
+    in_range,
+    is_kind,
+    is_number,
+    is_strings,
+    metrics_directory,
+    systemd_state_directory,
+    unknown_key,
+)
 
 
 def test_a_boolean_is_no_number_and_nan_and_inf_are_out_of_any_range() -> None:
@@ -35,3 +45,18 @@ def test_state_directory_is_the_first_of_systemds(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/wgsig:/var/lib/other")
     assert systemd_state_directory("/var/lib/x") == Path("/var/lib/wgsig")
     assert systemd_state_directory(None) == Path("/var/lib/wgsig")
+
+
+def test_metrics_directory_default_configured_and_off(tmp_path: Path) -> None:
+    default = metrics_directory({})
+    assert default == MetricsDirectory(DEFAULT_METRICS_DIRECTORY, configured=False)
+    assert Path("/var/lib/prometheus/node-exporter") == DEFAULT_METRICS_DIRECTORY
+    assert metrics_directory({"metrics_directory": ""}) is None
+    named = metrics_directory({"metrics_directory": str(tmp_path / "absent")})
+    assert named == MetricsDirectory(tmp_path / "absent", configured=True)
+    assert named.in_use()  # configured: written to (and failures reported) even while it is missing
+    assert not MetricsDirectory(tmp_path / "absent").in_use()  # the default: only once it exists
+    assert MetricsDirectory(tmp_path).in_use()
+    for bad in ("relative/dir", 3, True, ["/x"]):
+        with pytest.raises(ValueError, match="absolute directory path"):
+            metrics_directory({"metrics_directory": bad})

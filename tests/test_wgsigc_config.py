@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from wgsig.host.configfile import MetricsDirectory
 from wgsigc.config import ConfigError, ServerAddress, load_config, parse_config, parse_server, state_file_for
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,12 +71,23 @@ def test_defaults_and_state_directory_from_systemd(tmp_path: Path, monkeypatch: 
         ("[interface.wg0\n", "not valid TOML"),
         ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\ntimeout = nan\n', "timeout must be a number"),
         ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\ntimeout = inf\n', "timeout must be a number"),
+        ('metrics_directory = "prom"\n[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\n',
+         "metrics_directory must be an absolute directory path"),
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message) as info:
         load_config(write(tmp_path, text))
     assert "\n" not in str(info.value)
+
+
+def test_metrics_directory(tmp_path: Path) -> None:
+    table = '[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\n'
+    default = load_config(write(tmp_path, table)).metrics_directory
+    assert default == MetricsDirectory(Path("/var/lib/prometheus/node-exporter"), configured=False)
+    named = load_config(write(tmp_path, f'metrics_directory = "{tmp_path}"\n' + table)).metrics_directory
+    assert named == MetricsDirectory(tmp_path, configured=True)
+    assert load_config(write(tmp_path, 'metrics_directory = ""\n' + table)).metrics_directory is None
 
 
 def test_missing_file(tmp_path: Path) -> None:

@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from tests.procs import env, write_secret
-from wgsigd.config import ConfigError, load_config, parse_config
+from wgsig.host.configfile import MetricsDirectory
+from wgsigd.config import ConfigError, from_command_line, load_config, parse_config
 
 KEY = "AQIDBAUGBwgJCgsMDQ4PEBESExQVFhcYGRobHB0eHyA="
 
@@ -54,12 +55,26 @@ def test_full_config(tmp_path: Path) -> None:
         ({"group": {"g": {"id": 1, "secret_file": "x", "allowed_keys": ["nope"]}}}, "not a base64 WireGuard"),
         ({"group": {"g": {"id": 1, "secret_file": "x", "encrypt": "yes"}}}, "'encrypt' must be true or false"),
         ({"group": {"a": {"id": 1, "secret_file": "x"}, "b": {"id": 1, "secret_file": "y"}}}, "same id"),
+        (config(metrics_directory="prom"), "'metrics_directory' must be an absolute directory path"),
+        (config(metrics_directory=1), "'metrics_directory' must be an absolute directory path"),
+        (config(metrics_interval=0.5), "'metrics_interval' = 0.5 is out of range"),
     ],
 )
 def test_mistakes_are_named(data: dict[str, Any], expected: str) -> None:
     with pytest.raises(ConfigError) as error:
         parse_config(data, "wgsigd.toml")
     assert expected in str(error.value) and str(error.value).startswith("wgsigd.toml")
+
+
+def test_metrics_settings() -> None:
+    cfg = parse_config(config(), "wgsigd.toml")
+    assert cfg.metrics_directory == MetricsDirectory(Path("/var/lib/prometheus/node-exporter"), configured=False)
+    assert cfg.metrics_interval == 15
+    cfg = parse_config(config(metrics_directory="/srv/prom", metrics_interval=2), "wgsigd.toml")
+    assert (cfg.metrics_directory, cfg.metrics_interval) == (MetricsDirectory(Path("/srv/prom"), True), 2)
+    assert parse_config(config(metrics_directory=""), "wgsigd.toml").metrics_directory is None
+    # The C server's command-line form has no configuration file: no metrics.
+    assert from_command_line("s.key", 1223, False, None).metrics_directory is None
 
 
 def test_unreadable_files(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from wgsig.endpoint import check_port, parse_port, split_host_port
 from wgsig.host import configfile
 from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
+from wgsig.host.configfile import MetricsDirectory
 from wgsig.keys import parse_public_key
 
 DEFAULT_SERVER_PORT = 1223
@@ -79,6 +80,7 @@ class InterfaceConfig:
 class ClientConfig:
     interfaces: tuple[InterfaceConfig, ...]
     source: str
+    metrics_directory: MetricsDirectory | None = None  # None: no metrics files
 
 
 def default_state_directory() -> Path:
@@ -133,9 +135,13 @@ def load_config(path: str) -> ClientConfig:
 
 
 def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
-    unknown = configfile.unknown_key(data, {"interface", "state_directory"})
+    unknown = configfile.unknown_key(data, {"interface", "state_directory", "metrics_directory"})
     if unknown is not None:
         raise ConfigError(f"{source}: unknown key {unknown!r} (expected [interface.NAME] tables)")
+    try:
+        metrics = configfile.metrics_directory(data)
+    except ValueError as error:
+        raise ConfigError(f"{source}: metrics_directory {error}") from None
     state_directory = None
     if "state_directory" in data:
         state_directory = Path(_typed(data, "state_directory", source, str))
@@ -150,7 +156,7 @@ def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: must be a table")
         interfaces.append(_interface(name, table, where, state_directory))
-    return ClientConfig(interfaces=tuple(interfaces), source=source)
+    return ClientConfig(interfaces=tuple(interfaces), source=source, metrics_directory=metrics)
 
 
 _INTERFACE_KEYS = {

@@ -14,6 +14,7 @@ from typing import Any
 
 from wgsig.host import configfile
 from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
+from wgsig.host.configfile import MetricsDirectory
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import parse_public_key
 from wgsig.ratelimit import (
@@ -29,6 +30,7 @@ from wgsig.server import DEFAULT_MAX_RECORDS, DEFAULT_WINDOW, GroupConfig
 
 DEFAULT_PORT = 1223
 DEFAULT_STATE_DIRECTORY = "/var/lib/wgsigd"
+DEFAULT_METRICS_INTERVAL = 15.0
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class DaemonConfig:
     answer_rate: float = DEFAULT_ANSWER_RATE  # answers per second per source IP; 0 = unlimited
     answer_burst: int = DEFAULT_ANSWER_BURST
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # per answer to a request that changed nothing
+    metrics_directory: MetricsDirectory | None = None  # None: no metrics (the command-line form)
+    metrics_interval: float = DEFAULT_METRICS_INTERVAL  # seconds between two writes of wgsigd.prom
 
     def answer_limiter(self) -> AnswerLimiter | None:
         return AnswerLimiter(self.answer_rate, self.answer_burst) if self.answer_rate else None
@@ -93,7 +97,7 @@ def from_command_line(secret_file: str, port: int, encrypt: bool, state_director
 
 _TOP_KEYS = {
     "listen", "port", "state_directory", "window", "save_interval", "idle_exit", "group",
-    "answer_rate", "answer_burst", "max_answer_bytes",
+    "answer_rate", "answer_burst", "max_answer_bytes", "metrics_directory", "metrics_interval",
 }
 _GROUP_KEYS = {"id", "secret_file", "previous_secret_files", "encrypt", "allowed_keys", "max_records", "max_age"}
 
@@ -113,6 +117,10 @@ def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
         raise ConfigError(f"{where}: two groups have the same id")
     state = data.get("state_directory")
     idle = _number(data, "idle_exit", where, 0, None, 0)
+    try:
+        metrics = configfile.metrics_directory(data)
+    except ValueError as error:
+        raise ConfigError(f"{where}: 'metrics_directory' {error}") from None
     return DaemonConfig(
         listen=_string(data, "listen", where, "0.0.0.0"),
         port=int(_number(data, "port", where, 1, 65535, DEFAULT_PORT, integer=True)),
@@ -127,6 +135,8 @@ def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
         max_answer_bytes=int(
             _number(data, "max_answer_bytes", where, MIN_ANSWER_BYTES, 1 << 30, DEFAULT_MAX_ANSWER_BYTES, integer=True)
         ),
+        metrics_directory=metrics,
+        metrics_interval=_number(data, "metrics_interval", where, 1, 3600, DEFAULT_METRICS_INTERVAL),
     )
 
 

@@ -2,9 +2,10 @@
 
 The one home of what both programs' configuration files share: reading the file
 (``read_toml``), what a valid value of each TOML type is (``is_kind``, ``is_number``,
-``in_range``, ``is_strings``, ``unknown_key``), and where systemd puts the state directory
-(``systemd_state_directory``).  Each program phrases its own messages around these checks
-(``wgsigd/config.py``, ``wgsigc/config.py``): their wording is part of each program's interface.
+``in_range``, ``is_strings``, ``unknown_key``), where systemd puts the state directory
+(``systemd_state_directory``), and where metrics files go (``metrics_directory``).  Each program
+phrases its own messages around these checks (``wgsigd/config.py``, ``wgsigc/config.py``): their
+wording is part of each program's interface.
 """
 
 from __future__ import annotations
@@ -13,10 +14,14 @@ import math
 import os
 import tomllib
 from collections.abc import Collection, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar, overload
 
 _T = TypeVar("_T")
+
+# Debian's prometheus-node-exporter reads *.prom files here (its textfile collector).
+DEFAULT_METRICS_DIRECTORY = Path("/var/lib/prometheus/node-exporter")
 
 
 class ConfigError(Exception):
@@ -79,3 +84,30 @@ def systemd_state_directory(default: str | None) -> Path | None:
     if value:
         return Path(value.split(":")[0])
     return Path(default) if default is not None else None
+
+
+@dataclass(frozen=True)
+class MetricsDirectory:
+    """Where a program writes its Prometheus text file.
+
+    ``configured``: named in the configuration, so written to (and failures reported) whether or
+    not it exists; else it is node-exporter's default directory, used only while it exists.
+    """
+
+    path: Path
+    configured: bool = False
+
+    def in_use(self) -> bool:
+        """Whether to write now (the default directory appears when node-exporter is installed)."""
+        return self.configured or self.path.is_dir()
+
+
+def metrics_directory(table: Mapping[str, Any], key: str = "metrics_directory") -> MetricsDirectory | None:
+    """The ``metrics_directory`` setting: absent is node-exporter's directory if it exists, "" is
+    none (no metrics), else an absolute path.  ValueError says what is expected."""
+    if key not in table:
+        return MetricsDirectory(DEFAULT_METRICS_DIRECTORY)
+    value = table[key]
+    if not is_kind(value, str) or (value and not value.startswith("/")):
+        raise ValueError(f'must be an absolute directory path, or "" for no metrics, not {value!r}')
+    return MetricsDirectory(Path(value), configured=True) if value else None
