@@ -25,6 +25,10 @@ class Reason(enum.Enum):
     BAD_BLOCK = "X1 request block missing or not authentic"
     RATE_LIMITED = "answer rate limit for this source reached"
 
+    # Hashed by identity, in C: the server counts rejections in dicts keyed by reason on the
+    # per-datagram path, and Enum's own __hash__ is a Python call.
+    __hash__ = object.__hash__
+
 
 class Change(enum.Enum):
     """What an accepted request did to its group's table."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from wgsig import x1
 from wgsig.endpoint import IPV4_MAPPED, Endpoint, unmapped
@@ -79,7 +80,10 @@ class _Group(GroupTable):
     cache miss.
     """
 
-    __slots__ = ("allowed_keys", "config", "encrypt", "envelopes", "max_age", "signer", "signers", "x1", "xkeys")
+    __slots__ = (
+        "allowed_keys", "answered", "capped", "config", "encrypt", "envelopes", "max_age", "rejections", "signer",
+        "signers", "x1", "xkeys",
+    )
 
     def __init__(self, config: GroupConfig) -> None:
         super().__init__(config.max_records)
@@ -93,6 +97,21 @@ class _Group(GroupTable):
         self.max_age = config.max_age
         self.x1 = GroupExtensions(config.max_records)  # what X1 adds: IPv6 sources, candidates
         self.xkeys = {s: x1.extension_key(s) for s in config.secrets}
+        # Counters for the metrics (kept across reloads): requests answered, answers cut to
+        # max_answer_bytes, datagrams dropped by reason once the group was known.
+        self.answered = 0
+        self.capped = 0
+        self.rejections: dict[Reason, int] = {}
+
+
+class GroupCounters(NamedTuple):
+    """One group's counters, as the metrics show them."""
+
+    group_id: int
+    records: int
+    answered: int
+    capped: int
+    rejections: dict[Reason, int]
 
 
 class Server:
@@ -111,6 +130,7 @@ class Server:
         self._groups: dict[int, _Group] = {}
         self.answered = 0
         self.rejected = 0
+        self.rejections: dict[Reason, int] = {}  # datagrams dropped before a group was known
         self.dirty = False  # a table changed since the last snapshot
         self.limits = limits
         self.configure(groups)
@@ -132,6 +152,7 @@ class Server:
             if old is not None:
                 group.load(old.slots)
                 group.x1 = old.x1
+                group.answered, group.capped, group.rejections = old.answered, old.capped, old.rejections
             if config.allowed_keys is not None:
                 for peer_id in [r.peer_id for r in group.records()]:
                     if peer_id not in config.allowed_keys:
@@ -160,6 +181,13 @@ class Server:
 
     def record_count(self) -> int:
         return sum(len(g) for g in self._groups.values())
+
+    def group_counters(self) -> list[GroupCounters]:
+        """Every group's counters, by group ID (safe on another thread: each read is one step)."""
+        groups = self._groups  # configure() replaces the dict, never changes it
+        return [
+            GroupCounters(gid, len(g), g.answered, g.capped, dict(g.rejections)) for gid, g in sorted(groups.items())
+        ]
 
     def receive_datagram(self, data: bytes, source: Endpoint, now: float) -> tuple[list[bytes], Event]:
         """Handle one datagram from ``source`` at UNIX time ``now``."""
@@ -337,10 +365,14 @@ class Server:
             extension = ""
         if capped and len(answer) > 1:
             size = len(answer[0]) + (HEADER_SIZE if group.encrypt else 0)  # no blocks: 540 bytes
-            answer = answer[: capped_datagrams(len(answer), size, self._max_answer_bytes)]  # type: ignore[arg-type]
+            kept = capped_datagrams(len(answer), size, self._max_answer_bytes)  # type: ignore[arg-type]
+            if kept < len(answer):
+                group.capped += 1
+            answer = answer[:kept]
         if envelope is not None:
             answer = self._seal(answer, group_id, envelope)
         self.answered += 1
+        group.answered += 1
         return answer, Answered(group_id, peer_id, source, clflg, change, evicted, len(answer), extension, ipv6)
 
     def _seal(self, answer: list[bytes], group_id: int, envelope: Envelope) -> list[bytes]:
@@ -360,6 +392,8 @@ class Server:
         skew: int | None = None,
     ) -> tuple[list[bytes], Event]:
         self.rejected += 1
+        counts = self.rejections if group is None else self._groups[group].rejections
+        counts[reason] = counts.get(reason, 0) + 1
         return [], Rejected(reason, source, group, peer_id, skew)
 
 
