@@ -2,7 +2,8 @@
 
 The loop drains the socket without blocking and waits in select() when it is
 empty; signals wake the select through a wakeup socket.  Saving is periodic
-(while records change) and on exit, and never blocks answering.
+(while records change) and on exit, and never blocks answering; so is writing
+the metrics file (every ``metrics_interval`` seconds, and on exit).
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wgsig.endpoint import endpoint_text
+from wgsig.metrics import encode
 from wgsig.ratelimit import ReplayCache
 from wgsig.server import Server
 from wgsigd.config import ConfigError, DaemonConfig
 from wgsigd.eventlog import EventLog
+from wgsigd.metricsfile import MetricsWriter, families
 from wgsigd.store import StateStore
 
 log = logging.getLogger("wgsigd")
@@ -47,10 +50,14 @@ class Hooks:
 class _Chores:
     """When the daemon's clock-driven work is next due (monotonic seconds)."""
 
-    def __init__(self, now: float, save_interval: float, watchdog_interval: float | None) -> None:
+    def __init__(
+        self, now: float, save_interval: float, watchdog_interval: float | None, metrics_interval: float | None = None
+    ) -> None:
         self.save_interval = save_interval
         self.watchdog_interval = watchdog_interval or None
+        self.metrics_interval = metrics_interval
         self.next_save = now + save_interval
+        self.next_metrics = now if metrics_interval else float("inf")  # the first file at once
         self.next_status = now + STATUS_INTERVAL
         self.next_watchdog = now if self.watchdog_interval else float("inf")
 
@@ -72,6 +79,8 @@ class Daemon:
         self.server = Server(config.load_groups(), window=config.window, random_bytes=os.urandom, limits=limits)
         self.store = StateStore(config.state_directory) if config.state_directory else None
         self.events = EventLog()
+        self.metrics = MetricsWriter(config.metrics_directory) if config.metrics_directory else None
+        self.start_time = time.time()
         self._stop = False
         self._reload = False
 
@@ -95,6 +104,12 @@ class Daemon:
         """Every group's slots; runs on the state writer thread (GroupTable.packed_slots is one copy)."""
         return {gid: table.packed_slots() for gid, table in self.server.groups.items()}
 
+    def metrics_text(self) -> bytes:
+        """The metrics file's content; runs on the metrics writer thread."""
+        s = self.server
+        failures = self.store.failures if self.store is not None else 0
+        return encode(families(s.group_counters(), dict(s.rejections), failures, self.start_time))
+
     def status_line(self) -> str:
         s = self.server
         return (
@@ -117,6 +132,8 @@ class Daemon:
         finally:
             self.hooks.stopping()
             self._save_now()
+            if self.metrics is not None:
+                self.metrics.write(self.metrics_text)
             signal.set_wakeup_fd(old_wakeup)
             for sig, handler in handlers.items():
                 signal.signal(sig, handler)
@@ -140,7 +157,10 @@ class Daemon:
         # default it could keep the GIL for 5 ms at a time, a 5 ms silence.
         sys.setswitchinterval(0.001)
         idle_exit = self.config.idle_exit
-        chores = _Chores(time.monotonic(), self.config.save_interval, self.hooks.watchdog_interval)
+        chores = _Chores(
+            time.monotonic(), self.config.save_interval, self.hooks.watchdog_interval,
+            self.config.metrics_interval if self.metrics is not None else None,
+        )
         last_datagram = time.monotonic()
         while not self._stop:
             handled = self._answer_queued(CHORE_EVERY)
@@ -181,19 +201,23 @@ class Daemon:
         return limit
 
     def _chores(self, chores: _Chores, now: float) -> float:
-        """Reload, periodic save, status and watchdog when due; returns seconds until the next one."""
+        """Reload, periodic save, metrics, status and watchdog when due; returns seconds until the next one."""
         if self._reload:
             self._do_reload()
         if self.server.dirty and now >= chores.next_save:
             self._save_async()
             chores.next_save = now + chores.save_interval
+        if chores.metrics_interval is not None and now >= chores.next_metrics:
+            assert self.metrics is not None
+            self.metrics.write_async(self.metrics_text)
+            chores.next_metrics = now + chores.metrics_interval
         if now >= chores.next_status:
             self.hooks.status(self.status_line())
             chores.next_status = now + STATUS_INTERVAL
         if chores.watchdog_interval is not None and now >= chores.next_watchdog:
             self.hooks.watchdog()
             chores.next_watchdog = now + chores.watchdog_interval
-        due = [chores.next_status, chores.next_watchdog]
+        due = [chores.next_status, chores.next_watchdog, chores.next_metrics]
         due.append(chores.next_save if self.server.dirty else now + chores.save_interval)
         return min(due) - now
 

@@ -34,6 +34,7 @@ class StateStore:
         self._writer: threading.Thread | None = None
         self._pending: Snapshot | None = None
         self._lock = threading.Lock()
+        self.failures = 0  # saves that failed (for the metrics)
 
     def load(self) -> dict[int, list[bytes]]:
         """The saved tables; a corrupt file is kept aside and the server starts empty."""
@@ -86,6 +87,7 @@ class StateStore:
             try:
                 self._write(encode_state(snapshot()))
             except OSError as error:
+                self.failures += 1
                 log.error("cannot save records to %s: %s", self.path, error.strerror)
 
     def _write(self, data: bytes) -> None:
