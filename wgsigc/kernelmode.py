@@ -7,7 +7,7 @@ WireGuard's own port and fetch the tables (``wgsigc.signalling``: IPv4 and
 IPv6, X1 candidates), merge the records by newest label, decide
 (``wgsigc.plan``, pure), write; while a peer waits for a handshake, keep
 fetching and deciding for up to ``converge_seconds``; record what was done for
-``wgsigc status``.
+``wgsigc status``, and write the run's metrics (``wgsigc.metricsfile``).
 
 Exit codes (per run; the first failing interface's code when several fail):
 0 all went well, 1 socket or netlink error or missing capability, 2 no valid
@@ -26,9 +26,10 @@ from typing import Any, TextIO
 
 from wgsig.client import GroupCredentials, newest_records
 from wgsig.endpoint import Endpoint, endpoint_text
+from wgsig.host.configfile import MetricsDirectory
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import key_text
-from wgsigc import localaddrs, netlink, runrecord
+from wgsigc import localaddrs, metricsfile, netlink, runrecord
 from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exitcodes import (
@@ -87,14 +88,14 @@ def run_kernel_mode(config_path: str, interface: str | None, dry_run: bool) -> i
             return EXIT_USAGE
     code = EXIT_OK
     for entry in interfaces:
-        run = handle_interface(entry, dry_run)
+        run = handle_interface(entry, dry_run, metrics=config.metrics_directory)
         if code == EXIT_OK:
             code = run.code
     return code
 
 
 def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None = None,
-                     err: TextIO | None = None) -> Run:
+                     err: TextIO | None = None, metrics: MetricsDirectory | None = None) -> Run:
     out = out or sys.stdout
     err = err or sys.stderr
     run = Run(config, dry_run)
@@ -103,6 +104,7 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     previous = runrecord.pending_from(last)
     own_before = runrecord.own_endpoint_from(last)
     now = time.time()
+    started = time.monotonic()
     try:
         _run_interface(run, previous, out, own_before)
     except WgsigcError as error:
@@ -121,6 +123,8 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
             runrecord.save(path, record)
         except OSError as error:
             print(f"wgsigc: {config.name}: cannot save the run record {path}: {error.strerror}", file=err)
+        if metrics is not None:
+            metricsfile.write(metrics, config.name, run.code, time.time(), time.monotonic() - started, run.plan, err)
     return run
 
 
