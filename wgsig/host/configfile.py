@@ -91,7 +91,9 @@ class MetricsDirectory:
     """Where a program writes its Prometheus text file.
 
     ``configured``: named in the configuration, so written to (and failures reported) whether or
-    not it exists; else it is node-exporter's default directory, used only while it exists.
+    not it exists; else it is node-exporter's default directory, used only while it exists and
+    this process may write to it (Debian's is root's, mode 0755: a service running as a dynamic
+    user, or outside ReadWritePaths=, quietly writes none there).
     """
 
     path: Path
@@ -99,7 +101,7 @@ class MetricsDirectory:
 
     def in_use(self) -> bool:
         """Whether to write now (the default directory appears when node-exporter is installed)."""
-        return self.configured or self.path.is_dir()
+        return self.configured or (self.path.is_dir() and os.access(self.path, os.W_OK | os.X_OK))
 
 
 def metrics_directory(table: Mapping[str, Any], key: str = "metrics_directory") -> MetricsDirectory | None:
