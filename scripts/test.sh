@@ -49,6 +49,19 @@ if [ ! -x "$LINT/bin/ruff" ] || [ ! -x "$LINT/bin/mypy" ]; then
     python3 -m venv --system-site-packages "$LINT"  # mypy sees the Debian packages
     "$LINT/bin/pip" install -q "ruff==0.8.6" "mypy==1.14.1"
 fi
+# Debian's node-exporter binary, unpacked from its .deb (not installed: installing creates
+# /var/lib/prometheus/node-exporter and starts a service): tests/test_metrics_node_exporter.py
+# checks that it reads the metrics files. Skipped by that test if the download fails.
+NODE_EXPORTER_DIR=${WGSIG_NODE_EXPORTER_CACHE:-$HOME/.cache/wgsig/node-exporter}
+if [ ! -x "$NODE_EXPORTER_DIR/usr/bin/prometheus-node-exporter" ]; then
+    mkdir -p "$NODE_EXPORTER_DIR"
+    (cd "$NODE_EXPORTER_DIR" && apt-get download -qq prometheus-node-exporter >/dev/null 2>&1 &&
+        dpkg-deb -x prometheus-node-exporter_*.deb . && rm -f prometheus-node-exporter_*.deb) ||
+        echo "test.sh: could not fetch prometheus-node-exporter; its test will be skipped" >&2
+fi
+WGSIG_NODE_EXPORTER=${WGSIG_NODE_EXPORTER:-$NODE_EXPORTER_DIR/usr/bin/prometheus-node-exporter}
+export WGSIG_NODE_EXPORTER
+
 echo "== ruff" >&2
 "$LINT/bin/ruff" check wgsig wgsigd wgsigc
 echo "== mypy" >&2
