@@ -8,7 +8,9 @@ Real .debs built by scripts/build-deb.sh, installed with apt. Two container runs
   port and enables nothing; the shipped example configuration plus ``wgsigd genkey`` and
   ``systemctl enable --now wgsigd.socket`` give a server that answers wgsigc (print mode) on
   127.0.0.1:1223; an upgrade to a newer version restarts the running daemon and keeps its
-  records; ``apt remove`` keeps /etc/wgsig, ``apt purge`` removes configuration and state.
+  records; ``apt remove`` keeps /etc/wgsig (and takes wgsigd.prom out of node-exporter's
+  directory), ``apt purge`` removes configuration and state; wgsigd.prom under the hardened unit:
+  none while node-exporter's directory is root's, written once the directory allows it.
 
 Without a container, the built package's contents: the bash completions where bash-completion
 loads them.
@@ -82,6 +84,22 @@ wgsigc 127.0.0.1 1223 "$KEY_B" $SECRET 40002 >/tmp/b.out
 check register_b_sees_a grep -q "PublicKey = $KEY_A" /tmp/b.out
 cat /tmp/b.out
 check service_active systemctl is-active wgsigd.service
+
+# Metrics under the shipped, hardened unit (DynamicUser=, ProtectSystem=strict, ReadWritePaths=-...).
+# node-exporter's directory as Debian creates it (root's, 0755): the dynamic user may not write,
+# so wgsigd quietly writes none. Once the directory lets it (1777 here, the simplest grant), the
+# file appears at start (the first write), mode 0644.
+mkdir -p /var/lib/prometheus/node-exporter
+systemctl restart wgsigd.service
+sleep 2
+check metrics_quiet_unwritable sh -c 'test -z "$(ls -A /var/lib/prometheus/node-exporter)" &&
+    ! journalctl -q -u wgsigd.service --no-pager | grep "metrics"'
+chmod 1777 /var/lib/prometheus/node-exporter
+systemctl restart wgsigd.service
+for i in 1 2 3 4 5 6 7 8 9 10; do test -e /var/lib/prometheus/node-exporter/wgsigd.prom && break; sleep 1; done
+ls -l /var/lib/prometheus/node-exporter/
+check metrics_written grep -q '^wgsigd_answers_total{group="0"} ' /var/lib/prometheus/node-exporter/wgsigd.prom
+check metrics_mode test "$(stat -c %a /var/lib/prometheus/node-exporter/wgsigd.prom)" = 644
 pid_before=$(systemctl show -P MainPID wgsigd.service)
 echo "MainPID before upgrade: $pid_before"
 
@@ -102,6 +120,7 @@ journalctl -q -u wgsigd.service -u wgsigd.socket --no-pager | tail -n 20
 check state_saved sh -c 'ls -A /var/lib/private/wgsigd/ /var/lib/wgsigd/ | grep -q .'
 check remove apt_get remove wgsig
 check config_kept test -f /etc/wgsig/wgsigd.toml -a -f /etc/wgsig/keys/group0.key
+check metrics_removed test ! -e /var/lib/prometheus/node-exporter/wgsigd.prom
 check stopped_on_remove sh -c '! systemctl is-active wgsigd.socket wgsigd.service'
 check port_closed sh -c '! ss -Huln | grep -q ":1223 "'
 check config_files_state test "$(dpkg-query -W -f='${Status}' wgsig)" = "deinstall ok config-files"
@@ -189,6 +208,10 @@ def test_installed_bash_completions_load(lifecycle: GuestRun) -> None:
 def test_configured_socket_answers_wgsigc(lifecycle: GuestRun) -> None:
     lifecycle.check("genkey", "example_config", "enable", "listening")
     lifecycle.check("register_a", "register_b_sees_a", "service_active")
+
+
+def test_metrics_under_the_hardened_unit(lifecycle: GuestRun) -> None:
+    lifecycle.check("metrics_quiet_unwritable", "metrics_written", "metrics_mode", "metrics_removed")
 
 
 def test_upgrade_restarts_daemon_and_keeps_records(lifecycle: GuestRun) -> None:
