@@ -55,8 +55,10 @@ fi
 NODE_EXPORTER_DIR=${WGSIG_NODE_EXPORTER_CACHE:-$HOME/.cache/wgsig/node-exporter}
 if [ ! -x "$NODE_EXPORTER_DIR/usr/bin/prometheus-node-exporter" ]; then
     mkdir -p "$NODE_EXPORTER_DIR"
-    (cd "$NODE_EXPORTER_DIR" && apt-get download -qq prometheus-node-exporter >/dev/null 2>&1 &&
-        dpkg-deb -x prometheus-node-exporter_*.deb . && rm -f prometheus-node-exporter_*.deb) ||
+    # stale package lists (nothing else was missing, so no update ran): update once and retry
+    fetch_node_exporter() { (cd "$NODE_EXPORTER_DIR" && apt-get download -qq prometheus-node-exporter >/dev/null 2>&1 &&
+        dpkg-deb -x prometheus-node-exporter_*.deb . && rm -f prometheus-node-exporter_*.deb); }
+    fetch_node_exporter || { $SUDO apt-get update -qq && fetch_node_exporter; } ||
         echo "test.sh: could not fetch prometheus-node-exporter; its test will be skipped" >&2
 fi
 WGSIG_NODE_EXPORTER=${WGSIG_NODE_EXPORTER:-$NODE_EXPORTER_DIR/usr/bin/prometheus-node-exporter}

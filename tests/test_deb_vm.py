@@ -151,23 +151,28 @@ while [ "$(calc "($(mono) - $started_r < 90)")" = 1 ]; do
 done
 check networkd_tunnel_up test $up = 0
 wg show wgr
-before=$(wg show wgr endpoints | awk '{print $2}')
-restarted=$(mono)
-systemctl restart systemd-networkd
-wiped=no
-up=1
-while [ "$(calc "($(mono) - $restarted < 40)")" = 1 ]; do
-    now_ep=$(wg show wgr endpoints 2>/dev/null | awk '{print $2}')
-    [ "$now_ep" = "(none)" ] && wiped=yes
-    if [ "$now_ep" = "$before" ] && ping -c1 -W1 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
-    sleep 0.1
-done
-back=$(mono)
-echo "endpoint before the restart: $before; seen wiped after it: $wiped"
-check networkd_repaired test $up = 0
-ran=$(systemctl show -p ExecMainStartTimestampMonotonic --value wgsigc.service)
-check networkd_repair_ran_wgsigc test "$(calc "($ran / 1000000 > $restarted)")" = 1
-echo "FIGURE networkd_repair_s $(calc "$back - $restarted")"
+# restart_repaired TAG IFACE UNIT: restart UNIT, which re-creates IFACE without endpoints; wait
+# until IFACE has its endpoint back and reaches b (checks TAG_repaired, TAG_repair_ran_wgsigc)
+restart_repaired() {
+    before=$(wg show "$2" endpoints | awk '{print $2}')
+    restarted=$(mono)
+    systemctl restart "$3"
+    wiped=no
+    up=1
+    while [ "$(calc "($(mono) - $restarted < 40)")" = 1 ]; do
+        now_ep=$(wg show "$2" endpoints 2>/dev/null | awk '{print $2}')
+        [ "$now_ep" = "(none)" ] && wiped=yes
+        if [ "$now_ep" = "$before" ] && ping -c1 -W1 -I "$2" 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
+        sleep 0.1
+    done
+    back=$(mono)
+    echo "$2's endpoint before the restart: $before; seen wiped after it: $wiped"
+    check "$1_repaired" test $up = 0
+    ran=$(systemctl show -p ExecMainStartTimestampMonotonic --value wgsigc.service)
+    check "$1_repair_ran_wgsigc" test "$(calc "($ran / 1000000 > $restarted)")" = 1
+    echo "FIGURE $1_repair_s $(calc "$back - $restarted")"
+}
+restart_repaired networkd wgr systemd-networkd
 journalctl -q -u wgsigc-networkd.service -u wgsigc.service --no-pager | tail -n 8
 # networkd's lighter resets keep the endpoint wgsigc wrote (nothing to repair)
 for op in reload reconfigure downup; do
@@ -223,25 +228,9 @@ while [ "$(calc "($(mono) - $started_q < 90)")" = 1 ]; do
     sleep 0.5
 done
 check wgquick_tunnel_up test $up = 0
-before=$(wg show wgq endpoints | awk '{print $2}')
 # a run still converging would see the interface vanish mid-way: restart once it has ended
 for i in $(seq 60); do systemctl is-active -q wgsigc.service || break; sleep 0.5; done
-restarted=$(mono)
-systemctl restart wg-quick@wgq
-wiped=no
-up=1
-while [ "$(calc "($(mono) - $restarted < 40)")" = 1 ]; do
-    now_ep=$(wg show wgq endpoints 2>/dev/null | awk '{print $2}')
-    [ "$now_ep" = "(none)" ] && wiped=yes
-    if [ "$now_ep" = "$before" ] && ping -c1 -W1 -I wgq 10.99.0.2 >/dev/null 2>&1; then up=0; break; fi
-    sleep 0.1
-done
-back=$(mono)
-echo "wgq's endpoint before the restart: $before; seen wiped after it: $wiped"
-check wgquick_repaired test $up = 0
-ran=$(systemctl show -p ExecMainStartTimestampMonotonic --value wgsigc.service)
-check wgquick_repair_ran_wgsigc test "$(calc "($ran / 1000000 > $restarted)")" = 1
-echo "FIGURE wgquick_repair_s $(calc "$back - $restarted")"
+restart_repaired wgquick wgq wg-quick@wgq
 journalctl -q -u wgsigc-wg-quick@wgq.service -u wgsigc.service --no-pager | tail -n 6
 
 echo "--- journal"
