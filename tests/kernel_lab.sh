@@ -94,10 +94,12 @@ scenario_connect() {  # scenario_connect TAG
     tag=$1
     setup_wg
     probe=$(ip netns exec a env PYTHONPATH="$PYPATH" python3 -c '
-from wgsigc.netlink import pyroute2_version
-from pyroute2 import WireGuard
+import importlib.metadata, sys
+from wgsigc import pyroute2load
+WireGuard = pyroute2load.wireguard_class()
+pyroute2load.iproute_class()
+print(importlib.metadata.version("pyroute2"), pyroute2load.sends_kernel_peer_flags(), "pyroute2.ndb.main" in sys.modules)
 from pyroute2.netlink.exceptions import NetlinkError
-print(pyroute2_version())
 wg = WireGuard()
 peer = {"public_key": "A" * 43 + "=", "endpoint_addr": "192.0.2.9", "endpoint_port": 9, "allowed_ips": ["10.9.9.9/32"]}
 for call in (lambda: wg.info("gone0"), lambda: wg.set("gone0", peer=peer), lambda: wg.info("eth0"), lambda: wg.set("eth0", peer=peer)):
@@ -107,9 +109,12 @@ for call in (lambda: wg.info("gone0"), lambda: wg.set("gone0", peer=peer), lambd
     except NetlinkError as error:
         print(error.code)
 ')
-    version=$(echo "$probe" | head -n1)
-    echo "pyroute2 version in use: $version; NetlinkError codes for gone/non-WireGuard info, set:" $(echo "$probe" | tail -n+2)
+    version=$(echo "$probe" | head -n1 | cut -d' ' -f1)
+    echo "pyroute2 in use (version, sends the kernel's peer flags, package __init__ ran): $(echo "$probe" | head -n1);" \
+        "NetlinkError codes for gone/non-WireGuard info, set:" $(echo "$probe" | tail -n+2)
     check ${tag}_pyroute2_version test "$version" = "$2"
+    # loaded without the package __init__; 0.7.2 gets allowed IPs passed back, 0.9.5 update_only
+    check ${tag}_pyroute2_lite_load test "$(echo "$probe" | head -n1 | cut -d' ' -f2-)" = "$3 False"
     # ENODEV for a vanished interface, EOPNOTSUPP for one that is not WireGuard (as the fake raises)
     check ${tag}_fake_errors_match test "$(echo "$probe" | tail -n+2 | tr '\n' ' ')" = "19 19 95 95 "
     ip -n a link set wg0 down
@@ -144,7 +149,7 @@ for call in (lambda: wg.info("gone0"), lambda: wg.set("gone0", peer=peer), lambd
 
 stamp "scenario 1: pyroute2 0.7.2"
 PYPATH=$SRC
-scenario_connect p072 "(0, 7, 2)"
+scenario_connect p072 0.7.2 False
 wgsigc a status --config /tmp/a.toml --json
 check p072_status_json sh -c "echo \"\$0\" | python3 -c '
 import json, sys
@@ -158,7 +163,7 @@ assert v[\"last_run\"][\"own_endpoint\"] == \"192.0.2.11:51820\", v
 
 stamp "scenario 2: pyroute2 0.9.5"
 PYPATH=$SRC:$NEW
-scenario_connect p095 "(0, 9, 5)"
+scenario_connect p095 0.9.5 True
 
 stamp "scenario 3: one server down, NAT A's public address changes"
 pid2=$(ip netns exec pub ss -Hlunp 'sport = :1224' | sed -n 's/.*pid=\([0-9]*\).*/\1/p' | head -n1)

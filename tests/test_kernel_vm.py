@@ -100,7 +100,7 @@ def test_lab_servers_listen(lab: str) -> None:
 
 @pytest.mark.parametrize("tag", ["p072", "p095"])
 def test_tunnel_comes_up_through_two_nats(lab: str, tag: str) -> None:
-    _passed(lab, f"{tag}_pyroute2_version", f"{tag}_first_run_a", f"{tag}_first_run_b", f"{tag}_second_run_a",
+    _passed(lab, f"{tag}_pyroute2_version", f"{tag}_pyroute2_lite_load", f"{tag}_first_run_a", f"{tag}_first_run_b", f"{tag}_second_run_a",
             f"{tag}_handshake", f"{tag}_ping")
 
 

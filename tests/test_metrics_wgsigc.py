@@ -21,7 +21,7 @@ from tests.test_wgsigc_register import SECRET, free_port, server  # noqa: F401  
 from tests.test_wgsigc_vanish import EXTRA, PEERS, FakeKernel, b64, registered  # noqa: F401  (fixture)
 from wgsig.keys import key_text
 from wgsig.metrics import encode
-from wgsigc import runrecord
+from wgsigc import netlink, runrecord
 from wgsigc.candidates import Candidate
 from wgsigc.exitcodes import EXIT_INTERFACE
 from wgsigc.kernelmode import run_kernel_mode
@@ -100,6 +100,7 @@ def kernel_run(tmp_path: Path, port: int, kernel: FakeKernel, monkeypatch: pytes
         f'[[interface.wg0.peer]]\npublic_key = "{b64(EXTRA)}"\nallowed_ips = ["10.0.0.9/32"]\n'
     )
     monkeypatch.setitem(sys.modules, "pyroute2", kernel.module())
+    monkeypatch.setattr(netlink, "link_exists", lambda name: name == "wg0")
     return run_kernel_mode(str(config), None, dry_run=False)
 
 

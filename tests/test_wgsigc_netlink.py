@@ -1,14 +1,20 @@
-"""Unit tests of the pure parts of wgsigc.netlink: pyroute2 version handling, the peer
-arguments for each version, and merging the kernel's split dump (plain dicts stand in for
-pyroute2's messages; the real kernel is exercised in tests/test_kernel_vm.py)."""
+"""Unit tests of the pure parts of wgsigc.netlink and of wgsigc.pyroute2load: which pyroute2
+sends the kernel's peer flags, the peer arguments for each, and merging the kernel's split dump
+(plain dicts stand in for pyroute2's messages, a stand-in module for the flag test; the real
+kernel and both real pyroute2 versions are exercised in tests/test_kernel_vm.py). Loading the
+real classes without pyroute2's package __init__ is checked against Debian's pyroute2 here."""
 
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
+import types
 
 import pytest
 
-from wgsigc.netlink import InterfaceError, has_fixed_peer_flags, merge_device, parse_version, peer_updates
+from wgsigc import pyroute2load
+from wgsigc.netlink import InterfaceError, merge_device, peer_updates
 from wgsigc.plan import PeerWrite
 
 KEY = bytes(range(32))
@@ -16,12 +22,38 @@ KEY_TEXT = base64.b64encode(KEY).decode()
 OWN = bytes([9]) * 32
 
 
-@pytest.mark.parametrize(
-    ("text", "fixed"),
-    [("0.7.2", False), ("0.9.2", False), ("0.9.3", True), ("0.9.5", True), ("1.0", True), ("unknown", False)],
-)
-def test_version_decides_flags(text: str, fixed: bool) -> None:
-    assert has_fixed_peer_flags(parse_version(text)) is fixed
+@pytest.mark.parametrize(("update_only", "fixed"), [(2, False), (4, True), (None, False)])
+def test_the_modules_flag_constant_decides_flags(
+        monkeypatch: pytest.MonkeyPatch, update_only: int | None, fixed: bool) -> None:
+    """pyroute2 0.7.2-0.9.2 define WGPEER_F_UPDATE_ONLY = 2 (the kernel's REPLACE_ALLOWEDIPS),
+    0.9.3 and later 4; a pyroute2 without the constant is taken as old (FAKE: a stand-in module)."""
+    fake = types.ModuleType("pyroute2")
+    fake.__dict__.update(WireGuard=object)
+    if update_only is not None:
+        fake.__dict__.update(WGPEER_F_UPDATE_ONLY=update_only)
+    monkeypatch.setitem(sys.modules, "pyroute2", fake)
+    monkeypatch.delitem(sys.modules, pyroute2load.WIREGUARD_MODULE, raising=False)
+    assert pyroute2load.sends_kernel_peer_flags() is fixed
+
+
+def test_loads_the_real_classes_without_the_package_init() -> None:
+    """Debian's pyroute2 (real, in a fresh interpreter): both classes load, the package's
+    __init__ (which imports NDB and every entry point) does not run, the flags are the old ones
+    when it is bookworm's 0.7.2."""
+    pytest.importorskip("pyroute2")
+    probe = subprocess.run([sys.executable, "-c", """
+import sys
+from wgsigc import pyroute2load
+wireguard, iproute = pyroute2load.wireguard_class(), pyroute2load.iproute_class()
+import importlib.metadata
+print(wireguard.__module__, iproute.__module__, "pyroute2.ndb.main" in sys.modules,
+      hasattr(sys.modules["pyroute2"], "IPDB"), pyroute2load.sends_kernel_peer_flags(),
+      importlib.metadata.version("pyroute2"))
+"""], capture_output=True, text=True, check=True)
+    wg_module, ipr_module, ndb, ipdb, fixed, version = probe.stdout.split()
+    assert (wg_module, ipr_module) == ("pyroute2.netlink.generic.wireguard", "pyroute2.iproute.linux")
+    assert (ndb, ipdb) == ("False", "False"), "pyroute2's package __init__ ran"
+    assert fixed == str(tuple(int(p) for p in version.split(".")[:3]) >= (0, 9, 3))
 
 
 def test_old_pyroute2_always_passes_current_allowed_ips() -> None:

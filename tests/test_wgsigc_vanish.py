@@ -25,7 +25,7 @@ import pytest
 from tests.procs import write_secret
 from tests.test_wgsigc_register import SECRET, free_port, server  # noqa: F401  (the wgsigd fixture)
 from wgsig.client import GroupCredentials
-from wgsigc import runrecord
+from wgsigc import netlink, runrecord
 from wgsigc.exchange import exchange
 from wgsigc.exitcodes import EXIT_INTERFACE
 from wgsigc.kernelmode import run_kernel_mode
@@ -127,7 +127,9 @@ class FakeKernel:
                 pass
 
         fake = types.ModuleType("pyroute2")
-        fake.__dict__.update(IPRoute=IPRoute, WireGuard=WireGuard, __version__=kernel.version)
+        # pyroute2 before 0.9.3 has the kernel's UPDATE_ONLY flag wrong (2 instead of 4)
+        update_only = 2 if kernel.version.startswith("0.7") else 4
+        fake.__dict__.update(IPRoute=IPRoute, WireGuard=WireGuard, WGPEER_F_UPDATE_ONLY=update_only)
         return fake
 
 
@@ -156,6 +158,7 @@ def run(tmp_path: Path, port: int, kernel: FakeKernel, monkeypatch: pytest.Monke
         f'[[interface.wg0.peer]]\npublic_key = "{b64(EXTRA)}"\nallowed_ips = ["10.0.0.9/32"]\n'
     )
     monkeypatch.setitem(sys.modules, "pyroute2", kernel.module())
+    monkeypatch.setattr(netlink, "link_exists", lambda name: name == "wg0")
     return run_kernel_mode(str(config), None, dry_run=False)
 
 

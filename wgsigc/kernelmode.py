@@ -29,7 +29,7 @@ from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.host.configfile import MetricsDirectory
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import key_text
-from wgsigc import localaddrs, metricsfile, netlink, runrecord
+from wgsigc import localaddrs, netlink, pyroute2load, runrecord
 from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exitcodes import (
@@ -124,6 +124,8 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
         except OSError as error:
             print(f"wgsigc: {config.name}: cannot save the run record {path}: {error.strerror}", file=err)
         if metrics is not None:
+            from wgsigc import metricsfile  # only where metrics are asked for: every import delays the run
+
             metricsfile.write(metrics, config.name, run.code, time.time(), time.monotonic() - started, run.plan, err)
     return run
 
@@ -247,7 +249,7 @@ def _apply(run: Run, state: InterfaceState, out: TextIO) -> None:
         return
     config = run.config
     try:
-        fixed_flags = netlink.has_fixed_peer_flags(netlink.pyroute2_version())
+        fixed_flags = pyroute2load.sends_kernel_peer_flags()
         errors = netlink.apply_writes(config.name, run.plan.writes, fixed_flags)
     except netlink.InterfaceError as error:
         raise netlink.InterfaceError(f"{error}; stopped writing its peers") from None

@@ -110,9 +110,9 @@ def select(addresses: Iterable[Address], links: Sequence[Link], wireguard: str, 
 def read_local(wireguard: str, exclude: Sequence[Network] = (), limit: int = DEFAULT_LIMIT) -> LocalAddresses:
     """Read this network namespace's addresses over rtnetlink and select."""
     try:
-        from pyroute2 import IPRoute
+        from wgsigc.pyroute2load import iproute_class
 
-        with IPRoute() as ip:
+        with iproute_class()() as ip:
             links = [_link(message) for message in ip.get_links()]
             names = {message["index"]: message.get_attr("IFLA_IFNAME") for message in ip.get_links()}
             addresses = [_address(message, names) for message in ip.get_addr()]

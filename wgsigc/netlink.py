@@ -2,29 +2,28 @@
 
 Everything version-dependent about pyroute2 is decided by pure functions here
 (``peer_updates``, ``merge_device``) so that it can be unit-tested; the I/O
-functions only talk to the kernel.
+functions only talk to the kernel, through the classes ``pyroute2load`` loads.
 
 pyroute2 0.7.2 (Debian bookworm) through 0.9.2 send the wrong peer flags: each
 ``set()`` with a peer replaces that peer's allowed IPs (clearing them when none
 are given) and never sends UPDATE_ONLY.  With those versions every write passes
 the peer's current allowed IPs back; from 0.9.3 writes say ``update_only`` and
-leave allowed IPs out.
+leave allowed IPs out (``pyroute2load.sends_kernel_peer_flags`` tells which).
 """
 
 from __future__ import annotations
 
 import base64
 import errno
-import re
+import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from wgsig.endpoint import Endpoint
 from wgsig.keys import key_text
+from wgsigc import pyroute2load
 from wgsigc.exitcodes import EXIT_INTERFACE, EXIT_SOCKET, CapabilityMissing, WgsigcError
 from wgsigc.plan import InterfaceState, PeerState, PeerWrite
-
-FIXED_FLAGS_VERSION = (0, 9, 3)
 
 
 class InterfaceError(WgsigcError):
@@ -40,18 +39,6 @@ class NetlinkFailure(WgsigcError):
 
 
 # --- pure parts -------------------------------------------------------------
-
-
-def parse_version(text: str) -> tuple[int, ...] | None:
-    match = re.match(r"^(\d+)\.(\d+)(?:\.(\d+))?", text)
-    if match is None:
-        return None
-    return tuple(int(part) for part in match.groups(default="0"))
-
-
-def has_fixed_peer_flags(version: tuple[int, ...] | None) -> bool:
-    """Unknown versions are treated as old: passing allowed IPs back is safe with every version."""
-    return version is not None and version >= FIXED_FLAGS_VERSION
 
 
 def peer_updates(write: PeerWrite, fixed_flags: bool) -> list[dict[str, Any]]:
@@ -139,21 +126,6 @@ def merge_device(messages: Iterable[Mapping[str, Any]], name: str) -> InterfaceS
 # --- the shell --------------------------------------------------------------
 
 
-def pyroute2_version() -> tuple[int, ...] | None:
-    """The version of the pyroute2 that is imported (Debian's says __version__ == 'unknown')."""
-    import pyroute2
-
-    version = parse_version(str(getattr(pyroute2, "__version__", "")))
-    if version is not None:
-        return version
-    try:
-        from importlib.metadata import version as dist_version
-
-        return parse_version(dist_version("pyroute2"))
-    except Exception:
-        return None
-
-
 def _plain(message: Any) -> dict[str, Any]:
     """A pyroute2 device message as plain data (both 0.7 and 0.9 decode alike)."""
     peers = []
@@ -188,32 +160,46 @@ def _failure(error: Exception, doing: str) -> WgsigcError:
 
 
 def read_interface(name: str) -> InterfaceState:
-    """The interface and all its peers, or InterfaceError / CapabilityMissing / NetlinkFailure."""
+    """The interface and all its peers, or InterfaceError / CapabilityMissing / NetlinkFailure.
+
+    Only WireGuard's generic netlink is asked: it says ENODEV for a missing interface and
+    EOPNOTSUPP for one that is not WireGuard, so rtnetlink (pyroute2's IPRoute, a second import
+    that costs seconds on a small board) stays off the path to the first registration."""
+    missing = InterfaceError(f"interface {name} does not exist: create it ('ip link add {name} type wireguard')")
+    if not link_exists(name):
+        raise missing
+    wireguard = _wireguard_class()
     try:
-        from pyroute2 import IPRoute, WireGuard
-    except ImportError:
-        raise NetlinkFailure("pyroute2 is not installed (Debian: apt install python3-pyroute2)") from None
-    try:
-        with IPRoute() as ipr:
-            index = ipr.link_lookup(ifname=name)
-            if not index:
-                raise InterfaceError(
-                    f"interface {name} does not exist: create it ('ip link add {name} type wireguard')"
-                )
-            link = ipr.get_links(index[0])[0]
-            kind = link.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND")
-        if kind != "wireguard":
-            raise InterfaceError(f"interface {name} is not a WireGuard interface (its kind is {kind or 'unknown'})")
-        wg = WireGuard()
+        wg = wireguard()
         try:
             messages = [_plain(m) for m in wg.info(name)]
         finally:
             wg.close()
-    except (InterfaceError, NetlinkFailure):
-        raise
     except Exception as error:
+        code = getattr(error, "code", None) or getattr(error, "errno", None)
+        if code == errno.ENODEV:
+            raise missing from None
+        if code == errno.ENOENT:  # no WireGuard family: the module is not loaded, so this link is not WireGuard
+            raise InterfaceError(f"interface {name} is not a WireGuard interface") from None
         raise _interface_problem(error, name) or _failure(error, f"reading interface {name}") from None
     return merge_device(messages, name)
+
+
+def link_exists(name: str) -> bool:
+    """Whether this namespace has a link of that name (asked first: pyroute2 logs errors of its
+    own when the WireGuard module is not loaded, which is the usual case for a missing link)."""
+    try:
+        socket.if_nametoindex(name)
+    except OSError:
+        return False
+    return True
+
+
+def _wireguard_class() -> Any:
+    try:
+        return pyroute2load.wireguard_class()
+    except ImportError:
+        raise NetlinkFailure("pyroute2 is not installed (Debian: apt install python3-pyroute2)") from None
 
 
 def _interface_problem(error: Exception, name: str) -> InterfaceError | None:
@@ -234,11 +220,10 @@ def apply_writes(name: str, writes: list[PeerWrite], fixed_flags: bool) -> list[
     the kernel, so a failed write leaves that peer as it was (see ``peer_updates``).
     An interface that vanished (or is no longer WireGuard) stops all writes: InterfaceError.
     """
-    from pyroute2 import WireGuard
-
+    wireguard = _wireguard_class()
     errors = []
     try:
-        wg = WireGuard()
+        wg = wireguard()
     except Exception as error:
         raise _failure(error, f"opening WireGuard netlink for {name}") from None
     try:
