@@ -72,3 +72,23 @@ def test_the_journal_says_which_extension_a_registration_used(caplog: pytest.Log
     assert "(base protocol)" in lines[0] and "(X1)" in lines[1] and "(X1 with candidates over IPv6)" in lines[2]
     assert [r.EXTENSION for r in caplog.records] == [  # type: ignore[attr-defined]
         "base protocol", "X1", "X1 with candidates over IPv6"]
+
+
+def test_rate_limited_sources_logged_at_info_once_a_minute_with_counts(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    log = EventLog(clock=clock)
+    victim = ("::ffff:192.0.2.50", 51820)
+    applied = Answered(group=0, peer_id=bytes(32), source=victim, clflg=0, change=Change.MOVED, evicted=None,
+                       datagrams=0, limited=True)
+    with caplog.at_level(logging.INFO, logger="wgsigd"):
+        for _ in range(500):
+            log(Rejected(Reason.RATE_LIMITED, victim, 0, bytes(32)))
+        clock.now += 30
+        log(applied)
+        clock.now += 31
+        log(Rejected(Reason.RATE_LIMITED, victim, 0, bytes(32)))
+    lines = [line for line in info_lines(caplog) if "answer budget" in line]
+    assert len(lines) == 2
+    assert lines[0].startswith("answer budget of 192.0.2.50 spent: 0 fresh requests applied but not answered, 1 ")
+    assert "1 fresh requests applied but not answered, 500 replays or untied fetches dropped in the last 61 s" \
+        in lines[1]

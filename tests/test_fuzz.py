@@ -22,7 +22,7 @@ from wgsig.events import Answered, Rejected
 from wgsig.label import encode_label
 from wgsig.ratelimit import AnswerLimiter, Limits, ReplayCache
 from wgsig.server import GroupConfig, Server
-from wgsig.wire import REQUEST_SIZE
+from wgsig.wire import REQUEST_SIZE, encode_endpoint
 
 SECRET = bytes(range(32))
 OLD_SECRET = bytes(range(64, 96))
@@ -35,7 +35,7 @@ def make_server() -> Server:
         GroupConfig(PLAIN, (SECRET, OLD_SECRET), max_records=30),
         GroupConfig(ENCRYPTED, (SECRET,), encrypt=True, max_records=30),
     ]
-    server = Server(groups, random_bytes=os.urandom, limits=Limits(AnswerLimiter(1000, 1000), 1200, ReplayCache(30)))
+    server = Server(groups, random_bytes=os.urandom, limits=Limits(AnswerLimiter(1e6, 1e6), 1200, ReplayCache(30)))
     for i in range(1, 25):  # some records, so answers span datagrams
         server.receive_datagram(valid(PLAIN, bytes([i]) * 32, 0, 0, seed=i), (f"10.0.0.{i}", 1000 + i), NOW)
     return server
@@ -124,6 +124,9 @@ def test_random_datagrams_get_nothing(data: bytes, source: tuple[str, int]) -> N
 def test_valid_requests_answered_under_the_secret_they_used(clflg: int, secret: bytes, offset: int) -> None:
     """The seeds of the mutations are themselves accepted (so the mutations start from valid input)."""
     server = make_server()
+    # Peer 77 registered from this address earlier: its label-less requests are tied to it, answered whole.
+    server.groups[PLAIN].upsert(bytes([77]) * 32, encode_endpoint(bytes([192, 0, 2, 1]), 5555),
+                                encode_label(NOW - 60, 0))
     answer, event = server.receive_datagram(valid(PLAIN, bytes([77]) * 32, clflg, offset, secret),
                                             ("192.0.2.1", 5555), float(NOW))
     assert isinstance(event, Answered) and answer

@@ -66,7 +66,7 @@ def config_file(tmp_path: Path, port: int, metrics: Path) -> Path:
     path = tmp_path / "wgsigd.toml"
     path.write_text(
         f'listen = "127.0.0.1"\nport = {port}\nstate_directory = "{tmp_path / "state"}"\n'
-        f'metrics_directory = "{metrics}"\nmetrics_interval = 1\nanswer_rate = 0.01\nanswer_burst = 3\n'
+        f'metrics_directory = "{metrics}"\nmetrics_interval = 1\nanswer_bytes_rate = 5\nanswer_bytes_burst = 1080\n'
         f'[group.probe]\nid = 0\nsecret_file = "{secret}"\n[group.office]\nid = 7\nsecret_file = "{secret}"\n'
     )
     return path
@@ -91,7 +91,7 @@ def test_counts_of_valid_and_invalid_requests_written_periodically_and_at_exit(t
     server = Wgsigd(["--config", str(config_file(tmp_path, port, metrics))], port, GroupCredentials(0, SECRET),
                     tmp_path / "wgsigd.log")
     expected = {
-        'wgsigd_records{group="7"}': 3,
+        'wgsigd_records{group="7"}': 4,  # the rate-limited registration is applied, not answered
         'wgsigd_answers_total{group="7"}': 3,
         'wgsigd_rate_limited_total{group="7"}': 1,
         'wgsigd_rejected_total{group="7",reason="rate_limited"}': 1,
@@ -106,7 +106,7 @@ def test_counts_of_valid_and_invalid_requests_written_periodically_and_at_exit(t
         first = request(7, 1)
         assert send(port, first)
         assert send(port, request(7, 2)) and send(port, request(7, 3))
-        assert not send(port, request(7, 4))  # burst of 3 spent: rate-limited
+        assert not send(port, request(7, 4))  # 1,080 bytes, then one answer overdrawing them: rate-limited
         assert not send(port, first, 0.2)  # a replay
         assert not send(port, request(7, 5, OTHER), 0.2)  # another secret: bad MAC, twice
         assert not send(port, request(7, 6, OTHER), 0.2)

@@ -24,8 +24,9 @@ from wgsig.ratelimit import NO_LIMITS, AnswerLimiter, Limits, ReplayCache, cappe
 from wgsig.server import GroupConfig, Server
 from wgsig.statefile import decode_state, encode_state
 from wgsig.wire import REQUEST_SIZE, RESPONSE_SIZE, encode_endpoint
+from wgsig.x1view import NO_IPV4
 from wgsigc.exchange import diagnose, exchange
-from wgsigd.config import ConfigError, parse_config
+from wgsigd.config import ConfigError, DaemonConfig, parse_config
 
 SECRET = bytes(range(32))
 OLD_SECRET = bytes(range(100, 132))
@@ -51,37 +52,57 @@ def server_with(records: int, limits: Limits = NO_LIMITS) -> Server:
 # --- AnswerLimiter (pure) ---------------------------------------------------------------------------------------
 
 
-def test_limiter_allows_burst_then_rate() -> None:
-    limiter = AnswerLimiter(rate=10, burst=5)
-    assert [limiter.allow("a", 100.0) for _ in range(7)] == [True] * 5 + [False] * 2
+def test_limiter_budgets_bytes_overdraws_once_then_refills() -> None:
+    limiter = AnswerLimiter(rate=1000, burst=3000)  # bytes a second, bytes at once
+    assert limiter.allow("a", 100.0)
+    limiter.charge("a", 2000, 100.0)
+    assert limiter.allow("a", 100.0)  # 1,000 bytes left: a larger answer may still go, overdrawing
+    limiter.charge("a", 5000, 100.0)
+    assert not limiter.allow("a", 100.0) and not limiter.allow("a", 104.0)  # 4,000 bytes overdrawn
     assert limiter.limited == 2
-    assert not limiter.allow("a", 100.05)  # half an interval: nothing yet
-    assert limiter.allow("a", 100.1)  # one interval: one more answer
-    assert not limiter.allow("a", 100.1)
-    assert limiter.allow("b", 100.1)  # sources are independent
+    assert limiter.allow("a", 104.01)  # repaid after 4 s: the bucket holds bytes again
+    assert limiter.allow("b", 100.0)  # sources are independent
+
+
+def test_limiter_bounds_bytes_not_answers() -> None:
+    """However the bytes come (many small answers or few big ones), a source gets rate * t + burst + one answer."""
+    for size in (82, 540, 54_000):
+        limiter, sent, now = AnswerLimiter(rate=10_000, burst=20_000), 0, 0.0
+        while now < 10.0:
+            if limiter.allow("victim", now):
+                limiter.charge("victim", size, now)
+                sent += size
+            now += 0.001
+        assert sent + size >= 10_000 * 10 and sent <= 10_000 * 10 + 20_000 + size, size
 
 
 def test_limiter_refills_to_burst_only() -> None:
-    limiter = AnswerLimiter(rate=10, burst=3)
-    assert limiter.allow("a", 0.0)
-    answers = [limiter.allow("a", 1000.0) for _ in range(5)]  # a long pause refills at most ``burst``
+    limiter = AnswerLimiter(rate=10, burst=30)
+    limiter.charge("a", 10, 0.0)
+    answers = []
+    for _ in range(5):  # a long pause refills at most ``burst``
+        answers.append(limiter.allow("a", 1000.0))
+        if answers[-1]:
+            limiter.charge("a", 10, 1000.0)
     assert answers == [True] * 3 + [False] * 2
 
 
 def test_limiter_forgets_idle_sources_and_stays_bounded() -> None:
     limiter = AnswerLimiter(rate=100, burst=2, max_sources=50)
     for i in range(10_000):
-        assert limiter.allow(f"10.0.{i // 256}.{i % 256}", 5.0)
+        source = f"10.0.{i // 256}.{i % 256}"
+        assert limiter.allow(source, 5.0)
+        limiter.charge(source, 1, 5.0)
         assert len(limiter) <= 50
     # Idle entries (bucket full again) are dropped as traffic goes on.
     for i in range(100):
-        limiter.allow("192.0.2.1", 10.0 + i)
+        limiter.charge("192.0.2.1", 1, 10.0 + i)
     assert len(limiter) <= 3
 
 
 def test_limiter_survives_clock_going_backwards() -> None:
     limiter = AnswerLimiter(rate=1, burst=2)
-    assert limiter.allow("a", 1000.0) and limiter.allow("a", 1000.0)
+    limiter.charge("a", 100, 1000.0)
     assert not limiter.allow("a", 1000.0)
     assert limiter.allow("a", 10.0)  # clock stepped back by 990 s: the source is not locked out
 
@@ -127,17 +148,55 @@ def test_capped_datagrams() -> None:
 # --- The server core with the limits ----------------------------------------------------------------------------
 
 
+PEER = bytes([200]) * 32
+PEER_SOURCE = ("198.51.100.20", 51820)  # where PEER registered
+
+
+def fleet(limits: Limits) -> Server:
+    """One server of a group of 26 records (three datagrams), PEER's recorded at PEER_SOURCE."""
+    server = server_with(25, limits)
+    server.groups[0].upsert(PEER, encode_endpoint(bytes([198, 51, 100, 20]), 51820), encode_label(int(NOW) - 5, 0))
+    return server
+
+
 @pytest.mark.parametrize("clflg", [3, 1])
-def test_label_less_request_is_answered_whole_once_then_capped(clflg: int) -> None:
-    """CLFLG 3, and CLFLG 1 from an unknown peer, store no label: replays get only the byte cap."""
-    server = server_with(25, Limits(max_answer_bytes=600, replay_cache=ReplayCache(30)))
-    datagram = request(200, clflg)
-    answer, event = server.receive_datagram(datagram, SOURCE, NOW)
-    assert len(answer) == 3 and isinstance(event, Answered) and event.change is Change.UNCHANGED
-    for spoofed in [SOURCE, ("203.0.113.9", 53), ("192.0.2.1", 123)]:
+def test_label_less_request_is_answered_whole_only_when_tied_and_new(clflg: int) -> None:
+    """CLFLG 3, and CLFLG 1 from an unknown peer, store no label: the whole answer goes only to the
+    address recorded for the peer, the first time; every other answer is capped to one datagram."""
+    peer = PEER if clflg == 3 else bytes([201]) * 32  # CLFLG 1 of a known peer stores a label
+    server = fleet(Limits(max_answer_bytes=600, replay_cache=ReplayCache(30)))
+    datagram = request(peer[0], clflg)
+    answer, event = server.receive_datagram(datagram, (PEER_SOURCE[0], 40000), NOW)
+    assert isinstance(event, Answered) and event.change is Change.UNCHANGED
+    assert len(answer) == (3 if clflg == 3 else 1)  # tied (another port of the same address), or nobody's
+    for spoofed in [(PEER_SOURCE[0], 40000), ("203.0.113.9", 53), ("192.0.2.1", 123)]:
         answer, event = server.receive_datagram(datagram, spoofed, NOW + 10)
         # Answered, as the protocol allows (and the C server does), but one datagram only.
         assert len(answer) == 1 and isinstance(event, Answered) and event.change is Change.UNCHANGED
+
+
+def test_captured_fetch_gets_the_cap_from_other_servers_and_after_a_restart() -> None:
+    """The replay cache lives in one process: another server of the group (or the same one restarted)
+    has not seen the captured request, and still sends a spoofed source one datagram only."""
+    captured = request(PEER[0], 3)
+    server_a = fleet(Limits(max_answer_bytes=600, replay_cache=ReplayCache(30)))
+    assert len(server_a.receive_datagram(captured, PEER_SOURCE, NOW)[0]) == 3  # the real fetch
+    server_b = fleet(Limits(max_answer_bytes=600, replay_cache=ReplayCache(30)))
+    restarted_a = fleet(Limits(max_answer_bytes=600, replay_cache=ReplayCache(30)))
+    for server in (server_b, restarted_a):
+        answer, event = server.receive_datagram(captured, ("203.0.113.9", 53), NOW + 1)
+        assert isinstance(event, Answered) and sum(map(len, answer)) <= 600
+
+
+def test_tied_over_ipv6_by_the_observed_source() -> None:
+    """An X1 peer registered over IPv6 is tied by its OBS6 address."""
+    server = fleet(Limits(max_answer_bytes=600, replay_cache=ReplayCache(30)))
+    server.groups[0].remove(PEER)
+    group = server._groups[0]
+    group.x1.set_observed(PEER, "2001:db8::20", 51820, NOW)
+    group.x1.v6only.upsert(PEER, NO_IPV4, encode_label(int(NOW) - 5, 0))
+    assert len(server.receive_datagram(request(PEER[0], 3), ("2001:db8::20", 40000), NOW)[0]) == 3
+    assert len(server.receive_datagram(request(PEER[0], 3, ns=1), ("2001:db8::21", 40000), NOW)[0]) == 1
 
 
 def test_replays_of_table_changing_requests_are_rejected() -> None:
@@ -160,10 +219,10 @@ def test_byte_cap_applies_to_label_less_answers_only() -> None:
 
 
 def test_byte_cap_when_replay_cache_is_full() -> None:
-    server = server_with(45, Limits(max_answer_bytes=600, replay_cache=ReplayCache(30, max_entries=1)))
-    first, _ = server.receive_datagram(request(250, 3, ns=1), SOURCE, NOW)
-    assert len(first) == 5  # recorded in the cache: answered whole, once
-    second, _ = server.receive_datagram(request(250, 3, ns=2), SOURCE, NOW)
+    server = fleet(Limits(max_answer_bytes=600, replay_cache=ReplayCache(30, max_entries=1)))
+    first, _ = server.receive_datagram(request(PEER[0], 3, ns=1), PEER_SOURCE, NOW)
+    assert len(first) == 3  # recorded in the cache: answered whole, once
+    second, _ = server.receive_datagram(request(PEER[0], 3, ns=2), PEER_SOURCE, NOW)
     assert len(second) == 1  # cache full: capped to one datagram
 
 
@@ -179,14 +238,54 @@ def test_encrypted_answer_cap_counts_envelope_bytes() -> None:
     assert [len(d) for d in answer] == [RESPONSE_SIZE + 16]
 
 
-def test_rate_limited_request_changes_nothing() -> None:
-    server = server_with(0, Limits(answer_limiter=AnswerLimiter(rate=1, burst=2)))
+def test_fresh_registration_over_budget_is_applied_not_answered() -> None:
+    server = server_with(0, Limits(answer_limiter=AnswerLimiter(rate=1, burst=1000)))
     assert server.receive_datagram(request(1, 0), SOURCE, NOW)[0]
-    assert server.receive_datagram(request(2, 0), SOURCE, NOW)[0]
-    answer, event = server.receive_datagram(request(3, 0), SOURCE, NOW)
-    assert answer == [] and isinstance(event, Rejected) and event.reason is Reason.RATE_LIMITED
-    assert len(server.groups[0]) == 2
+    assert server.receive_datagram(request(2, 0), SOURCE, NOW)[0]  # overdraws the 460 bytes left
+    answer, event = server.receive_datagram(request(1, 0, ns=1), (SOURCE[0], 40001), NOW)
+    assert answer == [] and isinstance(event, Answered) and event.limited and event.change is Change.MOVED
+    assert {r.peer_id[0]: r.port for r in server.groups[0].records()} == {1: 40001, 2: SOURCE[1]}
+    assert server.group_counters()[0].rejections == {Reason.RATE_LIMITED: 1}
     assert server.receive_datagram(request(3, 0), ("198.51.100.8", 1), NOW)[0]  # another source is not limited
+
+
+def daemon_default_server(records: int = 45) -> Server:
+    """The core with the limits wgsigd applies by default."""
+    defaults = DaemonConfig()
+    server = Server([GroupConfig(0, (SECRET,), max_records=1000)], defaults.window, os.urandom,
+                    defaults.limits(ReplayCache(defaults.window)))
+    for i in range(1, records + 1):
+        server.groups[0].upsert(bytes([i % 256, i // 256]) * 16, encode_endpoint(bytes([10, 0, 0, 1]), 1000 + i),
+                                encode_label(int(NOW) - 5, i))
+    return server
+
+
+def test_spoofed_replays_do_not_spend_the_victims_budget() -> None:
+    """With wgsigd's defaults: thousands of replays of a captured fetch, spoofed from the victim's
+    address, are answered within their own small budget; the victim's registrations are applied
+    and answered, every one."""
+    server = daemon_default_server()
+    victim = ("192.0.2.50", 51820)
+    captured = request(250, 3)
+    replies = 0
+    for i in range(100):  # 10 s of 50 replays a second, and a registration a second
+        now = NOW + i / 10
+        for j in range(5):
+            replies += sum(map(len, server.receive_datagram(captured, (victim[0], 53), now + j / 50)[0]))
+        answer, event = server.receive_datagram(request(99, 0, now=now, ns=i), (victim[0], 51820 + i), now)
+        assert answer and isinstance(event, Answered) and not event.limited
+        assert {r.port for r in server.groups[0].records() if r.peer_id == bytes([99]) * 32} == {51820 + i}
+    assert replies <= 10 * 3_000 + 6_000 + 600  # the replay budget: 3,000 bytes a second, 6,000 at once
+
+
+def test_default_budget_is_in_bytes_and_bounds_a_source() -> None:
+    """A member spoofing fresh registrations from a victim's address: bytes, not answers, are bounded."""
+    server = daemon_default_server(records=999)  # 100 datagrams, 54,000 bytes an answer
+    sent = 0
+    for i in range(2000):  # 2,000 registrations in 1 s
+        sent += sum(map(len, server.receive_datagram(request(7, 0, ns=i), ("192.0.2.51", i), NOW + i / 2000)[0]))
+    defaults = DaemonConfig()
+    assert sent <= defaults.answer_bytes_rate + defaults.answer_bytes_burst + 54_000
 
 
 def test_garbage_never_reaches_the_limiter() -> None:
@@ -208,14 +307,26 @@ def group_table() -> dict[str, object]:
 
 
 def test_config_limit_keys() -> None:
-    keys = {"answer_rate": 2.5, "answer_burst": 7, "max_answer_bytes": 2000}
+    keys = {"answer_bytes_rate": 2500, "answer_bytes_burst": 7000, "replay_bytes_rate": 100,
+            "replay_bytes_burst": 1200, "max_answer_bytes": 2000}
     config = parse_config({**keys, "group": group_table()}, "f")
-    assert (config.answer_rate, config.answer_burst, config.max_answer_bytes) == (2.5, 7, 2000)
-    limiter = config.answer_limiter()
-    assert limiter is not None and (limiter.rate, limiter.burst) == (2.5, 7)
-    assert parse_config({"answer_rate": 0, "group": group_table()}, "f").answer_limiter() is None
+    assert (config.answer_bytes_rate, config.answer_bytes_burst, config.max_answer_bytes) == (2500, 7000, 2000)
+    limiter, replays = config.answer_limiter(), config.replay_limiter()
+    assert limiter is not None and (limiter.rate, limiter.burst) == (2500, 7000)
+    assert replays is not None and (replays.rate, replays.burst) == (100, 1200)
+    off = parse_config({"answer_bytes_rate": 0, "replay_bytes_rate": 0, "group": group_table()}, "f")
+    assert off.answer_limiter() is None and off.replay_limiter() is None
     defaults = parse_config({"group": group_table()}, "f")
-    assert defaults.answer_limiter() is not None and defaults.max_answer_bytes >= 600
+    assert defaults.answer_limiter() is not None and defaults.replay_limiter() is not None
+    assert defaults.max_answer_bytes >= 600
+
+
+def test_config_old_per_answer_keys_still_work() -> None:
+    """answer_rate / answer_burst (answers) count one datagram each; answer_rate = 0 turns every budget off."""
+    old = parse_config({"answer_rate": 2.5, "answer_burst": 7, "group": group_table()}, "f")
+    assert (old.answer_bytes_rate, old.answer_bytes_burst) == (2.5 * 540, 7 * 540)
+    off = parse_config({"answer_rate": 0, "group": group_table()}, "f")
+    assert off.answer_limiter() is None and off.replay_limiter() is None
 
 
 @pytest.mark.parametrize(
@@ -225,6 +336,10 @@ def test_config_limit_keys() -> None:
         ("answer_rate", "fast", "must be a number"),
         ("answer_burst", 0, "out of range"),
         ("answer_burst", 1.5, "must be an integer"),
+        ("answer_bytes_rate", -1, "out of range"),
+        ("answer_bytes_burst", 0, "out of range"),
+        ("replay_bytes_rate", "fast", "must be a number"),
+        ("replay_bytes_burst", 1.5, "must be an integer"),
         ("max_answer_bytes", 100, "out of range"),
         ("max_answer_bytes", True, "must be an integer"),
     ],
@@ -253,25 +368,138 @@ def collect(sock: socket.socket, credentials: GroupCredentials, timeout: float) 
         return got
 
 
+def query_from(source_ip: str, port: int, creds: GroupCredentials, peer_id: bytes, clflg: int,
+               timeout: float = 2.0) -> list[bytes]:
+    """One request from ``source_ip`` (a loopback address); its datagrams, once complete (or at the timeout)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((source_ip, 0))
+        sock.connect(("127.0.0.1", port))
+        sock.send(build_request(creds, peer_id, label_from_ns(time.time_ns()), clflg, os.urandom))
+        return collect_answer(sock, creds, timeout)
+
+
+def collect_answer(sock: socket.socket, creds: GroupCredentials, timeout: float) -> list[bytes]:
+    collector, got = AnswerCollector(creds), []
+    sock.settimeout(timeout)
+    try:
+        while not collector.complete:
+            got.append(sock.recv(4096))
+            collector.receive_datagram(got[-1])
+    except TimeoutError:
+        pass
+    return got
+
+
 def test_real_wgsigd_rate_limit(tmp_path: Path) -> None:
     write_secret(tmp_path / "s", SECRET)
     port = free_udp_port()
     creds = GroupCredentials(5, SECRET)
-    server = start(tmp_path, f'port = {port}\nanswer_rate = 0.5\nanswer_burst = 4\n'
+    server = start(tmp_path, f'port = {port}\nanswer_bytes_rate = 1\nanswer_bytes_burst = 1600\n'
+                   f'replay_bytes_rate = 1\nreplay_bytes_burst = 1000\n'
                    f'[group.g]\nid = 5\nsecret_file = "{tmp_path / "s"}"\n', creds, port)
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             sock.connect(("127.0.0.1", port))
             peek = build_request(creds, b"\x55" * 32, label_from_ns(time.time_ns()), 3, os.urandom)
             for _ in range(5):
-                sock.send(peek)  # one peek and four replays: answers too, within the same limit
-            # Ten fresh registrations too: far beyond the burst of four answers for this source.
+                sock.send(peek)  # one peek and four replays: the replay budget, 1,000 bytes: two answers
+            # Ten fresh registrations too: 1,600 bytes, three answers of 540.
             for i in range(10):
                 sock.send(build_request(creds, bytes([i + 1]) * 32, label_from_ns(time.time_ns()), 0, os.urandom))
             answered = len(collect(sock, creds, 1.5))
-            assert 1 <= answered <= 5  # the burst, plus at most one token refilled meanwhile
+            assert 2 <= answered <= 7  # both budgets, plus at most one answer each refilled meanwhile
+        # Every registration was applied, answered or not (asked from another address: its own budget).
+        datagrams = query_from("127.0.0.2", port, creds, b"\x66" * 32, 0)
+        collector = AnswerCollector(creds)
+        for datagram in datagrams:
+            collector.receive_datagram(datagram)
+        assert collector.complete and {r.peer_id[0] for r in collector.records()} == {*range(1, 11), 0x66}
     finally:
         assert server.stop() == 0
+    assert "answer budget of 127.0.0.1 spent" in server.log.read_text()
+
+
+def fleet_config(tmp_path: Path, name: str, port: int) -> str:
+    return (f'port = {port}\nstate_directory = "{tmp_path / name}"\n'
+            f'[group.g]\nid = 5\nsecret_file = "{tmp_path / "s"}"\n')
+
+
+def register_fleet(port: int, creds: GroupCredentials) -> None:
+    """Peer 0x70 registers from 127.0.0.1, 24 others from 127.0.3.N: 25 records, three datagrams."""
+    assert query(port, creds, bytes([0x70]) * 32, clflg=0) is not None
+    for n in range(1, 25):
+        assert query_from(f"127.0.3.{n}", port, creds, bytes([n]) * 32, 0)
+
+
+def test_real_wgsigd_captured_fetch_capped_by_other_server_and_after_restart(tmp_path: Path) -> None:
+    """Two wgsigd of one group: peer 0x70's fetch to A, captured and replayed to B from another
+    address, and to A once A restarted (its replay cache gone), is answered with one datagram."""
+    write_secret(tmp_path / "s", SECRET)
+    creds = GroupCredentials(5, SECRET)
+    port_a, port_b = free_udp_port(), free_udp_port()
+    a = Wgsigd(["--config", str(write(tmp_path / "a.toml", fleet_config(tmp_path, "a", port_a)))], port_a, creds,
+               tmp_path / "a.log")
+    b = Wgsigd(["--config", str(write(tmp_path / "b.toml", fleet_config(tmp_path, "b", port_b)))], port_b, creds,
+               tmp_path / "b.log")
+    try:
+        for port in (port_a, port_b):
+            register_fleet(port, creds)
+        captured = build_request(creds, bytes([0x70]) * 32, label_from_ns(time.time_ns()), 3, os.urandom)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
+            peer.connect(("127.0.0.1", port_a))
+            peer.send(captured)
+            assert len(collect(peer, creds, 1.0)) == 3  # the real fetch, from the peer's address: whole
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
+            attacker.bind(("127.0.0.9", 0))  # the spoofed victim's address
+            attacker.sendto(captured, ("127.0.0.1", port_b))
+            got = collect(attacker, creds, 1.0)
+            assert len(got) == 1 and sum(map(len, got)) <= 600
+        assert a.stop() == 0
+        a = Wgsigd(["--config", str(tmp_path / "a.toml")], port_a, creds, tmp_path / "a2.log")
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
+            attacker.bind(("127.0.0.9", 0))
+            attacker.sendto(captured, ("127.0.0.1", port_a))
+            got = collect(attacker, creds, 1.0)
+            assert len(got) == 1 and sum(map(len, got)) <= 600
+    finally:
+        assert a.stop() == 0 and b.stop() == 0
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+def test_real_wgsigd_spoofed_replays_leave_the_victims_registrations_alone(tmp_path: Path) -> None:
+    """Default limits: a flood of replays of a captured fetch spoofed from the victim's address, then
+    the victim moves to a new port: its registrations are applied and answered."""
+    write_secret(tmp_path / "s", SECRET)
+    creds = GroupCredentials(5, SECRET)
+    port = free_udp_port()
+    server = Wgsigd(["--config", str(write(tmp_path / "w.toml", fleet_config(tmp_path, "w", port)))], port, creds,
+                    tmp_path / "w.log")
+    victim = bytes([0x71]) * 32
+    try:
+        register_fleet(port, creds)
+        captured = build_request(creds, bytes([0x70]) * 32, label_from_ns(time.time_ns()), 3, os.urandom)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
+            attacker.bind(("127.0.0.44", 0))
+            for _ in range(300):
+                attacker.sendto(captured, ("127.0.0.1", port))
+        for attempt in range(5):  # the victim registers from new ports, each once
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.bind(("127.0.0.44", 0))
+                sock.connect(("127.0.0.1", port))
+                sock.send(build_request(creds, victim, label_from_ns(time.time_ns()), 0, os.urandom))
+                collector = AnswerCollector(creds)
+                for datagram in collect_answer(sock, creds, 2.0):
+                    collector.receive_datagram(datagram)
+                assert collector.complete, attempt  # answered whole
+                mine = [r for r in collector.records() if r.peer_id == victim]
+                assert [(r.ip, r.port) for r in mine] == [("127.0.0.44", sock.getsockname()[1])]  # applied
+    finally:
+        assert server.stop() == 0
+    assert "answer budget of 127.0.0.44 spent" in server.log.read_text()
 
 
 def test_real_wgsigd_secret_rollover(tmp_path: Path) -> None:

@@ -10,17 +10,17 @@ from wgsig.server import GroupConfig, GroupCounters, Server
 
 
 def test_answers_rate_limits_caps_and_reasons_are_counted_per_group() -> None:
-    server = server_with(45, Limits(answer_limiter=AnswerLimiter(rate=1, burst=3), max_answer_bytes=1200))
-    assert server.receive_datagram(request(250, 0), SOURCE, NOW)[0]  # registers: answered whole
-    assert len(server.receive_datagram(request(251, 3), SOURCE, NOW)[0]) == 2  # label-less: capped
-    assert server.receive_datagram(request(252, 0), SOURCE, NOW)[0]
-    assert server.receive_datagram(request(253, 0), SOURCE, NOW)[0] == []  # burst of 3 spent
+    server = server_with(45, Limits(answer_limiter=AnswerLimiter(rate=1, burst=3000), max_answer_bytes=1200))
+    assert server.receive_datagram(request(250, 0), SOURCE, NOW)[0]  # registers: answered whole, 2,700 bytes
+    assert len(server.receive_datagram(request(251, 3), SOURCE, NOW)[0]) == 2  # label-less, untied: capped
+    assert server.receive_datagram(request(252, 0), SOURCE, NOW)[0]  # 300 bytes left: overdrawn
+    assert server.receive_datagram(request(253, 0), SOURCE, NOW)[0] == []  # budget spent: applied, not answered
     assert server.receive_datagram(request(250, 0), SOURCE, NOW)[0] == []  # a replay
     assert server.receive_datagram(request(254, 0, now=NOW + 300), SOURCE, NOW)[0] == []  # clock skew
     assert server.receive_datagram(request(1, 0, group=9), SOURCE, NOW)[0] == []  # no group 9
     assert server.receive_datagram(b"short", SOURCE, NOW)[0] == []
     assert server.group_counters() == [
-        GroupCounters(0, 47, 3, 1, {Reason.RATE_LIMITED: 1, Reason.REPLAY: 1, Reason.CLOCK_SKEW: 1}),
+        GroupCounters(0, 48, 3, 1, {Reason.RATE_LIMITED: 1, Reason.REPLAY: 1, Reason.CLOCK_SKEW: 1}),
     ]
     assert server.rejections == {Reason.UNKNOWN_GROUP: 1, Reason.SIZE: 1}
     assert (server.answered, server.rejected) == (3, 5)

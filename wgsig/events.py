@@ -23,7 +23,7 @@ class Reason(enum.Enum):
     REPLAY = "timestamp not newer than the stored one"
     NOT_IPV4 = "source is not an IPv4 address"
     BAD_BLOCK = "X1 request block missing or not authentic"
-    RATE_LIMITED = "answer rate limit for this source reached"
+    RATE_LIMITED = "answer budget of this source spent"
 
     # Hashed by identity, in C: the server counts rejections in dicts keyed by reason on the
     # per-datagram path, and Enum's own __hash__ is a Python call.
@@ -55,7 +55,10 @@ class Rejected(NamedTuple):
 
 
 class Answered(NamedTuple):
-    """An authenticated request, answered with the group's table."""
+    """An authenticated request, answered with the group's table.
+
+    ``limited``: applied, but not answered (``datagrams`` is 0): its source had spent its budget.
+    """
 
     group: int
     peer_id: bytes
@@ -66,6 +69,7 @@ class Answered(NamedTuple):
     datagrams: int
     extension: str = ""  # "x1" (an X1 answer), "x1+block" (the request carried candidates), "" (none)
     ipv6: bool = False  # registered over native IPv6 (X1)
+    limited: bool = False
 
 
 Event = Rejected | Answered

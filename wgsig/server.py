@@ -169,6 +169,7 @@ class Server:
         self._answer_limiter = self.limits.answer_limiter
         self._max_answer_bytes = self.limits.max_answer_bytes
         self._replay_cache = self.limits.replay_cache
+        self._replay_limiter = self.limits.replay_limiter
         if self._replay_cache is not None:
             self._replay_cache.set_window(self.window)
 
@@ -305,15 +306,23 @@ class Server:
         clflg = clear[CLFLG_LOW] & CLFLG_BASE  # the CLFLG rule is wire.CLFLG_UPDATE
         update = CLFLG_UPDATE[stored is not None][clflg]
         capped = False
+        limiter = self._answer_limiter
         if update == STORE_NOTHING:
-            # Stores no label, so it stays valid for the whole window: the protocol answers its
-            # replays too (C vector clflg3_no_update), but only the first sight gets the whole
-            # answer; replays, and requests a full cache cannot track, get at most the byte cap.
+            # Stores no label, so it stays valid for the whole window, at every server of the group
+            # and after a restart: the protocol answers its replays too (C vector clflg3_no_update),
+            # but only a request tied to its peer (from the address recorded for it) and seen here
+            # for the first time gets the whole answer and spends the fresh-request budget; the
+            # others (replays, requests a full cache cannot track, any other source) get at most the
+            # byte cap from a budget of their own, so that replays spoofed from a victim's address
+            # leave its registrations alone.
             cache = self._replay_cache
-            first = None if cache is None else cache.check(clear[REQUEST_TAG], now)
-            capped = first is not True and self._max_answer_bytes is not None
-        if self._answer_limiter is not None and not self._answer_limiter.allow(source[0], now):
-            return self._reject(Reason.RATE_LIMITED, source, group_id, peer_id)
+            first = cache is not None and cache.check(clear[REQUEST_TAG], now) is True
+            if not (first and _tied(group, peer_id, source[0], now)):
+                capped = self._max_answer_bytes is not None
+                limiter = self._replay_limiter
+            # Cheap things first: a limited label-less request is dropped before any answer is built.
+            if limiter is not None and not limiter.allow(source[0], now):
+                return self._reject(Reason.RATE_LIMITED, source, group_id, peer_id)
 
         xa = clear[CLFLG_HIGH] & x1.XA_BYTE
         evicted = None
@@ -353,6 +362,12 @@ class Server:
         if items is not None and stores_label:
             # Only label-storing requests change what is announced: their replays are rejected.
             ext.set_announced(peer_id, items, now)
+        if stores_label and limiter is not None and not limiter.allow(source[0], now):
+            # A fresh request is applied whatever its source's budget (it cannot be replayed, and a
+            # peer must not stay at an old endpoint because somebody spent its address's budget):
+            # only the answer is dropped.
+            self._count_rejection(Reason.RATE_LIMITED, group_id)
+            return [], Answered(group_id, peer_id, source, clflg, change, evicted, 0, "", ipv6, True)
 
         if xa:
             requester = None
@@ -371,6 +386,8 @@ class Server:
             answer = answer[:kept]
         if envelope is not None:
             answer = self._seal(answer, group_id, envelope)
+        if limiter is not None:
+            limiter.charge(source[0], sum(map(len, answer)), now)
         self.answered += 1
         group.answered += 1
         return answer, Answered(group_id, peer_id, source, clflg, change, evicted, len(answer), extension, ipv6)
@@ -391,10 +408,13 @@ class Server:
         peer_id: bytes | None = None,
         skew: int | None = None,
     ) -> tuple[list[bytes], Event]:
+        self._count_rejection(reason, group)
+        return [], Rejected(reason, source, group, peer_id, skew)
+
+    def _count_rejection(self, reason: Reason, group: int | None) -> None:
         self.rejected += 1
         counts = self.rejections if group is None else self._groups[group].rejections
         counts[reason] = counts.get(reason, 0) + 1
-        return [], Rejected(reason, source, group, peer_id, skew)
 
 
 class _RandomPool:
@@ -413,6 +433,24 @@ class _RandomPool:
             start, end = 0, size
         self._offset = end
         return self._buffer[start:end]
+
+
+def _tied(group: _Group, peer_id: bytes, ip: str, now: float) -> bool:
+    """Whether ``ip`` is the address recorded for ``peer_id`` in ``group`` (IPv4, or X1's OBS6)."""
+    ip = unmapped(ip)
+    try:
+        packed = _inet_aton(ip)
+    except OSError:
+        observed = group.x1.obs6.get(peer_id)
+        try:
+            return (
+                observed is not None and observed[1] >= now
+                and observed[0][x1.ITEM_ADDRESS] == encode_observed(ip, 0)[x1.ITEM_ADDRESS]  # both scrambled
+            )
+        except ValueError:  # not an IP address at all
+            return False
+    endpoint = group.endpoint_of(peer_id)
+    return endpoint is not None and endpoint[:4] == encode_endpoint(packed, 0)[:4]
 
 
 def _inet_aton(ip: str) -> bytes:

@@ -109,6 +109,14 @@ class GroupTable:
         offset = _offset(slot)
         return bytes(self._buffer[offset + RECORD_LABEL_AT : offset + RECORD_SIZE])
 
+    def endpoint_of(self, peer_id: bytes) -> bytes | None:
+        """The 6 endpoint bytes of a peer's record, as stored (scrambled address, port)."""
+        slot = self._slot_of.get(peer_id)
+        if slot is None:
+            return None
+        offset = _offset(slot) + RECORD_ENDPOINT_AT
+        return bytes(self._buffer[offset : offset + RECORD_LABEL_AT - RECORD_ENDPOINT_AT])
+
     def records(self) -> Iterator[Record]:
         for data in self.slots:
             record = decode_record(data)

@@ -18,9 +18,12 @@ from wgsig.host.configfile import MetricsDirectory
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import parse_public_key
 from wgsig.ratelimit import (
-    DEFAULT_ANSWER_BURST,
-    DEFAULT_ANSWER_RATE,
+    DEFAULT_ANSWER_BYTES_BURST,
+    DEFAULT_ANSWER_BYTES_RATE,
     DEFAULT_MAX_ANSWER_BYTES,
+    DEFAULT_REPLAY_BYTES_BURST,
+    DEFAULT_REPLAY_BYTES_RATE,
+    LEGACY_ANSWER_BYTES,
     MIN_ANSWER_BYTES,
     AnswerLimiter,
     Limits,
@@ -56,18 +59,24 @@ class DaemonConfig:
     idle_exit: float | None = None  # seconds without datagrams before exiting
     groups: tuple[GroupSource, ...] = field(default=())
     source: str = "command line"
-    answer_rate: float = DEFAULT_ANSWER_RATE  # answers per second per source IP; 0 = unlimited
-    answer_burst: int = DEFAULT_ANSWER_BURST
-    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # per answer to a request that changed nothing
+    # Answer bytes per source IP: fresh requests, and replays or untied label-less requests; 0 = unlimited.
+    answer_bytes_rate: float = DEFAULT_ANSWER_BYTES_RATE
+    answer_bytes_burst: int = DEFAULT_ANSWER_BYTES_BURST
+    replay_bytes_rate: float = DEFAULT_REPLAY_BYTES_RATE
+    replay_bytes_burst: int = DEFAULT_REPLAY_BYTES_BURST
+    max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # per answer to a replay or an untied label-less request
     metrics_directory: MetricsDirectory | None = None  # None: no metrics (the command-line form)
     metrics_interval: float = DEFAULT_METRICS_INTERVAL  # seconds between two writes of wgsigd.prom
 
     def answer_limiter(self) -> AnswerLimiter | None:
-        return AnswerLimiter(self.answer_rate, self.answer_burst) if self.answer_rate else None
+        return AnswerLimiter(self.answer_bytes_rate, self.answer_bytes_burst) if self.answer_bytes_rate else None
+
+    def replay_limiter(self) -> AnswerLimiter | None:
+        return AnswerLimiter(self.replay_bytes_rate, self.replay_bytes_burst) if self.replay_bytes_rate else None
 
     def limits(self, replay_cache: ReplayCache) -> Limits:
         """The server's anti-amplification limits as configured (``replay_cache``: kept across reloads)."""
-        return Limits(self.answer_limiter(), self.max_answer_bytes, replay_cache)
+        return Limits(self.answer_limiter(), self.max_answer_bytes, replay_cache, self.replay_limiter())
 
     def load_groups(self) -> list[GroupConfig]:
         """Read the secrets and build the groups (at start and on reload)."""
@@ -98,6 +107,7 @@ def from_command_line(secret_file: str, port: int, encrypt: bool, state_director
 _TOP_KEYS = {
     "listen", "port", "state_directory", "window", "save_interval", "idle_exit", "group",
     "answer_rate", "answer_burst", "max_answer_bytes", "metrics_directory", "metrics_interval",
+    "answer_bytes_rate", "answer_bytes_burst", "replay_bytes_rate", "replay_bytes_burst",
 }
 _GROUP_KEYS = {"id", "secret_file", "previous_secret_files", "encrypt", "allowed_keys", "max_records", "max_age"}
 
@@ -130,14 +140,34 @@ def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
         idle_exit=idle or None,
         groups=groups,
         source=where,
-        answer_rate=_number(data, "answer_rate", where, 0, 1e6, DEFAULT_ANSWER_RATE),
-        answer_burst=int(_number(data, "answer_burst", where, 1, 1e6, DEFAULT_ANSWER_BURST, integer=True)),
+        **_budgets(data, where),
         max_answer_bytes=int(
             _number(data, "max_answer_bytes", where, MIN_ANSWER_BYTES, 1 << 30, DEFAULT_MAX_ANSWER_BYTES, integer=True)
         ),
         metrics_directory=metrics,
         metrics_interval=_number(data, "metrics_interval", where, 1, 3600, DEFAULT_METRICS_INTERVAL),
     )
+
+
+def _budgets(data: dict[str, Any], where: str) -> dict[str, Any]:
+    """The answer byte budgets; the old per-answer keys (answer_rate, answer_burst) count one
+    datagram per answer, and answer_rate = 0 still turns every budget off."""
+    rate = _number(data, "answer_bytes_rate", where, 0, 1e12, DEFAULT_ANSWER_BYTES_RATE)
+    burst = _number(data, "answer_bytes_burst", where, 1, 1e12, DEFAULT_ANSWER_BYTES_BURST, integer=True)
+    replay_rate = _number(data, "replay_bytes_rate", where, 0, 1e12, DEFAULT_REPLAY_BYTES_RATE)
+    replay_burst = _number(data, "replay_bytes_burst", where, 1, 1e12, DEFAULT_REPLAY_BYTES_BURST, integer=True)
+    if "answer_rate" in data:
+        answers = _number(data, "answer_rate", where, 0, 1e6, 0)
+        if not answers:
+            rate = replay_rate = 0
+        elif "answer_bytes_rate" not in data:
+            rate = answers * LEGACY_ANSWER_BYTES
+    if "answer_burst" in data and "answer_bytes_burst" not in data:
+        burst = _number(data, "answer_burst", where, 1, 1e6, 0, integer=True) * LEGACY_ANSWER_BYTES
+    return {
+        "answer_bytes_rate": rate, "answer_bytes_burst": int(burst),
+        "replay_bytes_rate": replay_rate, "replay_bytes_burst": int(replay_burst),
+    }
 
 
 def _parse_group(name: str, table: Any, where: str) -> GroupSource:

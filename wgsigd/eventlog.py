@@ -4,7 +4,9 @@ New peers and peers that moved are logged at info level, rate-limited: a
 burst of registrations costs a counter, not a formatted line each (and the
 journal would drop most of them anyway).  A peer registering again from the
 same endpoint is logged at debug level only.  Rejected datagrams are logged at
-debug level and rate-limited, except clock skew, which admins need to see.
+debug level and rate-limited, except clock skew, which admins need to see, and
+answers withheld because a source spent its answer budget: one info line per
+source a minute at most, with counts.
 Structured fields use upper-case names (journald's rule); secrets never
 appear.
 """
@@ -24,6 +26,10 @@ log = logging.getLogger("wgsigd")
 # journald MESSAGE_IDs (uuid), stable across releases.
 MESSAGE_ID_REGISTERED = "6e3e0d3f6b8a4f0c9a51e0a4c1d2b7f1"
 MESSAGE_ID_REJECTED = "b2f5c3a1d9e84c6b8f0a7d3e2c1b4a5f"
+MESSAGE_ID_RATE_LIMITED = "4c9a7e2d1f0b4b3a8e6d5c2b1a0f9e8d"
+
+LIMITED_LINE_INTERVAL = 60.0  # seconds between two rate-limit lines about one source
+LIMITED_SOURCES = 4096  # sources whose counts are kept between their lines
 
 
 def source_text(source: Endpoint) -> str:
@@ -76,6 +82,7 @@ class EventLog:
     ) -> None:
         self._registrations = LineBudget(registrations_per_second, clock)
         self._rejections = LineBudget(rejections_per_second, clock)
+        self._limited = LimitedSources(clock)
 
     @property
     def suppressed(self) -> int:
@@ -83,6 +90,8 @@ class EventLog:
 
     def __call__(self, event: Event) -> None:
         if isinstance(event, Answered):
+            if event.limited:
+                self._limited.note(event.source, applied=True)
             if event.change is Change.INSERTED or event.change is Change.MOVED:
                 if self._registrations.take():
                     self._registered(event)
@@ -91,6 +100,8 @@ class EventLog:
                     "group %d: %s from %s (%s, %s)", event.group, key_text(event.peer_id),
                     source_text(event.source), event.change.value, extension_text(event),
                 )
+        elif event.reason is Reason.RATE_LIMITED:
+            self._limited.note(event.source, applied=False)
         # Clock skew is what admins most need to see: it is logged at info level.
         elif (event.reason is Reason.CLOCK_SKEW or log.isEnabledFor(logging.DEBUG)) and self._rejections.take():
             self._rejected(event)
@@ -132,3 +143,37 @@ class EventLog:
             log.debug(
                 "dropped datagram from %s: %s%s", fields["ENDPOINT"], event.reason.value, suppressed, extra=fields
             )
+
+
+class LimitedSources:
+    """Requests not answered because their source spent its budget: one info line per source and
+    ``LIMITED_LINE_INTERVAL`` at most, saying how many since the previous one, within a budget of
+    one such line a second overall (spoofed sources are many)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lines = LineBudget(1.0, clock)
+        # Source IP -> [time of its last line, fresh requests applied unanswered, others dropped];
+        # least recently logged first, so that the oldest is forgotten when too many are kept.
+        self._sources: dict[str, list[float]] = {}
+
+    def note(self, source: Endpoint, applied: bool) -> None:
+        ip = unmapped(source[0])
+        now = self._clock()
+        entry = self._sources.get(ip)
+        if entry is None:
+            if len(self._sources) >= LIMITED_SOURCES:
+                del self._sources[next(iter(self._sources))]
+            entry = self._sources[ip] = [-1.0, 0, 0]  # never logged
+        entry[1 if applied else 2] += 1
+        if (entry[0] >= 0 and now - entry[0] < LIMITED_LINE_INTERVAL) or not self._lines.take():
+            return
+        fields = {"MESSAGE_ID": MESSAGE_ID_RATE_LIMITED, "ENDPOINT": ip, "REASON": "rate_limited"}
+        when = f"in the last {now - entry[0]:.0f} s" if entry[0] >= 0 else "so far"
+        log.info(
+            "answer budget of %s spent: %d fresh requests applied but not answered, %d replays or untied"
+            " fetches dropped %s (answer_bytes_rate, replay_bytes_rate; one line a minute per source)",
+            ip, entry[1], entry[2], when, extra=fields,
+        )
+        del self._sources[ip]  # to the end: the least recently logged are first
+        self._sources[ip] = [now, 0, 0]

@@ -49,7 +49,8 @@ def families(
         ),
         family(
             "wgsigd_rate_limited_total", "counter",
-            "Authentic requests not answered: their source reached answer_rate (also in wgsigd_rejected_total).",
+            "Authentic requests not answered: their source had spent its answer byte budget"
+            " (also in wgsigd_rejected_total).",
             [(lb, g.rejections.get(Reason.RATE_LIMITED, 0)) for lb, g in by_group],
         ),
         family(
