@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""What one kernel-mode wgsigc run costs, beside a shell doing the same netlink work.
+
+    /usr/bin/python3 bench/kernel_runs.py [--repeat 5]
+
+Boots the project's QEMU VM (tests/vm/, real kernel WireGuard; needs root and the cached
+image that ``sh scripts/test.sh`` builds), sets up the NAT lab of the VM tests (two peers
+behind two NATs, one wgsigd) and measures, with bash's ``time`` (wall, user + system CPU of
+the process and its children):
+
+- a converging run: a's first run, which registers and writes b's endpoint
+  (``converge_seconds = 0``: the run itself, not the wait for b);
+- an idle run: every peer healthy, nothing to write, the shipped ``converge_seconds`` (25 s):
+  also counted are the datagrams a sends to the server (the polling for a quick tunnel must
+  add none once every peer is healthy) and the modules the run imports;
+- the baseline: ``wg show wg0 dump`` plus ``wg set wg0 peer B endpoint ...`` (the same read
+  and write, without any signalling).
+
+The VM is software-emulated (about 14 times slower than the host for Python, more when the
+host is busy): the figures compare the three, they are not a small board's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import compileall
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.vmlib import ensure_image, run_in_qemu, write_payload  # noqa: E402
+
+GUEST = r"""
+set -u
+cd /srv/payload
+. ./natlab.sh
+natlab_setup pub
+export PYTHONPATH=/srv/payload/src
+head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret
+(cd /tmp && ip netns exec pub python3 -m wgsigd /tmp/secret 1223 >/tmp/wgsigd.log 2>&1 &)
+for x in a b; do wg genkey > /tmp/$x.key; wg pubkey < /tmp/$x.key > /tmp/$x.pub; done
+for x in a b; do
+    case $x in a) o=b; ip=10.99.0.1;; b) o=a; ip=10.99.0.2;; esac
+    ip -n $x link add wg0 type wireguard
+    ip netns exec $x wg set wg0 private-key /tmp/$x.key listen-port 51820 \
+        peer "$(cat /tmp/$o.pub)" allowed-ips "10.99.0.$([ $o = a ] && echo 1 || echo 2)/32"
+    ip -n $x addr add $ip/24 dev wg0; ip -n $x link set wg0 up
+    printf 'state_directory = "/tmp/state-%s"\n[interface.wg0]\nservers = ["192.0.2.1:1223"]\n' $x > /tmp/$x.toml
+    echo 'secret_file = "/tmp/secret"' >> /tmp/$x.toml
+    { cat /tmp/$x.toml; echo "converge_seconds = 0"; } > /tmp/$x-once.toml
+done
+ip netns exec nata nft add table ip count
+ip netns exec nata nft add chain ip count post '{ type filter hook postrouting priority 0; }'
+ip netns exec nata nft add rule ip count post ip daddr 192.0.2.1 udp dport 1223 counter
+sent() { ip netns exec nata nft list chain ip count post | sed -n 's/.*counter packets \([0-9]*\).*/\1/p'; }
+for i in $(seq 50); do ip netns exec pub ss -Hlun | grep -q ':1223 ' && break; sleep 0.2; done
+TIMEFORMAT='%R %U %S'
+measure() {  # measure NAME CMD...: prints "FIGURE NAME wall user sys"
+    name=$1; shift
+    t=$( { time "$@" >/tmp/out.log 2>&1; } 2>&1 ); rc=$?
+    echo "FIGURE $name $t rc=$rc"
+}
+ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
+measure converging ip netns exec a python3 -m wgsigc --config /tmp/a-once.toml
+cat /tmp/out.log
+ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
+for i in $(seq 60); do
+    ip netns exec a wg show wg0 latest-handshakes | awk '$2 > 0 {f=1} END {exit !f}' && break; sleep 0.25
+done
+ip netns exec a ping -c1 -W2 10.99.0.2 >/dev/null && echo "tunnel up"
+for i in $(seq __REPEAT__); do
+    before=$(sent)
+    measure idle ip netns exec a python3 -m wgsigc --config /tmp/a.toml
+    echo "FIGURE idle_datagrams $(( $(sent) - before ))"
+done
+cat /tmp/out.log
+endpoint=$(ip netns exec a wg show wg0 endpoints | awk '{print $2}')
+baseline() { wg show wg0 dump >/dev/null && wg set wg0 peer "$(cat /tmp/b.pub)" endpoint "$endpoint"; }
+for i in $(seq __REPEAT__); do
+    measure baseline ip netns exec a bash -c "$(declare -f baseline); endpoint=$endpoint; baseline"
+done
+ip netns exec a python3 -X importtime -m wgsigc --config /tmp/a.toml 2>/tmp/imports.log >/dev/null
+echo "FIGURE modules $(grep -c '^import time:' /tmp/imports.log) $(grep -c '| *pyroute2' /tmp/imports.log)"
+grep -q 'pyroute2.ndb' /tmp/imports.log && echo "FIGURE imports_ndb 1" || echo "FIGURE imports_ndb 0"
+grep -q 'wgsig.metrics' /tmp/imports.log && echo "FIGURE imports_metrics 1" || echo "FIGURE imports_metrics 0"
+"""
+
+
+def figures(output: str, name: str) -> list[list[float]]:
+    rows = []
+    for match in re.finditer(rf"^FIGURE {name} (.*)$", output, re.M):
+        rows.append([float(v) for v in match[1].split() if re.fullmatch(r"-?[0-9.]+", v)])
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeat", type=int, default=5, help="idle runs and baseline runs (default 5)")
+    args = parser.parse_args()
+    ensure_image()
+    with tempfile.TemporaryDirectory() as tmp:
+        payload = Path(tmp)
+        for package in ("wgsig", "wgsigd", "wgsigc"):
+            shutil.copytree(ROOT / package, payload / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "tests" / "natlab.sh", payload / "natlab.sh")
+        compileall.compile_dir(payload, quiet=2)  # as the package's postinst does
+        write_payload(payload, GUEST.replace("__REPEAT__", str(args.repeat)))
+        rc, out = run_in_qemu(payload, timeout=300 + 60 * args.repeat)
+    if rc != 0 or "tunnel up" not in out:
+        print(out)
+        print(f"kernel_runs: the VM run failed (rc {rc}, tunnel {'up' if 'tunnel up' in out else 'not up'})")
+        return 1
+
+    def line(name: str, rows: list[list[float]]) -> None:
+        wall = statistics.median(r[0] for r in rows)
+        cpu = statistics.median(r[1] + r[2] for r in rows)
+        print(f"| {name} | {len(rows)} | {wall:.2f} | {cpu:.2f} |")
+
+    print("| run (VM) | runs | wall s (median) | CPU s, user + system (median) |")
+    print("|---|---:|---:|---:|")
+    line("converging: a's first run, writes b's endpoint", figures(out, "converging"))
+    line("idle: every peer healthy", figures(out, "idle"))
+    line("baseline: wg show dump + wg set endpoint", figures(out, "baseline"))
+    sent = [int(r[0]) for r in figures(out, "idle_datagrams")]
+    ((modules, pyroute2_modules),) = figures(out, "modules")
+    print(f"idle run: datagrams to the server per run {sent}; {modules:.0f} modules imported, "
+          f"{pyroute2_modules:.0f} of them pyroute2's; pyroute2's NDB imported: "
+          f"{'yes' if figures(out, 'imports_ndb')[0][0] else 'no'}; metrics code imported: "
+          f"{'yes' if figures(out, 'imports_metrics')[0][0] else 'no'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
