@@ -484,8 +484,10 @@ def test_real_wgsigd_spoofed_replays_leave_the_victims_registrations_alone(tmp_p
         captured = build_request(creds, bytes([0x70]) * 32, label_from_ns(time.time_ns()), 3, os.urandom)
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
             attacker.bind(("127.0.0.44", 0))
-            for _ in range(300):
+            for n in range(300):
                 attacker.sendto(captured, ("127.0.0.1", port))
+                if n % 25 == 24:
+                    time.sleep(0.02)  # paced: a burst overflowing the socket buffer would drop the victim's, too
         for attempt in range(5):  # the victim registers from new ports, each once
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
                 sock.bind(("127.0.0.44", 0))
