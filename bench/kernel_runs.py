@@ -110,7 +110,8 @@ def main() -> int:
             shutil.copytree(ROOT / package, payload / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "tests" / "natlab.sh", payload / "natlab.sh")
         compileall.compile_dir(payload, quiet=2)  # as the package's postinst does
-        write_payload(payload, GUEST.replace("__REPEAT__", str(args.repeat)))
+        (payload / "runs.sh").write_text(GUEST.replace("__REPEAT__", str(args.repeat)))
+        write_payload(payload, "exec bash /srv/payload/runs.sh")
         rc, out = run_in_qemu(payload, timeout=300 + 60 * args.repeat)
     if rc != 0 or "tunnel up" not in out:
         print(out)
