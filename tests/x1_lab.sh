@@ -190,7 +190,9 @@ while [ $(( $(date +%s) - handset_at )) -le 185 ]; do sleep 2; done
 ip netns exec h1 wg show wg0 latest-handshakes
 wgsigc h1 --config /tmp/h1.toml
 check handset_old_kept test "$(endpoint_of h1 /tmp/h2.pub)" = "10.4.0.3:51820"
-check handset_old_no_hairpin_written sh -c "! echo \"\$0\" | grep -q -- '-> 192.0.2.14:'" "$OUT"
+# no endpoint written towards NAT D's public address (the line of a reopen names this host's own
+# public endpoint change, "public endpoint A -> B", which is not a write)
+check handset_old_no_hairpin_written sh -c "! echo \"\$0\" | grep -q -- 'set endpoint: .*-> 192.0.2.14:\|handshake with 192.0.2.14:'" "$OUT"
 check handset_old_ping ping_ok h1 10.94.0.2
 
 stamp "scenario 8: dual-stack peers prefer the path that works"
