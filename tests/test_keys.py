@@ -75,7 +75,7 @@ def test_equal_and_hashed_as_its_bytes_so_it_keys_dicts_both_ways() -> None:
     assert key == PublicKey.from_text(TEXT) and hash(key) == hash(RAW)
     records = {RAW: "record"}  # the core keys records by raw peer IDs
     assert records.get(key) == "record"
-    decisions = {key: "decision"}
+    decisions: dict[bytes, str] = {key: "decision"}  # keyed by PublicKey, looked up with raw bytes
     assert decisions.get(RAW) == "decision"
     assert key != PublicKey(bytes(32)) and len({key, PublicKey.from_text(TEXT), RAW}) == 1
 
@@ -83,4 +83,4 @@ def test_equal_and_hashed_as_its_bytes_so_it_keys_dicts_both_ways() -> None:
 def test_repr_names_the_key_by_its_text() -> None:
     key = PublicKey(RAW)
     assert repr(key) == f"PublicKey.from_text({TEXT!r})"
-    assert eval(repr(key)) == key  # noqa: S307 -- the repr is the constructor call
+    assert eval(repr(key)) == key  # the repr is the constructor call
