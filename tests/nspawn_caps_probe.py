@@ -18,14 +18,14 @@ import time
 from pyroute2 import IPRoute
 
 from wgsig.client import GroupCredentials, build_request
-from wgsig.keys import parse_public_key
+from wgsig.keys import PublicKey
 from wgsig.label import label_from_ns
 
 
 def main() -> int:
     secret_path, key_text = sys.argv[1:3]
     print(f"uid={os.getuid()} ", flush=True)
-    key = parse_public_key(key_text)
+    key = PublicKey.parse(key_text)
     assert key is not None
     with open(secret_path, "rb") as file:
         credentials = GroupCredentials(0, file.read())

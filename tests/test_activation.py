@@ -31,7 +31,7 @@ import pytest
 from tests.procs import write_secret
 from wgsig.client import AnswerCollector, GroupCredentials, build_request
 from wgsig.events import Answered, Change, Reason, Rejected
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 from wgsig.label import label_from_ns
 from wgsig.wire import Record
 
@@ -176,7 +176,7 @@ def test_passed_dual_stack_socket_answers_ipv4_clients(python_mode: str, tmp_pat
         assert stop(proc) == 0, log.read_text()
     text = log.read_text()
     assert f"serving on [::]:{port}" in text, text
-    assert f"{key_text(PEER_A)} inserted at 127.0.0.1:{local_a}" in text, text
+    assert f"{PublicKey(PEER_A)} inserted at 127.0.0.1:{local_a}" in text, text
     assert "::ffff:" not in text, text
     assert f"(port {port}); 'port = {port + 1}'" in text, text
     assert (tmp_path / "state" / "records.state").is_file()
@@ -321,11 +321,11 @@ def test_journal_gets_only_upper_case_structured_fields() -> None:
         assert not {"CODE_ARGS", "PROCESS_NAME", "EXCEPTION_INFO"} & set(fields)
         assert fields["SYSLOG_IDENTIFIER"] == "wgsigd" and "PRIORITY" in fields
     assert registered["MESSAGE_ID"] == MESSAGE_ID_REGISTERED
-    assert registered["PEER_KEY"] == key_text(PEER_A)
+    assert registered["PEER_KEY"] == str(PublicKey(PEER_A))
     assert registered["ENDPOINT"] == "192.0.2.7:51820" and registered["GROUP"] == "0"
     assert rejected["MESSAGE_ID"] == MESSAGE_ID_REJECTED and rejected["REASON"] == "bad_mac"
     assert rejected["PRIORITY"] == "7" and rejected["ENDPOINT"] == "198.51.100.1:4000"
-    assert key_text(PEER_A) in registered_msg and "198.51.100.1:4000" in rejected_msg
+    assert str(PublicKey(PEER_A)) in registered_msg and "198.51.100.1:4000" in rejected_msg
 
 
 def test_listen_fds_fallback_checks_listen_pid(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -21,7 +21,7 @@ import pytest
 from tests import vectors
 from wgsig.client import AnswerCollector, GroupCredentials, build_request
 from wgsig.events import Answered
-from wgsig.keys import parse_public_key
+from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.server import GroupConfig, Server
 from wgsigc.skeleton import format_skeleton
@@ -36,7 +36,7 @@ def credentials(scenario: dict[str, Any]) -> GroupCredentials:
 
 
 def peer_id(scenario: dict[str, Any]) -> bytes:
-    key = parse_public_key(scenario["argv"][3])
+    key = PublicKey.parse(scenario["argv"][3])
     assert key is not None
     return key
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tests.procs import Wgsigd, env, free_udp_port, query, write_secret
 from wgsig.client import GroupCredentials
-from wgsig.keys import parse_public_key
+from wgsig.keys import PublicKey
 
 SECRET = bytes(range(32))
 
@@ -60,7 +60,7 @@ def test_group_of_25_peers_end_to_end(tmp_path: Path) -> None:
     server = Wgsigd([str(secret), str(port), "--state-dir", str(tmp_path / "state")], port,
                     GroupCredentials(0, SECRET), tmp_path / "wgsigd2.log")
     try:
-        records = query(port, GroupCredentials(0, SECRET), parse_public_key(key(1)) or b"")
+        records = query(port, GroupCredentials(0, SECRET), PublicKey.from_text(key(1)))
         assert records is not None
         assert {base64.b64encode(r.peer_id).decode(): r.endpoint for r in records} == {
             key(i): f"127.0.0.1:{p}" for i, p in local_ports.items()
@@ -95,7 +95,7 @@ def test_several_groups_plain_and_encrypted(tmp_path: Path) -> None:
         office = query(port, GroupCredentials(7, SECRET), b"\x42" * 32)
         lab = query(port, GroupCredentials(8, enc_secret, encrypt=True), b"\x42" * 32)
         assert office is not None and lab is not None
-        assert [r.peer_id for r in office] == [parse_public_key(key(1))]
+        assert [r.peer_id for r in office] == [PublicKey.from_text(key(1))]
         # max_records = 3: the least recently updated (peer 2) was evicted.
         assert sorted(r.peer_id[0] for r in lab) == [3, 4, 5]
         # Wrong group, wrong encryption setting: no answer, and a clear diagnosis.

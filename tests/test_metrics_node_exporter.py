@@ -21,6 +21,7 @@ from tests.procs import Wgsigd, free_udp_port
 from tests.test_metrics_wgsigd import config_file, request, send
 from wgsig.client import GroupCredentials
 from wgsig.host.configfile import MetricsDirectory
+from wgsig.keys import PublicKey
 from wgsigc import metricsfile
 from wgsigc.candidates import Candidate
 from wgsigc.plan import Action, PeerDecision, Plan
@@ -66,7 +67,7 @@ def test_node_exporter_reads_both_files_without_error(tmp_path: Path) -> None:
     finally:
         assert server.stop() == 0
     lan = Candidate(("192.168.1.7", 51820), "lan", 2.0)
-    plan = Plan("wg0", None, (PeerDecision(bytes([1]) * 32, Action.HEALTHY, "", kernel_endpoint=lan.endpoint,
+    plan = Plan("wg0", None, (PeerDecision(PublicKey(bytes([1]) * 32), Action.HEALTHY, "", kernel_endpoint=lan.endpoint,
                                            candidates=(lan,), latest_handshake=int(time.time()) - 5),))
     err = io.StringIO()
     metricsfile.write(MetricsDirectory(metrics, True), "wg0", 0, time.time(), 1.5, plan, err)

@@ -19,7 +19,7 @@ from tests.procs import write_secret
 from tests.test_metrics_wgsigd import parse_prom
 from tests.test_wgsigc_register import SECRET, free_port, server  # noqa: F401  (the wgsigd fixture)
 from tests.test_wgsigc_vanish import EXTRA, PEERS, FakeKernel, b64, registered  # noqa: F401  (fixture)
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 from wgsig.metrics import encode
 from wgsigc import netlink, runrecord
 from wgsigc.candidates import Candidate
@@ -28,7 +28,7 @@ from wgsigc.kernelmode import run_kernel_mode
 from wgsigc.metricsfile import families, path_kind
 from wgsigc.plan import Action, PeerDecision, PeerWrite, Plan
 
-A, B, C, D = (bytes([i]) * 32 for i in (1, 2, 3, 4))
+A, B, C, D = (PublicKey(bytes([i]) * 32) for i in (1, 2, 3, 4))
 
 
 def decision(key: bytes, **fields: object) -> PeerDecision:
@@ -56,7 +56,7 @@ def test_families_of_a_run_byte_exact() -> None:
         decision(C),
     ))
     text = encode(families("wg0", 5, 1_700_000_000.25, 3.14159, plan))
-    ka, kb, kc = key_text(A), key_text(B), key_text(C)
+    ka, kb, kc = str(A), str(B), str(C)
     assert text == (
         "# HELP wgsigc_last_run_exit_code Exit code of the last run (0 all went well; wgsigc(8)).\n"
         "# TYPE wgsigc_last_run_exit_code gauge\n"

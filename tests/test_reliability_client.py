@@ -25,7 +25,7 @@ import pytest
 from tests.procs import env, free_udp_port, run_wgsigc, write_secret
 from wgsig.client import GroupCredentials
 from wgsig.envelope import envelope_key, seal
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import REQUEST_SIZE, Record, decode_request, encode_responses
 from wgsigc.exchange import exchange
@@ -109,7 +109,7 @@ def fake() -> Iterator[Callable[[Handler], FakeServer]]:
 
 def wgsigc(port: int, secret_file: Path, *extra: str, local: int | None = None) -> subprocess.CompletedProcess[str]:
     local = free_udp_port(parity=1) if local is None else local  # odd: refresh, nothing to punch
-    result = run_wgsigc("127.0.0.1", str(port), key_text(ME), str(secret_file), str(local),
+    result = run_wgsigc("127.0.0.1", str(port), str(PublicKey(ME)), str(secret_file), str(local),
                         "--timeout", "0.4", "--attempts", "2", *extra)
     assert "Traceback" not in result.stderr
     return result
@@ -264,7 +264,7 @@ def test_very_old_records_dropped(fake: Callable[[Handler], FakeServer], secret_
     server = fake(lambda req, src: answer(records((PEER, 2, -3600), (PEER2, 3, -10))))
     result = wgsigc(server.port, secret_file, "--max-age", "60")
     assert result.returncode == 0, result.stderr
-    assert key_text(PEER2) in result.stdout and key_text(PEER) not in result.stdout
+    assert str(PublicKey(PEER2)) in result.stdout and str(PublicKey(PEER)) not in result.stdout
 
 
 def test_answer_with_invalid_record_label(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
@@ -282,7 +282,7 @@ def test_dns_failing(secret_file: Path) -> None:
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("needs root and unshare(1) for a private network namespace")
     result = subprocess.run(
-        ["unshare", "-n", sys.executable, "-m", "wgsigc", "wgsig-test.example", "1223", key_text(ME),
+        ["unshare", "-n", sys.executable, "-m", "wgsigc", "wgsig-test.example", "1223", str(PublicKey(ME)),
          str(secret_file), "1225", "--timeout", "0.2", "--attempts", "1"],
         capture_output=True, text=True, env=env(), timeout=60, check=False,
     )
@@ -291,7 +291,7 @@ def test_dns_failing(secret_file: Path) -> None:
 
 
 def test_malformed_server_name(secret_file: Path) -> None:
-    result = run_wgsigc("bad..name", "1223", key_text(ME), str(secret_file), "1225")
+    result = run_wgsigc("bad..name", "1223", str(PublicKey(ME)), str(secret_file), "1225")
     assert result.returncode == 3 and "not a valid host name" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -314,14 +314,14 @@ def test_bad_secret_file(tmp_path: Path, damage: str, words: str) -> None:
         write_secret(path, b"x" * 20)
     elif damage == "open":
         write_secret(path, SECRET).chmod(0o644)
-    result = run_wgsigc("127.0.0.1", "1223", key_text(ME), str(path), "1225")
+    result = run_wgsigc("127.0.0.1", "1223", str(PublicKey(ME)), str(path), "1225")
     assert result.returncode == 6 and "Traceback" not in result.stderr
     assert words in result.stderr.lower(), result.stderr
 
 
 @pytest.mark.parametrize("timeout", ["nan", "inf", "0"])
 def test_timeout_must_be_a_positive_number(secret_file: Path, timeout: str) -> None:
-    result = run_wgsigc("127.0.0.1", "1223", key_text(ME), str(secret_file), "1225", "--timeout", timeout)
+    result = run_wgsigc("127.0.0.1", "1223", str(PublicKey(ME)), str(secret_file), "1225", "--timeout", timeout)
     assert result.returncode == 6 and "--timeout positive" in result.stderr and "Traceback" not in result.stderr
 
 

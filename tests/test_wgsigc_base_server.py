@@ -22,6 +22,7 @@ import pytest
 
 from wgsig import wire, x1
 from wgsig.client import GroupCredentials
+from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsigc.config import InterfaceConfig, ServerAddress
 from wgsigc.kernelmode import Run, _resolve_servers
@@ -30,7 +31,7 @@ from wgsigc import signalling
 from wgsigc.signalling import fetch_all, own_items, register_and_fetch
 
 SECRET = bytes(range(50, 82))
-OWN, OTHER = bytes([7]) * 32, bytes([8]) * 32
+OWN, OTHER = PublicKey(bytes([7]) * 32), PublicKey(bytes([8]) * 32)
 
 
 class BaseServer:

@@ -11,13 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wgsig.endpoint import Endpoint
+from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import Record
 from wgsigc.candidates import Announced, Candidate, LocalView, candidate_order
 from wgsigc.plan import Action, InterfaceState, PeerMemory, PeerState, Plan, Settings, plan
 
 NOW = 1_700_000_000
-OWN, PEER = bytes([1]) * 32, bytes([2]) * 32
+OWN, PEER = PublicKey(bytes([1]) * 32), PublicKey(bytes([2]) * 32)
 MY_PUBLIC = "198.51.100.1"
 LAN = LocalView(MY_PUBLIC, (ipaddress.ip_network("192.168.1.0/24"), ipaddress.ip_network("2001:db8:1::/64")), True)
 PEER_LAN = Announced(("2001:db8:1::2", 51820), (("192.168.1.2", 51820), ("10.8.0.2", 51820), ("2001:db8:1::2", 51820)))

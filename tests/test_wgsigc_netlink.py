@@ -13,13 +13,14 @@ import types
 
 import pytest
 
+from wgsig.keys import PublicKey
 from wgsigc import pyroute2load
 from wgsigc.netlink import InterfaceError, merge_device, peer_updates
 from wgsigc.plan import PeerWrite
 
-KEY = bytes(range(32))
+KEY = PublicKey(bytes(range(32)))
 KEY_TEXT = base64.b64encode(KEY).decode()
-OWN = bytes([9]) * 32
+OWN = PublicKey(bytes([9]) * 32)
 
 
 @pytest.mark.parametrize(("update_only", "fixed"), [(2, False), (4, True), (None, False)])

@@ -3,6 +3,7 @@ records stand in for the kernel and the servers: no I/O)."""
 
 from __future__ import annotations
 
+from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import Record
 from wgsigc.plan import (
@@ -17,10 +18,10 @@ from wgsigc.plan import (
 )
 
 NOW = 1_700_000_000
-OWN = bytes([1]) * 32
-PEER = bytes([2]) * 32
-OTHER = bytes([3]) * 32
-EXTRA = bytes([4]) * 32
+OWN = PublicKey(bytes([1]) * 32)
+PEER = PublicKey(bytes([2]) * 32)
+OTHER = PublicKey(bytes([3]) * 32)
+EXTRA = PublicKey(bytes([4]) * 32)
 
 
 def record(key: bytes, ip: str, port: int, age: int = 10) -> Record:

@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from wgsig.endpoint import Endpoint
+from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import Record
 from wgsigc.candidates import Announced, LocalView
@@ -27,7 +28,7 @@ from wgsigc.netlink import peer_updates
 from wgsigc.plan import InterfaceState, PeerMemory, PeerState, Plan, Settings, plan
 
 NOW = 1_700_000_000
-KEYS = [bytes([i]) * 32 for i in range(1, 7)]  # a small pool, so that states, records and config overlap
+KEYS = [PublicKey(bytes([i]) * 32) for i in range(1, 7)]  # a small pool, so that states, records and config overlap
 OWN = KEYS[0]
 CIDRS = ["10.0.0.1/32", "10.0.0.2/32", "10.9.0.0/16", "0.0.0.0/0", "fd00::2/128", "::/0"]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from wgsig.client import GroupCredentials
+from wgsig.keys import PublicKey
 from wgsigc.config import InterfaceConfig, ServerAddress
 from wgsigc.exchange import exchange
 from wgsigc.kernelmode import Run, _register_and_fetch, _resolve_servers
@@ -24,7 +25,7 @@ from wgsigc.rawsend import send_from_port, udp_header
 
 ROOT = Path(__file__).resolve().parent.parent
 SECRET = bytes(range(100, 132))
-OWN = bytes([5]) * 32
+OWN = PublicKey(bytes([5]) * 32)
 
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="raw sockets need CAP_NET_RAW")
 

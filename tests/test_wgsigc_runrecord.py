@@ -11,7 +11,7 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import Record
 from wgsigc import runrecord
@@ -19,7 +19,7 @@ from wgsigc.candidates import Announced, LocalView
 from wgsigc.plan import InterfaceState, PeerMemory, PeerState, Plan, Settings, plan
 
 NOW = 1_700_000_000
-OWN, PEER = bytes([1]) * 32, bytes([2]) * 32
+OWN, PEER = PublicKey(bytes([1]) * 32), PublicKey(bytes([2]) * 32)
 LAN = LocalView("198.51.100.1", (ipaddress.ip_network("192.168.1.0/24"),), True)
 ANNOUNCED = Announced(("2001:db8:1::2", 51820), (("192.168.1.2", 51820),), (("198.51.100.1", 4000),))
 
@@ -60,7 +60,7 @@ def test_the_endpoint_that_worked_goes_first_in_the_next_run(tmp_path: Path) -> 
 def test_a_version_1_file_is_still_read(tmp_path: Path) -> None:
     path = tmp_path / "v1.json"
     path.write_text(json.dumps({"version": 1, "interface": "wg0", "time": NOW, "exit_code": 5, "messages": [],
-                                "peers": [{"public_key": key_text(PEER), "action": "set endpoint",
+                                "peers": [{"public_key": str(PEER), "action": "set endpoint",
                                            "pending": {"endpoint": "203.0.113.5:4000", "since": NOW - 50}}]}))
     assert runrecord.pending_from(runrecord.load(path)) == {
         PEER: PeerMemory(("203.0.113.5", 4000), NOW - 50, NOW - 50)}
@@ -79,7 +79,7 @@ def test_malformed_memory_fields_are_forgotten_not_fatal() -> None:
            "record_endpoint": "198.51.100.1:40000", "record_label": "zz", "announced": "192.168.1.2:51820",
            "worked": [5, {"endpoint": "192.168.1.2:70000", "handshake": 1}, {"endpoint": "[::1]:1", "handshake": "x"}],
            "resting": "yes"}
-    record = {"version": 2, "peers": [{"public_key": key_text(PEER), "pending": raw}]}
+    record = {"version": 2, "peers": [{"public_key": str(PEER), "pending": raw}]}
     assert runrecord.pending_from(record) == {PEER: PeerMemory()}
 
 
@@ -96,7 +96,7 @@ memory_keys = st.sampled_from(["endpoint", "since", "waiting_since", "record_end
 @given(st.dictionaries(memory_keys, json_values | st.sampled_from(["1.2.3.4:5", "[2001:db8::1]:7", "40" * 12])),
        st.sampled_from([1, 2]), json_values)
 def test_any_json_gives_a_memory_or_nothing_never_a_traceback(raw: dict[str, Any], version: int, junk: Any) -> None:
-    for record in ({"version": version, "peers": [{"public_key": key_text(PEER), "pending": raw}]},
+    for record in ({"version": version, "peers": [{"public_key": str(PEER), "pending": raw}]},
                    {"version": version, "peers": junk}, {"version": version, "peers": [junk]}):
         memory = runrecord.pending_from(record)
         for value in memory.values():

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import Record
 from wgsigc import runrecord
@@ -21,8 +21,8 @@ from wgsigc.plan import InterfaceState, PeerMemory, PeerState, Plan, Settings, p
 from wgsigc.status import format_view, status_view
 
 NOW = 1_700_000_000
-OWN = bytes([1]) * 32
-PEER = bytes([2]) * 32
+OWN = PublicKey(bytes([1]) * 32)
+PEER = PublicKey(bytes([2]) * 32)
 
 
 def a_plan() -> Plan:
@@ -65,7 +65,7 @@ def test_status_view_combines_record_and_live_kernel() -> None:
     })
     view = status_view("wg0", record, live, None, NOW + 10)
     (peer,) = view["peers"]
-    assert peer["public_key"] == key_text(PEER)
+    assert peer["public_key"] == str(PEER)
     assert peer["server_endpoint"] == "203.0.113.5:4000"
     assert peer["kernel_endpoint"] == "203.0.113.5:4000"
     assert peer["record_age"] == 40
@@ -142,7 +142,7 @@ def test_status_says_which_candidate_is_in_use_and_why() -> None:
 
 def test_status_of_a_malformed_record_is_shown_without_a_traceback() -> None:
     record = {"version": 2, "time": "then", "messages": "oops", "servers": 3,
-              "peers": [5, {"public_key": key_text(PEER), "candidates": 7, "in_use": 1, "pending": {"worked": "x"}}]}
+              "peers": [5, {"public_key": str(PEER), "candidates": 7, "in_use": 1, "pending": {"worked": "x"}}]}
     view = status_view("wg0", record, None, None, NOW)
     text = format_view(view, NOW)
-    assert f"peer {key_text(PEER)}" in text and view["last_run"]["messages"] == []
+    assert f"peer {PEER}" in text and view["last_run"]["messages"] == []

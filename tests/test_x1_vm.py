@@ -1,7 +1,9 @@
 """X1 in a QEMU VM with a NAT lab: real kernel WireGuard, real NATs and stateful firewalls.
 
-One VM boot runs tests/x1_lab.sh; it prints ``RESULT name PASS|FAIL`` lines and ``FIGURE name
-seconds`` lines, and each test below checks the results of one behaviour. wgsigc runs with the
+One VM boot runs tests/x1_lab.sh. It does what needs the VM -- runs wgsigc, reads the kernel's
+endpoints, pings through the tunnels -- and prints what it saw as ``FACT`` lines
+(tests/labfacts.sh) and the seconds it measured as ``FIGURE`` lines; each test below judges the
+values of one behaviour (the lab's own preconditions are shell checks). wgsigc runs with the
 shipped defaults (candidates on, converge_seconds 25) unless a scenario says otherwise; one peer's
 run starts first and converges while the other peer's run starts, as two timers would.
 
@@ -28,15 +30,13 @@ firewalls (inbound only when established or related). Every NAT drops unsolicite
 from __future__ import annotations
 
 import compileall
-import re
-import shutil
-import time
+import json
 from pathlib import Path
 
 import pytest
 
-from tests.test_kernel_vm import _copy_sources, _passed, _results
-from tests.vmlib import run_in_qemu, write_payload
+from tests.labfacts import LabRun, run_lab
+from tests.test_kernel_vm import _copy_sources
 
 pytestmark = pytest.mark.vm
 
@@ -44,70 +44,129 @@ HERE = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> str:
+def lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
     payload = tmp_path_factory.mktemp("x1-lab")
     _copy_sources(payload / "src")
     compileall.compile_dir(payload, quiet=2, workers=2)
-    write_payload(payload, "exec bash /srv/payload/lab.sh")
-    shutil.copy(HERE / "x1_lab.sh", payload / "lab.sh")
-    shutil.copy(HERE / "natlab.sh", payload / "natlab.sh")
-    start = time.monotonic()
-    rc, out = run_in_qemu(payload, timeout=600)
-    print(f"\n[X1 lab VM run: {time.monotonic() - start:.1f} s]\n{out}")
-    if not _results(out):
-        pytest.fail(f"the lab produced no results (rc {rc}):\n{out}", pytrace=False)
-    return out
+    return run_lab(payload, HERE / "x1_lab.sh", 600, "X1 lab")
 
 
-def _figure(out: str, name: str) -> float:
-    match = re.search(rf"^FIGURE {name} ([0-9.]+)", out, re.M)
-    assert match, f"no figure {name}\n{out}"
-    return float(match[1])
+def _succeeded(lab: LabRun, *names: str) -> None:
+    for name in names:
+        run = lab.run(name)
+        assert run.rc == 0, f"wgsigc run {name} succeeds; {run}"
 
 
-def test_lab_is_up(lab: str) -> None:
-    _passed(lab, "server_dual_stack", "v6_reaches_server", "lan_reaches_server")
+def _answered(lab: LabRun, name: str, what: str) -> None:
+    assert lab.fact(name) == "answered", f"a ping through the tunnel is answered: {what}"
 
 
-def test_same_lan_without_hairpinning_connects_over_the_lan(lab: str) -> None:
-    _passed(lab, "lan_run_l1", "lan_run_l2", "lan_ping", "lan_endpoint_l1", "lan_endpoint_l2")
+def test_lab_is_up(lab: LabRun) -> None:
+    lab.passed(server_dual_stack="wgsigd listens dual-stack on port 1223",
+               v6_reaches_server="an IPv6-only peer reaches the server",
+               lan_reaches_server="a peer behind NAT C reaches the server")
 
 
-def test_status_shows_the_candidate_in_use_and_what_worked(lab: str) -> None:
-    _passed(lab, "lan_status_json")
+def test_same_lan_without_hairpinning_connects_over_the_lan(lab: LabRun) -> None:
+    _succeeded(lab, "lan_l1", "lan_l2")
+    _answered(lab, "lan_ping", "l1 to l2, behind one NAT that does not hairpin")
+    assert lab.fact("lan_endpoint_of_l2_in_l1") == "10.3.0.3:51821", "l2's endpoint in l1's kernel is l2's LAN address"
+    assert lab.fact("lan_endpoint_of_l1_in_l2") == "10.3.0.2:51820", "l1's endpoint in l2's kernel is l1's LAN address"
 
 
-def test_journal_says_which_extension_was_used(lab: str) -> None:
-    _passed(lab, "journal_names_x1", "journal_names_ipv6")
+def test_status_shows_the_candidate_in_use_and_what_worked(lab: LabRun) -> None:
+    status = lab.run("lan_status_l2")
+    assert status.rc == 0, f"wgsigc status --json succeeds; {status}"
+    peers = json.loads(status.out)["interfaces"][0]["peers"]
+    peer = next(p for p in peers if p["public_key"] == lab.fact("key_l1"))  # the group has other peers too
+    assert "(lan)" in (peer["in_use"] or ""), f"status says l2 uses l1's LAN candidate: {peer}"
+    assert any(c["kind"] == "lan" for c in peer["candidates"]), f"... lists a LAN candidate: {peer}"
+    assert peer["worked"], f"... and what worked: {peer}"
 
 
-def test_no_hairpinning_and_no_candidates_is_diagnosed(lab: str) -> None:
-    _passed(lab, "nohairpin_exit_5", "nohairpin_no_tunnel")
+def test_journal_says_which_extension_was_used(lab: LabRun) -> None:
+    assert "X1 with candidates" in lab.fact("wgsigd_log_l1"), \
+        f"wgsigd's log says l1 registered with X1 and candidates: {lab.fact('wgsigd_log_l1')!r}"
+    assert "over IPv6" in lab.fact("wgsigd_log_v6b"), \
+        f"wgsigd's log says v6b registered over IPv6: {lab.fact('wgsigd_log_v6b')!r}"
 
 
-def test_hairpinning_nat_with_candidates_off_connects_through_public_endpoints_without_warning(lab: str) -> None:
-    _passed(lab, "hairpin_run_l1", "hairpin_run_l2", "hairpin_ping", "hairpin_public_endpoint")
+def test_no_hairpinning_and_no_candidates_is_diagnosed(lab: LabRun) -> None:
+    run = lab.run("nohairpin_l2")
+    assert run.rc == 5 and "hairpinning" in run.out, \
+        f"behind one NAT without hairpinning and without candidates, l2 exits 5 naming hairpinning; {run}"
+    assert lab.fact("nohairpin_ping") == "no answer", "there is no tunnel between l1 and l2"
 
 
-def test_ipv6_only_peers_behind_stateful_firewalls_connect(lab: str) -> None:
-    _passed(lab, "v6_firewall_drops_unsolicited", "v6_run_a", "v6_run_b", "v6_ping", "v6_endpoint")
+def test_hairpinning_nat_with_candidates_off_connects_through_public_endpoints_without_warning(lab: LabRun) -> None:
+    _succeeded(lab, "hairpin_l1", "hairpin_l2")
+    assert "hairpinning" not in lab.run("hairpin_l2").out, "with a NAT that hairpins there is no hairpin warning"
+    _answered(lab, "hairpin_ping", "l1 to l2 through NAT C's loopback")
+    endpoint = lab.fact("hairpin_endpoint_of_l1_in_l2")
+    assert endpoint == "192.0.2.13:51820" or endpoint.startswith("10.3.0.1:"), \
+        f"l1's endpoint in l2's kernel is l1's public endpoint (or NAT C masquerading the loopback): {endpoint}"
 
 
-def test_mixed_group_with_a_print_mode_peer_connects_over_ipv4(lab: str) -> None:
-    _passed(lab, "mixed_print_mode_sees_a", "mixed_print_mode_plain_ipv4", "mixed_run_a", "mixed_ping",
-            "mixed_endpoint")
+def test_ipv6_only_peers_behind_stateful_firewalls_connect(lab: LabRun) -> None:
+    lab.passed(v6_firewall_drops_unsolicited="the IPv6 routers drop unsolicited inbound traffic")
+    _succeeded(lab, "v6_a", "v6_b")
+    _answered(lab, "v6_ping", "v6a to v6b over IPv6")
+    assert lab.fact("v6_endpoint_of_v6b_in_v6a") == "[2001:db8:b::2]:51820", \
+        "v6b's endpoint in v6a's kernel is v6b's global IPv6 address"
+    print(f"IPv6-only tunnel: {lab.figure('ipv6_seconds'):.1f} s")
 
 
-def test_a_hand_set_lan_endpoint_is_kept_after_its_handshake_grew_old(lab: str) -> None:
-    _passed(lab, "handset_young_ping", "handset_young_kept", "handset_old_kept", "handset_old_no_hairpin_written",
-            "handset_old_ping")
+def test_mixed_group_with_a_print_mode_peer_connects_over_ipv4(lab: LabRun) -> None:
+    skeleton = lab.run("mixed_print_mode_b")
+    assert skeleton.rc == 0, f"the C-compatible print mode succeeds; {skeleton}"
+    peers, key = {}, None
+    for line in skeleton.lines:
+        if line.startswith("PublicKey = "):
+            key = line.removeprefix("PublicKey = ")
+        elif line.startswith("Endpoint = ") and key is not None:
+            peers[key] = line.removeprefix("Endpoint = ")
+    assert peers.get(lab.fact("key_a")) == "192.0.2.11:51820", \
+        f"the print mode's skeleton gives a (an X1 peer) with its public IPv4 endpoint; {skeleton}"
+    assert "0.0.0.0" not in skeleton.out, f"... and no peer seen only over IPv6 as 0.0.0.0; {skeleton}"
+    _succeeded(lab, "mixed_a")
+    _answered(lab, "mixed_ping", "a to b (print mode, endpoint set by hand)")
+    assert lab.fact("mixed_endpoint_of_b_in_a") == "192.0.2.12:51820", \
+        "b's endpoint in a's kernel is NAT B's public address, from b's registration"
 
 
-def test_dual_stack_peers_prefer_the_path_that_works(lab: str) -> None:
-    _passed(lab, "dual_ipv6_preferred", "dual_falls_back_to_ipv4")
+def test_a_hand_set_lan_endpoint_is_kept_after_its_handshake_grew_old(lab: LabRun) -> None:
+    _answered(lab, "handset_young_ping", "h1 to h2 over the LAN endpoints set by hand")
+    _succeeded(lab, "handset_young_h2", "handset_young_h1", "handset_old_h1")
+    assert lab.fact("handset_young_endpoint_of_h2_in_h1") == "10.4.0.3:51820", \
+        "while its handshake is young, the hand-set LAN endpoint stays in h1's kernel"
+    age = int(lab.fact("handset_old_handshake_age"))
+    assert age > 180, f"the lab waited until the handshake was older than handshake_threshold: {age} s"
+    assert lab.fact("handset_old_endpoint_of_h2_in_h1") == "10.4.0.3:51820", \
+        "once the handshake is older than 180 s, the endpoint that worked still stays in h1's kernel"
+    run = lab.run("handset_old_h1")
+    # A reopen's line names this host's own public endpoint change ("public endpoint A -> B"): not a write.
+    wrote_hairpin = re.search(r"set endpoint: .*-> 192\.0\.2\.14:|handshake with 192\.0\.2\.14:", run.out)
+    assert not wrote_hairpin, f"... and h1 never writes the (hairpin) public endpoint; {run}"
+    _answered(lab, "handset_old_ping", "h1 to h2, still over the LAN")
 
 
-def test_a_wrong_first_candidate_is_cycled_past(lab: str) -> None:
-    _passed(lab, "cycle_run_b", "cycle_tried_lan_first", "cycle_ping", "cycle_public_endpoint")
+def test_dual_stack_peers_prefer_the_path_that_works(lab: LabRun) -> None:
+    _answered(lab, "dual_ping", "b to a, dual-stack")
+    assert lab.fact("dual_endpoint_of_a_in_b") == "[2001:db8:11::2]:51820", \
+        "a's endpoint in b's kernel is a's IPv6 address: IPv6 is preferred"
+    _answered(lab, "dual_v4_ping", "b to a with IPv6 UDP blocked at b's router")
+    assert lab.fact("dual_v4_endpoint_of_a_in_b") == "192.0.2.11:51820", \
+        "with IPv6 UDP blocked, a's endpoint in b's kernel is NAT A's public IPv4 address"
+
+
+def test_a_wrong_first_candidate_is_cycled_past(lab: LabRun) -> None:
+    _succeeded(lab, "cycle_a", "cycle_b")
+    run = lab.run("cycle_b")
+    assert "10.1.0.2:51820 (lan) (candidate 1 of 2)" in run.out, f"b tried a's LAN address first; {run}"
+    _answered(lab, "cycle_ping", "b to a, after the wrong LAN candidate")
+    assert lab.fact("cycle_endpoint_of_a_in_b") == "192.0.2.11:51820", \
+        "a's endpoint in b's kernel is the next candidate, NAT A's public address"
     # one LAN step (2 s) and the public one, plus the run's own start-up under emulation
-    assert _figure(lab, "cycle_seconds") < 25
+    seconds = lab.figure("cycle_seconds")
+    print(f"wrong first candidate cycled past in {seconds:.1f} s")
+    assert seconds < 25, f"the wrong candidate costs one step, not a timer period: {seconds} s"

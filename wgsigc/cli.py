@@ -8,7 +8,7 @@ import sys
 from wgsig.client import GroupCredentials
 from wgsig.endpoint import parse_port
 from wgsig.host.secretfile import SecretFileError, load_secret
-from wgsig.keys import parse_public_key
+from wgsig.keys import PublicKey
 from wgsigc.exitcodes import EXIT_USAGE, WgsigcError
 from wgsigc.printmode import PrintOptions, run_print_mode
 
@@ -54,7 +54,7 @@ def print_options(args: argparse.Namespace) -> PrintOptions:
     server, port_text, pubkey, secret_file, local_text = args.positional
     port = _port(port_text, "PORT")
     local_port = _port(local_text, "LOCAL_PORT")
-    peer_id = parse_public_key(pubkey)
+    peer_id = PublicKey.parse(pubkey)
     if peer_id is None:
         raise UsageError(f"PUBKEY {pubkey!r} is not a base64 WireGuard public key (44 characters, 'wg pubkey')")
     if not 0 <= args.group < 1 << 32:

@@ -21,7 +21,7 @@ from wgsig.endpoint import check_port, parse_port, split_host_port
 from wgsig.host import configfile
 from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
 from wgsig.host.configfile import MetricsDirectory
-from wgsig.keys import parse_public_key
+from wgsig.keys import PublicKey
 
 DEFAULT_SERVER_PORT = 1223
 DEFAULT_STATE_DIRECTORY = "/var/lib/wgsig"
@@ -64,7 +64,7 @@ class InterfaceConfig:
     attempts: int = 3
     timeout: float = 1.0
     # Peers to add when the interface lacks them: public key -> allowed IPs.
-    extra_peers: dict[bytes, tuple[str, ...]] = field(default_factory=dict)
+    extra_peers: dict[PublicKey, tuple[str, ...]] = field(default_factory=dict)
     state_file: Path | None = None
     # X1 (doc/x1.md): announce this host's LAN addresses and use the peers' (on by default).
     candidates: bool = True
@@ -227,15 +227,15 @@ def _strings(table: dict[str, Any], key: str, where: str, parse: Callable[[str],
         raise ConfigError(f"{where}: {key}: {error}") from None
 
 
-def _extra_peers(raw: Any, where: str) -> dict[bytes, tuple[str, ...]]:
+def _extra_peers(raw: Any, where: str) -> dict[PublicKey, tuple[str, ...]]:
     if not isinstance(raw, list):
         raise ConfigError(f"{where}: peer must be [[interface.NAME.peer]] tables with public_key and allowed_ips")
-    peers: dict[bytes, tuple[str, ...]] = {}
+    peers: dict[PublicKey, tuple[str, ...]] = {}
     for index, entry in enumerate(raw):
         here = f"{where} peer #{index + 1}"
         if not isinstance(entry, dict) or set(entry) != {"public_key", "allowed_ips"}:
             raise ConfigError(f"{here}: needs exactly public_key and allowed_ips")
-        key = parse_public_key(entry["public_key"]) if isinstance(entry["public_key"], str) else None
+        key = PublicKey.parse(entry["public_key"])
         if key is None:
             raise ConfigError(f"{here}: public_key is not a base64 WireGuard public key (44 characters)")
         ips = entry["allowed_ips"]

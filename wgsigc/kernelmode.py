@@ -28,7 +28,7 @@ from wgsig.client import GroupCredentials, newest_records
 from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.host.configfile import MetricsDirectory
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 from wgsigc import localaddrs, netlink, pyroute2load, runrecord
 from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
@@ -41,7 +41,7 @@ from wgsigc.exitcodes import (
     EXIT_USAGE,
     WgsigcError,
 )
-from wgsigc.plan import Action, InterfaceState, Plan, Registration, Settings, nat_diagnosis, plan
+from wgsigc.plan import Action, InterfaceState, PeerMemory, Plan, Registration, Settings, nat_diagnosis, plan
 from wgsigc.signalling import (
     CLFLG_CHECK,
     ServerOutcome,
@@ -66,7 +66,7 @@ class Run:
     servers: list[ServerOutcome] = field(default_factory=list)
     plan: Plan | None = None
     applied: bool = False
-    written: set[bytes] = field(default_factory=set)  # peers whose endpoint this run wrote
+    written: set[PublicKey] = field(default_factory=set)  # peers whose endpoint this run wrote
 
     def fail(self, code: int, message: str) -> None:
         if self.code == EXIT_OK:
@@ -130,7 +130,8 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     return run
 
 
-def _run_interface(run: Run, previous: dict[bytes, Any], out: TextIO, own_before: Endpoint | None = None) -> None:
+def _run_interface(run: Run, previous: dict[PublicKey, PeerMemory], out: TextIO,
+                   own_before: Endpoint | None = None) -> None:
     config = run.config
     started = time.monotonic()
     try:
@@ -176,7 +177,7 @@ def _run_interface(run: Run, previous: dict[bytes, Any], out: TextIO, own_before
 
 
 def _converge(run: Run, state: InterfaceState, credentials: GroupCredentials, local: LocalView,
-              memory: dict[bytes, Any], items: list[Any], started: float, out: TextIO) -> None:
+              memory: dict[PublicKey, PeerMemory], items: list[Any], started: float, out: TextIO) -> None:
     config = run.config
     assert run.plan is not None
     _apply(run, state, out)
@@ -218,7 +219,7 @@ def _local_view(run: Run, state: InterfaceState) -> tuple[LocalView, list[str]]:
     return LocalView(None, tuple(found.onlink), found.global_ipv6), list(found.announce)
 
 
-def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[bytes, Any],
+def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[PublicKey, PeerMemory],
             own_before: Endpoint | None = None) -> Plan:
     config = run.config
     answered = [s for s in run.servers if s.records is not None]
@@ -259,7 +260,7 @@ def _apply(run: Run, state: InterfaceState, out: TextIO) -> None:
             run.written.add(d.public_key)
             # flushed: under systemd stdout is a pipe, and a converging run lasts up to 25 s;
             # the journal should say when the endpoint changed, not when the run ended
-            print(f"{config.name}: peer {key_text(d.public_key)}: {d.action.value}: {d.detail}", file=out,
+            print(f"{config.name}: peer {d.public_key}: {d.action.value}: {d.detail}", file=out,
                   flush=True)
     for error_line in errors:
         run.fail(EXIT_SOCKET, error_line)
@@ -297,7 +298,7 @@ def _report(run: Run, out: TextIO) -> None:
     if run.dry_run:
         for d in run.plan.decisions:
             verb = "would " if d.write is not None else ""
-            print(f"{name}: peer {key_text(d.public_key)}: {verb}{d.action.value}: {d.detail}", file=out)
+            print(f"{name}: peer {d.public_key}: {verb}{d.action.value}: {d.detail}", file=out)
         changed = len(run.plan.writes)
     else:
         changed = len(run.written)

@@ -13,7 +13,6 @@ from typing import TextIO
 
 from wgsig.host.atomicfile import replace_file
 from wgsig.host.configfile import MetricsDirectory
-from wgsig.keys import key_text
 from wgsig.metrics import Family, encode, family
 from wgsigc.plan import PeerDecision, Plan
 
@@ -41,7 +40,7 @@ def families(interface: str, exit_code: int, end: float, duration: float, plan: 
     """One run's metric families (pure); ages are as of ``end``, peers only when the run decided."""
     ifc = {"interface": interface}
     decisions = plan.decisions if plan is not None else ()
-    peers = [({**ifc, "peer": key_text(d.public_key)}, d) for d in decisions]
+    peers = [({**ifc, "peer": str(d.public_key)}, d) for d in decisions]
     return [
         family("wgsigc_last_run_exit_code", "gauge", "Exit code of the last run (0 all went well; wgsigc(8)).",
                [(ifc, exit_code)]),

@@ -13,14 +13,13 @@ leave allowed IPs out (``pyroute2load.sends_kernel_peer_flags`` tells which).
 
 from __future__ import annotations
 
-import base64
 import errno
 import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from wgsig.endpoint import Endpoint
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 from wgsigc import pyroute2load
 from wgsigc.exitcodes import EXIT_INTERFACE, EXIT_SOCKET, CapabilityMissing, WgsigcError
 from wgsigc.plan import InterfaceState, PeerState, PeerWrite
@@ -50,7 +49,7 @@ def peer_updates(write: PeerWrite, fixed_flags: bool) -> list[dict[str, Any]]:
     then the keepalive.  Each message is complete by itself (endpoint plus allowed IPs
     for old pyroute2), so an interruption leaves no peer without its allowed IPs.
     """
-    key = key_text(write.public_key)
+    key = str(write.public_key)
     addr, port = write.endpoint
     first: dict[str, Any] = {"public_key": key, "endpoint_addr": addr, "endpoint_port": port}
     if write.new_peer:
@@ -72,11 +71,11 @@ def peer_updates(write: PeerWrite, fixed_flags: bool) -> list[dict[str, Any]]:
     return [first, second]
 
 
-def _key(value: Any) -> bytes:
-    if isinstance(value, bytes | str):
-        raw = base64.b64decode(value)
-        if len(raw) == 32:
-            return raw
+def _key(value: Any) -> PublicKey:
+    """A key attribute: pyroute2 gives the key's base64 text, as str or as bytes."""
+    key = PublicKey.parse(value.decode("ascii", "replace") if isinstance(value, bytes) else value)
+    if key is not None:
+        return key
     raise NetlinkFailure(f"unexpected key attribute from the kernel: {value!r}")
 
 
@@ -92,10 +91,10 @@ def _endpoint(value: Any) -> Endpoint | None:
 def merge_device(messages: Iterable[Mapping[str, Any]], name: str) -> InterfaceState:
     """One interface state from the kernel's dump, which may split the peer list (and even one
     peer's allowed IPs) over several messages: a peer repeated in a later message continues."""
-    public_key = b""
+    public_key: PublicKey | None = None
     listen_port = 0
     fwmark = 0
-    peers: dict[bytes, PeerState] = {}
+    peers: dict[PublicKey, PeerState] = {}
     for message in messages:
         if message.get("public_key"):
             public_key = _key(message["public_key"])
@@ -118,7 +117,7 @@ def merge_device(messages: Iterable[Mapping[str, Any]], name: str) -> InterfaceS
                 int(raw.get("keepalive") or 0),
                 int(handshake.get("tv_sec", 0)) if isinstance(handshake, Mapping) else 0,
             )
-    if not public_key:
+    if public_key is None:
         raise InterfaceError(f"interface {name} has no private key: set one with 'wg set {name} private-key FILE'")
     return InterfaceState(name, public_key, listen_port, fwmark, peers)
 
@@ -235,7 +234,7 @@ def apply_writes(name: str, writes: list[PeerWrite], fixed_flags: bool) -> list[
                     problem = _interface_problem(error, name)
                     if problem is not None:
                         raise problem from None
-                    failure = _failure(error, f"writing peer {key_text(write.public_key)} of {name}")
+                    failure = _failure(error, f"writing peer {write.public_key} of {name}")
                     if isinstance(failure, CapabilityMissing):
                         raise failure from None
                     errors.append(str(failure))

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wgsig.endpoint import Endpoint, endpoint_text
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 from wgsig.label import label_seconds
 from wgsig.wire import Record
 from wgsigc.candidates import (
@@ -43,7 +43,7 @@ from wgsigc.candidates import (
 class PeerState:
     """One peer as the kernel reports it."""
 
-    public_key: bytes
+    public_key: PublicKey
     endpoint: Endpoint | None = None
     allowed_ips: tuple[str, ...] = ()
     keepalive: int = 0
@@ -53,10 +53,10 @@ class PeerState:
 @dataclass(frozen=True)
 class InterfaceState:
     name: str
-    public_key: bytes
+    public_key: PublicKey
     listen_port: int
     fwmark: int = 0
-    peers: Mapping[bytes, PeerState] = field(default_factory=dict)
+    peers: Mapping[PublicKey, PeerState] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Settings:
     handshake_threshold: float = 180
     handshake_timeout: float = 15
     max_age: float | None = 600
-    extra_peers: Mapping[bytes, tuple[str, ...]] = field(default_factory=dict)
+    extra_peers: Mapping[PublicKey, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -115,7 +115,7 @@ class PeerWrite:
     ``old_keepalive`` is what the kernel has now (0 for a new peer).
     """
 
-    public_key: bytes
+    public_key: PublicKey
     endpoint: Endpoint
     keepalive: int
     allowed_ips: tuple[str, ...]
@@ -125,7 +125,7 @@ class PeerWrite:
 
 @dataclass(frozen=True)
 class PeerDecision:
-    public_key: bytes
+    public_key: PublicKey
     action: Action
     detail: str
     server_endpoint: Endpoint | None = None
@@ -164,10 +164,10 @@ class Plan:
         return [d.problem for d in self.decisions if d.problem is not None]
 
     @property
-    def waiting(self) -> list[bytes]:
+    def waiting(self) -> list[PublicKey]:
         return [d.public_key for d in self.decisions if d.waiting]
 
-    def memory(self, before: Mapping[bytes, PeerMemory]) -> dict[bytes, PeerMemory]:
+    def memory(self, before: Mapping[PublicKey, PeerMemory]) -> dict[PublicKey, PeerMemory]:
         """What to remember after this plan: each decision's memory, else what was known before."""
         result = dict(before)
         for d in self.decisions:
@@ -186,7 +186,7 @@ def plan(
     records: Mapping[bytes, Record],
     settings: Settings,
     now: float,
-    pending: Mapping[bytes, PeerMemory] | None = None,
+    pending: Mapping[PublicKey, PeerMemory] | None = None,
     *,
     announced: Mapping[bytes, Announced] | None = None,
     local: LocalView | None = None,
@@ -204,9 +204,10 @@ def plan(
         local = LocalView(own_endpoint[0] if own_endpoint else None)
     decisions: list[PeerDecision] = []
     oldest = None if settings.max_age is None else now - settings.max_age
-    for key, record in records.items():
-        if key == state.public_key:
+    for peer_id, record in records.items():
+        if peer_id == state.public_key:
             continue
+        key = PublicKey(peer_id)
         peer = state.peers.get(key)
         record_time = label_seconds(record.label)
         server_endpoint = (record.ip, record.port)
@@ -256,7 +257,7 @@ def _reopen(decision: PeerDecision, peer: PeerState | None, before: Endpoint, no
     return dataclasses.replace(decision, action=Action.REOPEN, detail=detail, write=write)
 
 
-def _unknown_peer(key: bytes, record: Record, announced: Announced | None, local: LocalView, settings: Settings,
+def _unknown_peer(key: PublicKey, record: Record, announced: Announced | None, local: LocalView, settings: Settings,
                   now: float) -> PeerDecision:
     record_time = label_seconds(record.label)
     record_endpoint: Endpoint | None = (record.ip, record.port)
@@ -451,7 +452,7 @@ def _in_use(kernel: Endpoint | None, candidates: tuple[Candidate, ...]) -> str |
     return _describe(known) if known is not None else f"{_ep(kernel)} (set by hand or learned by WireGuard)"
 
 
-def _problem(key: bytes, candidates: tuple[Candidate, ...], waiting_since: float, settings: Settings,
+def _problem(key: PublicKey, candidates: tuple[Candidate, ...], waiting_since: float, settings: Settings,
              now: float) -> str | None:
     """One line once every candidate had its step and the peer has waited longer than handshake_timeout."""
     waited = now - waiting_since
@@ -460,13 +461,13 @@ def _problem(key: bytes, candidates: tuple[Candidate, ...], waiting_since: float
     hairpin = next((c for c in candidates if c.kind == "hairpin"), None)
     if hairpin is not None and not any(c.kind.startswith("lan") or c.kind == "worked" for c in candidates):
         return (
-            f"peer {key_text(key)} is behind the same public IP {hairpin.endpoint[0]} as this host and no handshake"
+            f"peer {key} is behind the same public IP {hairpin.endpoint[0]} as this host and no handshake"
             f" came through {_ep(hairpin.endpoint)}: that needs a NAT that supports hairpinning (NAT loopback);"
             " run wgsigc with candidates = true on both peers, or give it a LAN endpoint by hand"
         )
     tried = ", ".join(_describe(c) for c in candidates)
     return (
-        f"peer {key_text(key)}: no handshake {int(waited)} s after its endpoint was set (tried {tried});"
+        f"peer {key}: no handshake {int(waited)} s after its endpoint was set (tried {tried});"
         " likely causes: a NAT on either side maps each destination to a new port (symmetric NAT,"
         " e.g. 'masquerade fully-random'), a firewall drops UDP, or wgsigc is not running on that peer"
     )

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 
 from wgsig.client import GroupCredentials, fresh_records
+from wgsig.keys import PublicKey
 from wgsig.wire import NO_ENDPOINT_UPDATE
 from wgsigc.exchange import ExchangeError, diagnose, exchange, resolve
 from wgsigc.exitcodes import EXIT_NO_ANSWER, EXIT_OK, EXIT_RESOLVE, EXIT_SOCKET
@@ -30,7 +31,7 @@ PING_SIZE = 8
 class PrintOptions:
     server: str
     port: int
-    peer_id: bytes
+    peer_id: PublicKey
     credentials: GroupCredentials
     local_port: int
     max_age: float | None = None

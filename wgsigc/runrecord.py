@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from wgsig.endpoint import Endpoint, endpoint_text, parse_endpoint
-from wgsig.keys import key_text, parse_public_key
+from wgsig.keys import PublicKey
 from wgsig.label import is_valid_label
 from wgsigc.plan import PeerMemory, Plan
 
@@ -31,7 +31,7 @@ def build_record(
     plan: Plan | None,
     servers: list[dict[str, Any]],
     applied: bool,
-    carried_pending: dict[bytes, PeerMemory] | None = None,
+    carried_pending: dict[PublicKey, PeerMemory] | None = None,
     carried_own: Endpoint | None = None,
 ) -> dict[str, Any]:
     """The JSON-ready record of one run (pure)."""
@@ -40,7 +40,7 @@ def build_record(
         for d in plan.decisions:
             peers.append(
                 {
-                    "public_key": key_text(d.public_key),
+                    "public_key": str(d.public_key),
                     "action": d.action.value,
                     "detail": d.detail,
                     "applied": applied and d.write is not None,
@@ -61,7 +61,7 @@ def build_record(
         # The run failed before deciding anything: keep what the previous run remembered.
         for key, pending in carried_pending.items():
             peers.append(
-                {"public_key": key_text(key), "action": "not handled (run failed)", "detail": "", "applied": False,
+                {"public_key": str(key), "action": "not handled (run failed)", "detail": "", "applied": False,
                  "pending": memory_json(pending)}
             )
     return {
@@ -129,15 +129,15 @@ def own_endpoint_from(record: dict[str, Any] | None) -> Endpoint | None:
     return parse_endpoint(record.get("own_endpoint")) if record else None
 
 
-def pending_from(record: dict[str, Any] | None) -> dict[bytes, PeerMemory]:
+def pending_from(record: dict[str, Any] | None) -> dict[PublicKey, PeerMemory]:
     """What the last run remembered about each peer (pure)."""
-    result: dict[bytes, PeerMemory] = {}
+    result: dict[PublicKey, PeerMemory] = {}
     if not record:
         return result
     for peer in _list(record.get("peers")):
         if not isinstance(peer, dict) or not isinstance(peer.get("pending"), dict):
             continue
-        key = parse_public_key(peer["public_key"]) if isinstance(peer.get("public_key"), str) else None
+        key = PublicKey.parse(peer.get("public_key"))
         if key is not None:
             memory = _memory(peer["pending"])
             if record.get("version") == 1 and memory.waiting_since is None and memory.endpoint is not None:

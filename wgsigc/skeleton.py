@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 from wgsig.label import label_seconds
 from wgsig.wire import Record
 
@@ -22,7 +22,7 @@ def format_skeleton(records: Iterable[Record], own_id: bytes, now: int, listen_p
             parts.append(
                 "[Peer]\n"
                 f"# Seen {now - label_seconds(record.label)} s ago\n"
-                f"PublicKey = {key_text(record.peer_id)}\n"
+                f"PublicKey = {PublicKey(record.peer_id)}\n"
                 f"Endpoint = {record.endpoint}\n\n"
             )
     if listen_port is not None:

@@ -15,7 +15,6 @@ import time
 from typing import Any
 
 from wgsig.endpoint import endpoint_text
-from wgsig.keys import key_text
 from wgsigc import runrecord
 from wgsigc.config import ConfigError, load_config, state_file_for
 from wgsigc.exitcodes import EXIT_OK, EXIT_USAGE, WgsigcError
@@ -54,7 +53,7 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         e["worked"] = [w for w in _list(memory.get("worked")) if isinstance(w, dict)]
     if live is not None:
         for key, state in live.peers.items():
-            e = entry(key_text(key))
+            e = entry(str(key))
             e["kernel_endpoint"] = endpoint_text(state.endpoint)
             e["latest_handshake"] = state.latest_handshake or None
             _live_in_use(e, state.endpoint, state.latest_handshake, now)
@@ -73,7 +72,7 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         }
     return {
         "interface": name,
-        "public_key": key_text(live.public_key) if live is not None else None,
+        "public_key": str(live.public_key) if live is not None else None,
         "listen_port": live.listen_port if live is not None else None,
         "live": live is not None,
         "live_error": live_error,

@@ -16,7 +16,7 @@ from wgsig.host import configfile
 from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
 from wgsig.host.configfile import MetricsDirectory
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
-from wgsig.keys import parse_public_key
+from wgsig.keys import PublicKey
 from wgsig.ratelimit import (
     DEFAULT_ANSWER_BYTES_BURST,
     DEFAULT_ANSWER_BYTES_RATE,
@@ -44,7 +44,7 @@ class GroupSource:
     group_id: int
     secret_files: tuple[str, ...]
     encrypt: bool = False
-    allowed_keys: frozenset[bytes] | None = None
+    allowed_keys: frozenset[PublicKey] | None = None
     max_records: int = DEFAULT_MAX_RECORDS
     max_age: int | None = None
 
@@ -86,8 +86,10 @@ class DaemonConfig:
                 secrets = tuple(load_secret(resolve_secret_path(path)) for path in g.secret_files)
             except SecretFileError as error:
                 raise ConfigError(f"group {g.name!r}: {error}") from None
+            # The server tests each request's raw peer ID against the set: raw bytes there too (wgsig/keys.py).
+            allowed = None if g.allowed_keys is None else frozenset(bytes(key) for key in g.allowed_keys)
             groups.append(GroupConfig(
-                group_id=g.group_id, secrets=secrets, encrypt=g.encrypt, allowed_keys=g.allowed_keys,
+                group_id=g.group_id, secrets=secrets, encrypt=g.encrypt, allowed_keys=allowed,
                 max_records=g.max_records, max_age=g.max_age,
             ))
         return groups
@@ -196,14 +198,14 @@ def _parse_group(name: str, table: Any, where: str) -> GroupSource:
     )
 
 
-def _allowed_keys(value: Any, where: str) -> frozenset[bytes] | None:
+def _allowed_keys(value: Any, where: str) -> frozenset[PublicKey] | None:
     if value is None:
         return None
     if not isinstance(value, list):
         raise ConfigError(f"{where}: 'allowed_keys' must be a list of base64 WireGuard public keys")
     keys = set()
     for item in value:
-        key = parse_public_key(item) if isinstance(item, str) else None
+        key = PublicKey.parse(item)
         if key is None:
             raise ConfigError(f"{where}: 'allowed_keys' entry {item!r} is not a base64 WireGuard public key")
         keys.add(key)

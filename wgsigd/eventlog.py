@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from wgsig.endpoint import Endpoint, endpoint_text, unmapped
 from wgsig.events import Answered, Change, Event, Reason, Rejected
-from wgsig.keys import key_text
+from wgsig.keys import PublicKey
 
 log = logging.getLogger("wgsigd")
 
@@ -97,7 +97,7 @@ class EventLog:
                     self._registered(event)
             elif log.isEnabledFor(logging.DEBUG):
                 log.debug(
-                    "group %d: %s from %s (%s, %s)", event.group, key_text(event.peer_id),
+                    "group %d: %s from %s (%s, %s)", event.group, str(PublicKey(event.peer_id)),
                     source_text(event.source), event.change.value, extension_text(event),
                 )
         elif event.reason is Reason.RATE_LIMITED:
@@ -109,12 +109,12 @@ class EventLog:
     def _registered(self, event: Answered) -> None:
         fields = {
             "MESSAGE_ID": MESSAGE_ID_REGISTERED,
-            "PEER_KEY": key_text(event.peer_id),
+            "PEER_KEY": str(PublicKey(event.peer_id)),
             "ENDPOINT": source_text(event.source),
             "GROUP": str(event.group),
             "EXTENSION": extension_text(event),
         }
-        evicted = f", evicting {key_text(event.evicted)}" if event.evicted else ""
+        evicted = f", evicting {PublicKey(event.evicted)}" if event.evicted else ""
         log.info(
             "group %d: %s %s at %s (%s)%s%s", event.group, fields["PEER_KEY"], event.change.value,
             fields["ENDPOINT"], fields["EXTENSION"], evicted, self._registrations.note("registrations"), extra=fields,
@@ -129,7 +129,7 @@ class EventLog:
         if event.group is not None:
             fields["GROUP"] = str(event.group)
         if event.peer_id is not None:
-            fields["PEER_KEY"] = key_text(event.peer_id)
+            fields["PEER_KEY"] = str(PublicKey(event.peer_id))
         suppressed = self._rejections.note("rejections")
         if event.reason is Reason.CLOCK_SKEW and event.skew is not None:
             fields["SKEW"] = str(event.skew)
