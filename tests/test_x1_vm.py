@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import compileall
 import json
+import re
 from pathlib import Path
 
 import pytest
