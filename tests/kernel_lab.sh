@@ -104,7 +104,6 @@ scenario_connect() {  # scenario_connect TAG
 import importlib.metadata, sys
 from wgsigc import pyroute2load
 WireGuard = pyroute2load.wireguard_class()
-pyroute2load.iproute_class()
 print(importlib.metadata.version("pyroute2"), pyroute2load.sends_kernel_peer_flags(), "pyroute2.ndb.main" in sys.modules)
 from pyroute2.netlink.exceptions import NetlinkError
 wg = WireGuard()

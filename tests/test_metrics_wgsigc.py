@@ -99,8 +99,7 @@ def kernel_run(tmp_path: Path, port: int, kernel: FakeKernel, monkeypatch: pytes
         f'secret_file = "{secret}"\ntimeout = 0.5\nconverge_seconds = 0\n'
         f'[[interface.wg0.peer]]\npublic_key = "{b64(EXTRA)}"\nallowed_ips = ["10.0.0.9/32"]\n'
     )
-    monkeypatch.setitem(sys.modules, "pyroute2", kernel.module())
-    monkeypatch.setattr(netlink, "link_exists", lambda name: name == "wg0")
+    kernel.install(monkeypatch)
     return run_kernel_mode(str(config), None, dry_run=False)
 
 

@@ -1,7 +1,8 @@
 """An interface that vanishes, is replaced or is re-keyed while wgsigc runs: exit code 4, one
 clear line, no traceback, no peer removed, nothing written after the interface changed.
 
-FAKE: the kernel. ``FakeKernel`` replaces the ``pyroute2`` module (IPRoute, WireGuard) and
+FAKE: the kernel. ``FakeKernel`` replaces the ``pyroute2`` module (WireGuard), and the host's
+addresses by none, and
 raises what real pyroute2 raises -- the real ``pyroute2.netlink.exceptions.NetlinkError`` with
 ENODEV (19) for a vanished interface and EOPNOTSUPP (95) for a non-WireGuard one, as
 ``WireGuard().info()``/``.set()`` do in 0.7.2 and 0.9.5 (checked against the real kernel by
@@ -25,7 +26,7 @@ import pytest
 from tests.procs import write_secret
 from tests.test_wgsigc_register import SECRET, free_port, server  # noqa: F401  (the wgsigd fixture)
 from wgsig.client import GroupCredentials
-from wgsigc import netlink, runrecord
+from wgsigc import localaddrs, netlink, runrecord
 from wgsigc.exchange import exchange
 from wgsigc.exitcodes import EXIT_INTERFACE
 from wgsigc.kernelmode import run_kernel_mode
@@ -79,29 +80,15 @@ class FakeKernel:
         if self.vanish_at is not None and what == self.vanish_at[0] and self.calls[what] >= self.vanish_at[1]:
             raise NetlinkError(self.errno_code, MESSAGES[self.errno_code])
 
+    def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        """The fake kernel for one test: pyroute2's WireGuard, wg0 exists, a host without addresses
+        (the LAN candidates' rtnetlink dump)."""
+        monkeypatch.setitem(sys.modules, "pyroute2", self.module())
+        monkeypatch.setattr(netlink, "link_exists", lambda name: name == "wg0")
+        monkeypatch.setattr(localaddrs, "read_local", lambda wireguard, *args: localaddrs.select([], [], wireguard))
+
     def module(self) -> types.ModuleType:
         kernel = self
-
-        class IPRoute:
-            def __enter__(self) -> IPRoute:
-                return self
-
-            def __exit__(self, *exc: object) -> None:
-                pass
-
-            def link_lookup(self, ifname: str) -> list[int]:
-                return [4] if ifname == "wg0" else []
-
-            def get_links(self, index: int | None = None) -> list[Attrs]:
-                if index is None:
-                    return []  # the address dump for LAN candidates: a host without addresses
-                return [Attrs({"IFLA_INFO_KIND": "wireguard"}, flags=1)]
-
-            def get_addr(self) -> list[Attrs]:
-                return []
-
-            def get_default_routes(self, family: int) -> list[Attrs]:
-                return []
 
         class WireGuard:
             def info(self, name: str) -> list[Attrs]:
@@ -129,7 +116,7 @@ class FakeKernel:
         fake = types.ModuleType("pyroute2")
         # pyroute2 before 0.9.3 has the kernel's UPDATE_ONLY flag wrong (2 instead of 4)
         update_only = 2 if kernel.version.startswith("0.7") else 4
-        fake.__dict__.update(IPRoute=IPRoute, WireGuard=WireGuard, WGPEER_F_UPDATE_ONLY=update_only)
+        fake.__dict__.update(WireGuard=WireGuard, WGPEER_F_UPDATE_ONLY=update_only)
         return fake
 
 
@@ -157,8 +144,7 @@ def run(tmp_path: Path, port: int, kernel: FakeKernel, monkeypatch: pytest.Monke
         f'secret_file = "{secret}"\ntimeout = 0.5\nconverge_seconds = 0\n'
         f'[[interface.wg0.peer]]\npublic_key = "{b64(EXTRA)}"\nallowed_ips = ["10.0.0.9/32"]\n'
     )
-    monkeypatch.setitem(sys.modules, "pyroute2", kernel.module())
-    monkeypatch.setattr(netlink, "link_exists", lambda name: name == "wg0")
+    kernel.install(monkeypatch)
     return run_kernel_mode(str(config), None, dry_run=False)
 
 

@@ -1,7 +1,9 @@
 """This host's addresses: which to announce as LAN candidates, and what the candidate choice needs.
 
 ``select`` is pure (address and link records in, a ``LocalAddresses`` out); ``read_local``
-reads the records from the kernel over rtnetlink (pyroute2, imported on first use).
+reads the records from the kernel over rtnetlink with the standard library's netlink socket and
+the core's codec (``wgsig.rtnetlink``): importing pyroute2's ``IPRoute`` for three dumps cost
+most of a run's start on a small board.
 
 Announced: IPv4 addresses of universe scope and IPv6 global or unique-local addresses on up
 interfaces that are not the WireGuard interface itself, nor another tunnel, bridge or container
@@ -14,9 +16,11 @@ is the common one), minus the configured ``exclude_candidates``.
 from __future__ import annotations
 
 import ipaddress
+import socket
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+
+from wgsig import rtnetlink
 
 IFA_F_TEMPORARY = 0x01
 IFA_F_DADFAILED = 0x08
@@ -26,6 +30,8 @@ _UNUSABLE = IFA_F_TEMPORARY | IFA_F_DADFAILED | IFA_F_DEPRECATED | IFA_F_TENTATI
 IFF_UP = 0x1
 RT_SCOPE_UNIVERSE = 0
 DEFAULT_LIMIT = 4
+_DUMP_TIMEOUT = 2.0  # the kernel answers a dump at once; a bound in case it never does
+_DUMP_BUFFER = 65536  # one recv holds a whole part of a multi-part dump
 _SKIP_PREFIXES = ("lo", "wg", "wt", "ts", "tailscale", "zt", "docker", "veth", "br-", "virbr", "tun", "tap",
                   "cni", "flannel", "cali", "vxlan", "lxc", "lxd")
 # Tunnels by kind. Not veth or bridge: a container's own eth0 is a veth and a hypervisor's LAN
@@ -108,30 +114,32 @@ def select(addresses: Iterable[Address], links: Sequence[Link], wireguard: str, 
 
 
 def read_local(wireguard: str, exclude: Sequence[Network] = (), limit: int = DEFAULT_LIMIT) -> LocalAddresses:
-    """Read this network namespace's addresses over rtnetlink and select."""
+    """Read this network namespace's links, addresses and IPv6 default routes over rtnetlink, and select."""
     try:
-        from wgsigc.pyroute2load import iproute_class
-
-        with iproute_class()() as ip:
-            links = [_link(message) for message in ip.get_links()]
-            names = {message["index"]: message.get_attr("IFLA_IFNAME") for message in ip.get_links()}
-            addresses = [_address(message, names) for message in ip.get_addr()]
-            default6 = bool(ip.get_default_routes(family=10))
-    except ImportError:
-        raise LocalAddressError("pyroute2 is not installed (apt install python3-pyroute2)") from None
-    except Exception as error:  # pyroute2 raises NetlinkError, OSError and others
+        with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE) as sock:
+            sock.settimeout(_DUMP_TIMEOUT)
+            links = [rtnetlink.link(body) for body in _dump(sock, rtnetlink.RTM_GETLINK, 1)]
+            addresses = [record for body in _dump(sock, rtnetlink.RTM_GETADDR, 2)
+                         if (record := rtnetlink.address(body)) is not None]
+            routes = [rtnetlink.route(body) for body in _dump(sock, rtnetlink.RTM_GETROUTE, 3, socket.AF_INET6)]
+    except (OSError, rtnetlink.RtnetlinkError) as error:
         raise LocalAddressError(f"cannot read this host's addresses over netlink: {error}") from None
-    return select(addresses, links, wireguard, exclude, default6, limit)
+    names = {record.index: record.name for record in links}
+    return select(
+        [Address(names.get(a.index, ""), a.address, a.prefixlen, a.scope, a.flags) for a in addresses],
+        [Link(record.name, record.kind, bool(record.flags & IFF_UP)) for record in links],
+        wireguard, exclude, any(rtnetlink.is_default_route(r) for r in routes), limit,
+    )
 
 
-def _link(message: Any) -> Link:
-    info = message.get_attr("IFLA_LINKINFO")
-    kind = info.get_attr("IFLA_INFO_KIND") if info is not None else None
-    return Link(str(message.get_attr("IFLA_IFNAME")), kind, bool(message["flags"] & IFF_UP))
-
-
-def _address(message: Any, names: dict[int, Any]) -> Address:
-    flags = message.get_attr("IFA_FLAGS")
-    address = message.get_attr("IFA_LOCAL") or message.get_attr("IFA_ADDRESS")
-    return Address(str(names.get(message["index"], "")), str(address), int(message["prefixlen"]),
-                   int(message["scope"]), int(flags if flags is not None else message["flags"]))
+def _dump(sock: socket.socket, kind: int, sequence: int, family: int = socket.AF_UNSPEC) -> list[bytes]:
+    """The bodies of one dump's records, until its NLMSG_DONE."""
+    sock.send(rtnetlink.dump_request(kind, sequence, family))
+    bodies: list[bytes] = []
+    while True:
+        for message, seq, body in rtnetlink.messages(sock.recv(_DUMP_BUFFER)):
+            if seq != sequence:
+                continue  # a late part of an earlier dump
+            if message == rtnetlink.NLMSG_DONE:
+                return bodies
+            bodies.append(body)

@@ -63,11 +63,6 @@ def wireguard_class() -> Any:
     return _load(WIREGUARD_MODULE, "WireGuard")
 
 
-def iproute_class() -> Any:
-    """pyroute2's ``IPRoute`` (rtnetlink)."""
-    return _load("pyroute2.iproute.linux", "IPRoute")
-
-
 def sends_kernel_peer_flags() -> bool:
     """True when pyroute2's ``update_only`` really sends UPDATE_ONLY (pyroute2 0.9.3 and later).
 
