@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(args)
         config.load_groups()  # read and check every secret before touching the network
+        for warning in config.warnings():
+            log.warning("wgsigd: %s", warning)
         if args.check:
             print(f"{config.source}: OK, {len(config.groups)} groups")
             return 0

@@ -240,6 +240,8 @@ class Daemon:
         except (ConfigError, ValueError) as error:
             log.error("reload failed, keeping the previous configuration: %s", error)
         else:
+            for warning in config.warnings():
+                log.warning("%s", warning)
             log.info("configuration reloaded: %s", self.status_line())
         self.hooks.ready(self.status_line())
 
