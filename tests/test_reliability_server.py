@@ -558,9 +558,10 @@ def test_real_wgsigd_logs_clock_skew(tmp_path: Path) -> None:
         assert server.stop() == 0
     log = server.log.read_text()
     ahead = [line for line in log.splitlines() if "its clock is 45 s ahead of ours" in line]
-    behind = [line for line in log.splitlines() if "s behind ours" in line]
+    behind = [line for line in log.splitlines() if "s behind our clock" in line]
     assert ahead and "QkJCQkJC" in ahead[0]  # the peer's key, base64 of 0x42...
-    assert behind and any("clock is 45 s behind" in line or "clock is 44 s behind" in line for line in behind)
+    assert behind and any("timestamp is 45 s behind" in line or "timestamp is 44 s behind" in line for line in behind)
+    assert all("clock skew, or a replay of an old request" in line for line in behind)
     assert len(behind) <= 20  # 150 rejections in a burst, rate-limited
 
 
