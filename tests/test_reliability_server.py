@@ -727,3 +727,32 @@ def wait_for_line(log: Path, words: str, timeout: float = 10.0) -> None:
     while words not in log.read_text():
         assert time.monotonic() < deadline, log.read_text()
         time.sleep(0.05)
+
+
+def test_real_wgsigd_does_not_exit_idle_while_saves_fail_and_retries_them(tmp_path: Path) -> None:
+    """idle_exit would lose the records a failing save could not write: wgsigd keeps them (and
+    serving) until a retry succeeds, then exits idle by itself.  setpriv: no DAC override as root."""
+    write_secret(tmp_path / "s", SECRET)
+    state = tmp_path / "state"
+    state.mkdir()
+    port = free_udp_port()
+    creds = GroupCredentials(0, SECRET)
+    config = tmp_path / "wgsigd.toml"
+    config.write_text(f'port = {port}\nstate_directory = "{state}"\nsave_interval = 0.05\nidle_exit = 0.5\n'
+                      f'[group.g]\nid = 0\nsecret_file = "{tmp_path / "s"}"\n')
+    server = Wgsigd(["--config", str(config)], port, creds, tmp_path / "log", prefix=unprivileged_prefix())
+    try:
+        state.chmod(0o555)
+        assert query(port, creds, b"\x09" * 32, clflg=0) is not None
+        wait_for_line(server.log, "cannot save")
+        time.sleep(2.0)  # four times idle_exit without a datagram
+        assert server.proc.poll() is None, server.log.read_text()  # still holding the record
+        state.chmod(0o755)
+        rc = server.proc.wait(timeout=20)  # the next retry saves it, then the idle exit
+    finally:
+        state.chmod(0o755)
+        if server.proc.poll() is None:
+            server.stop()
+    log = server.log.read_text()
+    assert rc == 0 and "saved 1 records" in log and "no datagram for 0.5 s: exiting" in log, log
+    assert [r[:32] for r in decode_state((state / "records.state").read_bytes())[0] if any(r)] == [b"\x09" * 32]

@@ -36,6 +36,7 @@ STATUS_INTERVAL = 5.0  # seconds between status updates to the service manager
 # Exit status when the records could not be saved on exit: a failure systemd shows (and may restart
 # after: the previous state file is loaded again), unlike 6, which a restart cannot fix.
 EXIT_NOT_SAVED = 1
+SAVE_RETRY_INTERVAL = 5.0  # seconds between two tries while saves fail (each logs a line)
 
 
 @dataclass
@@ -212,9 +213,13 @@ class Daemon:
         """Reload, periodic save, metrics, status and watchdog when due; returns seconds until the next one."""
         if self._reload:
             self._do_reload()
-        if self.server.dirty and now >= chores.next_save:
+        # A failed save is tried again (the tables may not change again before wgsigd stops), less often.
+        failing = self.store is not None and self.store.failing
+        unsaved = self.server.dirty or failing
+        if unsaved and now >= chores.next_save:
             self._save_async()
-            chores.next_save = now + chores.save_interval
+            interval = chores.save_interval
+            chores.next_save = now + (max(interval, SAVE_RETRY_INTERVAL) if failing else interval)
         if chores.metrics_interval is not None and now >= chores.next_metrics:
             assert self.metrics is not None
             self.metrics.write_async(self.metrics_text)
@@ -226,7 +231,7 @@ class Daemon:
             self.hooks.watchdog()
             chores.next_watchdog = now + chores.watchdog_interval
         due = [chores.next_status, chores.next_watchdog, chores.next_metrics]
-        due.append(chores.next_save if self.server.dirty else now + chores.save_interval)
+        due.append(chores.next_save if unsaved else now + chores.save_interval)
         return min(due) - now
 
     def _do_reload(self) -> None:
