@@ -274,6 +274,25 @@ def test_without_a_passed_socket_wgsigd_binds_its_own(tmp_path: Path, notify_soc
     assert f"serving on 127.0.0.1:{port}" in log.read_text()
 
 
+@pytest.mark.parametrize("variables", [
+    {"LISTEN_FDS": "x"}, {"LISTEN_FDS": "1x"}, {"LISTEN_FDS": "99999999999999999999"},
+    {"LISTEN_FDS": "40"},  # descriptors 3..42: most are not open
+    {"LISTEN_FDS": "1", "LISTEN_PID": "abc"},
+], ids=["letters", "trailing", "huge", "not-open", "pid-not-a-number"])
+def test_malformed_activation_variables_are_one_line_and_exit_6(python_mode: str, tmp_path: Path,
+                                                                variables: dict[str, str]) -> None:
+    """The real wgsigd, exec'd by a shell that sets LISTEN_PID to the pid wgsigd gets (its own)."""
+    env = dict(os.environ, **base_env())
+    env.pop("NOTIFY_SOCKET", None)
+    settings = " ".join(f"{name}={value}" for name, value in variables.items())
+    command = wgsigd_command(python_mode, "--config", str(write_config(tmp_path, free_port())))
+    result = subprocess.run(["sh", "-c", f'LISTEN_PID=$$ {settings} exec "$@"', "sh", *command],
+                            capture_output=True, text=True, env=env, cwd=ROOT, timeout=30, check=False)
+    assert result.returncode == 6 and "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("wgsigd: ") and "LISTEN_FDS" in line and "LISTEN_PID" in line, line
+
+
 def test_notify_fallback_reaches_an_abstract_socket(monkeypatch: pytest.MonkeyPatch) -> None:
     """``@name`` in NOTIFY_SOCKET is an abstract socket (real sockets, fallback code)."""
     from wgsigd import activation

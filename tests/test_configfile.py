@@ -14,12 +14,15 @@ import pytest
 from tests.procs import env, unprivileged_prefix
 from wgsig.host.configfile import (
     DEFAULT_METRICS_DIRECTORY,
+    ConfigError,
     MetricsDirectory,
     in_range,
     is_kind,
     is_number,
     is_strings,
     metrics_directory,
+    read_toml,
+    state_directory_setting,
     systemd_state_directory,
     unknown_key,
 )
@@ -78,3 +81,39 @@ def test_default_metrics_directory_unwritable_is_quietly_not_used(tmp_path: Path
     finally:
         tmp_path.chmod(0o755)
     assert done.stdout == "False True\n", done.stderr
+
+
+NOT_UTF8 = {
+    "utf-16 with BOM": 'port = 1224\n[group.a]\nid = 1\n'.encode("utf-16"),
+    "utf-16-be with BOM": b"\xfe\xff" + "port = 1224\n".encode("utf-16-be"),
+    "binary": bytes(range(256)) * 4,
+    "latin-1": 'name = "caf\xe9"\n'.encode("latin-1"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NOT_UTF8))
+def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path, kind: str) -> None:
+    """Real files; tomllib raises UnicodeDecodeError (not TOMLDecodeError) for these."""
+    path = tmp_path / "c.toml"
+    path.write_bytes(NOT_UTF8[kind])
+    with pytest.raises(ConfigError) as raised:
+        read_toml(str(path))
+    message = str(raised.value)
+    assert str(path) in message and "not UTF-8" in message and "save it as UTF-8" in message
+    assert "\n" not in message
+    if kind.startswith("utf-16"):
+        assert "UTF-16" in message
+
+
+def test_state_directory_setting() -> None:
+    assert state_directory_setting({}) is None
+    assert state_directory_setting({"state_directory": "/var/lib/x"}) == Path("/var/lib/x")
+    for wrong in ("", "state", "./state", 5, True, ["/a"], {"a": 1}):
+        with pytest.raises(ValueError, match="must be an absolute directory path"):
+            state_directory_setting({"state_directory": wrong})
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_bytes(b"\xef\xbb\xbfport = 1224\n")
+    assert read_toml(str(path)) == {"port": 1224}

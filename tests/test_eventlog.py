@@ -59,7 +59,29 @@ def test_clock_skew_logged_at_info_other_rejections_at_debug_only(caplog: pytest
         log(Rejected(Reason.BAD_MAC, ("192.0.2.9", 9)))
         log(Rejected(Reason.CLOCK_SKEW, ("192.0.2.9", 9), 0, bytes(32), -45))
     (line,) = info_lines(caplog)
-    assert "its clock is 45 s behind ours" in line
+    # A timestamp in the past is also what a replay of a captured old request looks like.
+    assert "its timestamp is 45 s behind our clock" in line and "clock skew, or a replay of an old request" in line
+    assert "ahead" not in line
+
+
+def test_a_timestamp_ahead_is_clock_skew_only(caplog: pytest.LogCaptureFixture) -> None:
+    log = EventLog(clock=Clock())
+    with caplog.at_level(logging.INFO, logger="wgsigd"):
+        log(Rejected(Reason.CLOCK_SKEW, ("192.0.2.9", 9), 0, bytes(32), 45))
+    (line,) = info_lines(caplog)
+    assert "its clock is 45 s ahead of ours" in line and "replay" not in line
+
+
+def test_base_protocol_over_ipv6_says_why_and_x1_over_ipv6_is_a_registration(caplog: pytest.LogCaptureFixture) -> None:
+    """X1 records IPv6 sources: nothing about IPv4 is said of them; the base protocol cannot, and says so."""
+    log = EventLog(clock=Clock())
+    with caplog.at_level(logging.DEBUG, logger="wgsigd"):
+        log(Rejected(Reason.NOT_IPV4, ("2001:db8::9", 9), 0, bytes([9]) * 32))
+        log(answered(3, Change.INSERTED)._replace(extension="x1", ipv6=True, source=("2001:db8::3", 5)))
+    dropped, registered = (r.getMessage() for r in caplog.records)
+    assert "[2001:db8::9]:9" in dropped and "over IPv6" in dropped and "IPv4 endpoints only" in dropped
+    assert "register over IPv4 or with X1" in dropped
+    assert "inserted at [2001:db8::3]:5 (X1 over IPv6)" in registered and "IPv4" not in registered
 
 
 def test_the_journal_says_which_extension_a_registration_used(caplog: pytest.LogCaptureFixture) -> None:

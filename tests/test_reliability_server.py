@@ -9,14 +9,19 @@ loopback UDP.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import socket
+import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.procs import Wgsigd, free_udp_port, query, write_secret
+from tests.procs import Wgsigd, env, free_udp_port, query, unprivileged_prefix, write_secret
 from wgsig.client import Accepted, AnswerCollector, GroupCredentials, Ignored, build_request
 from wgsig.events import Answered, Change, Reason, Rejected
 from wgsig.label import encode_label, label_from_ns
@@ -553,9 +558,10 @@ def test_real_wgsigd_logs_clock_skew(tmp_path: Path) -> None:
         assert server.stop() == 0
     log = server.log.read_text()
     ahead = [line for line in log.splitlines() if "its clock is 45 s ahead of ours" in line]
-    behind = [line for line in log.splitlines() if "s behind ours" in line]
+    behind = [line for line in log.splitlines() if "s behind our clock" in line]
     assert ahead and "QkJCQkJC" in ahead[0]  # the peer's key, base64 of 0x42...
-    assert behind and any("clock is 45 s behind" in line or "clock is 44 s behind" in line for line in behind)
+    assert behind and any("timestamp is 45 s behind" in line or "timestamp is 44 s behind" in line for line in behind)
+    assert all("clock skew, or a replay of an old request" in line for line in behind)
     assert len(behind) <= 20  # 150 rejections in a burst, rate-limited
 
 
@@ -581,3 +587,172 @@ def test_real_wgsigd_corrupt_state_file(tmp_path: Path, damage: str) -> None:
     aside = list(state.glob("records.state.corrupt-*"))
     assert len(aside) == 1 and aside[0].read_bytes() == data  # kept for the admin, byte for byte
     assert list(decode_state((state / "records.state").read_bytes())) == [0]  # a new, valid state was saved
+
+
+# --- State file faults (the real wgsigd; real directories, FIFOs, permissions and a full filesystem) -------------
+
+
+def many_records(count: int) -> bytes:
+    """A valid state file of group 0 holding ``count`` peers (IDs 1..count, current labels)."""
+    now = int(time.time())
+    slots = b"".join(i.to_bytes(2, "big") * 16 + encode_endpoint(bytes([10, 0, 0, 1]), 1000 + i)
+                     + encode_label(now, i) for i in range(1, count + 1))
+    return encode_state({0: slots})
+
+
+def run_to_exit(tmp_path: Path, state: Path, prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:
+    """wgsigd in the C form with ``--state-dir``, expected to exit by itself (a hang fails the test)."""
+    write_secret(tmp_path / "s", SECRET)
+    return subprocess.run([*(prefix or []), sys.executable, "-m", "wgsigd", str(tmp_path / "s"),
+                           str(free_udp_port()), "--state-dir", str(state)],
+                          capture_output=True, text=True, env=env(), timeout=30, check=False)
+
+
+def one_error_line(result: subprocess.CompletedProcess[str]) -> str:
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    return lines[0]
+
+
+def test_real_wgsigd_state_file_that_is_a_directory(tmp_path: Path) -> None:
+    """Exit 6 (RestartPreventExitStatus=6: a restart cannot fix it), one line, the directory untouched."""
+    state = tmp_path / "state"
+    (state / "records.state").mkdir(parents=True)
+    (state / "records.state" / "keep").write_text("admin's")
+    result = run_to_exit(tmp_path, state)
+    line = one_error_line(result)
+    assert result.returncode == 6
+    assert "records.state" in line and "is a directory" in line and "move it" in line
+    assert (state / "records.state" / "keep").read_text() == "admin's"
+
+
+def test_real_wgsigd_state_file_that_is_a_fifo_does_not_hang(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    os.mkfifo(state / "records.state")
+    result = run_to_exit(tmp_path, state)  # today: blocks in open() before READY (the timeout fails it)
+    line = one_error_line(result)
+    assert result.returncode == 6 and "records.state" in line and "FIFO" in line
+    assert stat.S_ISFIFO((state / "records.state").lstat().st_mode)
+
+
+def test_real_wgsigd_unreadable_state_file(tmp_path: Path) -> None:
+    """Mode 000, read by a wgsigd without CAP_DAC_OVERRIDE/CAP_DAC_READ_SEARCH (setpriv): a real EACCES as root."""
+    state = tmp_path / "state"
+    state.mkdir()
+    data = many_records(3)
+    (state / "records.state").write_bytes(data)
+    (state / "records.state").chmod(0)
+    result = run_to_exit(tmp_path, state, unprivileged_prefix())
+    line = one_error_line(result)
+    assert result.returncode == 6
+    assert "records.state" in line and "not readable" in line
+    assert (state / "records.state").read_bytes() == data  # kept as it was
+
+
+def test_real_wgsigd_failed_final_save_is_reported_and_not_exit_0(tmp_path: Path) -> None:
+    """The state directory becomes read-only for wgsigd (no DAC override: setpriv) before it stops."""
+    write_secret(tmp_path / "s", SECRET)
+    state = tmp_path / "state"
+    state.mkdir()
+    before = many_records(2)
+    (state / "records.state").write_bytes(before)
+    port = free_udp_port()
+    creds = GroupCredentials(0, SECRET)
+    server = Wgsigd([str(tmp_path / "s"), str(port), "--state-dir", str(state)], port, creds, tmp_path / "log",
+                    prefix=unprivileged_prefix())
+    try:
+        state.chmod(0o555)
+        assert query(port, creds, b"\x09" * 32, clflg=0) is not None  # a change to save
+    finally:
+        rc = server.stop()
+        state.chmod(0o755)
+    log = server.log.read_text()
+    assert rc == 1, log  # not 0: the records of this run are lost
+    assert "saved 3 records" not in log and "Traceback" not in log
+    failed = [line for line in log.splitlines() if "not saved" in line]
+    assert len(failed) == 1 and "3 records" in failed[0] and "Permission denied" in failed[0], log
+    assert (state / "records.state").read_bytes() == before
+    assert sorted(p.name for p in state.iterdir()) == ["records.state"]  # no temporary file left
+
+
+def test_real_wgsigd_full_disk_leaves_no_partial_file_and_keeps_the_state(tmp_path: Path) -> None:
+    """A real full filesystem: a 64 KiB tmpfs mounted on the state directory in wgsigd's own mount
+    namespace (unshare -m, as root), seen from here through /proc/PID/root."""
+    if os.geteuid() != 0 or shutil.which("unshare") is None:
+        pytest.skip("needs root and unshare(1) to mount a small tmpfs")
+    write_secret(tmp_path / "s", SECRET)
+    state = tmp_path / "state"
+    state.mkdir()
+    before = many_records(200)  # 10 kB (within the default 256 records)
+    (tmp_path / "initial.state").write_bytes(before)
+    port = free_udp_port()
+    creds = GroupCredentials(0, SECRET)
+    config = tmp_path / "wgsigd.toml"
+    config.write_text(f'port = {port}\nstate_directory = "{state}"\nsave_interval = 0.05\n'
+                      f'[group.g]\nid = 0\nsecret_file = "{tmp_path / "s"}"\n')
+    mount = ('mount -t tmpfs -o size=64k wgsig-full "$0" && cp "$1" "$0/records.state" && shift && exec "$@"')
+    server = Wgsigd(["--config", str(config)], port, creds, tmp_path / "log",
+                    prefix=["unshare", "-m", "sh", "-c", mount, str(state), str(tmp_path / "initial.state")])
+    seen = Path(f"/proc/{server.proc.pid}/root") / str(state).lstrip("/")
+    try:
+        assert (seen / "records.state").read_bytes() == before
+        fd = os.open(seen / "filler", os.O_WRONLY | os.O_CREAT, 0o600)  # fill the filesystem, then free 8 kB
+        try:
+            with contextlib.suppress(OSError):
+                while True:
+                    os.write(fd, bytes(4096))
+            os.ftruncate(fd, max(0, os.lseek(fd, 0, os.SEEK_CUR) - 8192))
+        finally:
+            os.close(fd)
+        assert query(port, creds, b"\x09" * 32, clflg=0) is not None  # a change: saves start failing
+        wait_for_line(server.log, "cannot save")
+        assert (seen / "records.state").read_bytes() == before  # the previous state kept
+        assert sorted(p.name for p in seen.iterdir()) == ["filler", "records.state"]  # no partial file
+        (seen / "filler").unlink()  # space again: the next save works
+        assert query(port, creds, b"\x0a" * 32, clflg=0) is not None
+        deadline = time.monotonic() + 10
+        while len(decode_state((seen / "records.state").read_bytes())[0]) != 202:
+            assert time.monotonic() < deadline, server.log.read_text()
+            time.sleep(0.05)
+    finally:
+        rc = server.stop()
+    log = server.log.read_text()
+    assert rc == 0 and "saved 202 records" in log and "Traceback" not in log
+
+
+def wait_for_line(log: Path, words: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while words not in log.read_text():
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.05)
+
+
+def test_real_wgsigd_does_not_exit_idle_while_saves_fail_and_retries_them(tmp_path: Path) -> None:
+    """idle_exit would lose the records a failing save could not write: wgsigd keeps them (and
+    serving) until a retry succeeds, then exits idle by itself.  setpriv: no DAC override as root."""
+    write_secret(tmp_path / "s", SECRET)
+    state = tmp_path / "state"
+    state.mkdir()
+    port = free_udp_port()
+    creds = GroupCredentials(0, SECRET)
+    config = tmp_path / "wgsigd.toml"
+    config.write_text(f'port = {port}\nstate_directory = "{state}"\nsave_interval = 0.05\nidle_exit = 0.5\n'
+                      f'[group.g]\nid = 0\nsecret_file = "{tmp_path / "s"}"\n')
+    server = Wgsigd(["--config", str(config)], port, creds, tmp_path / "log", prefix=unprivileged_prefix())
+    try:
+        state.chmod(0o555)
+        assert query(port, creds, b"\x09" * 32, clflg=0) is not None
+        wait_for_line(server.log, "cannot save")
+        time.sleep(2.0)  # four times idle_exit without a datagram
+        assert server.proc.poll() is None, server.log.read_text()  # still holding the record
+        state.chmod(0o755)
+        rc = server.proc.wait(timeout=20)  # the next retry saves it, then the idle exit
+    finally:
+        state.chmod(0o755)
+        if server.proc.poll() is None:
+            server.stop()
+    log = server.log.read_text()
+    assert rc == 0 and "saved 1 records" in log and "no datagram for 0.5 s: exiting" in log, log
+    assert [r[:32] for r in decode_state((state / "records.state").read_bytes())[0] if any(r)] == [b"\x09" * 32]

@@ -66,3 +66,18 @@ def test_decode_rejects_trailing_and_missing_bytes() -> None:
 def test_encode_refuses_a_partial_slot() -> None:
     with pytest.raises(ValueError, match="not a whole number of slots"):
         encode_state({3: bytes(75)})
+
+
+def test_leftover_temporary_files_of_an_interrupted_save_are_removed_at_load(tmp_path: Path) -> None:
+    """A crash (or a full disk, before this was fixed) left a partial temporary file: it would keep the disk full."""
+    store = StateStore(tmp_path)
+    store.save(lambda: PACKED)
+    (tmp_path / f".{STATE_FILE}.tmp").write_bytes(b"partial")  # the name older wgsigd used
+    (tmp_path / f".{STATE_FILE}.k2j4h1x9").write_bytes(b"partial")
+    (tmp_path / "unrelated").write_bytes(b"kept")
+    assert StateStore(tmp_path).load() == TABLES
+    assert sorted(p.name for p in tmp_path.iterdir()) == [STATE_FILE, "unrelated"]
+
+
+def test_no_state_file_yet_is_none(tmp_path: Path) -> None:
+    assert StateStore(tmp_path / "missing").load() is None

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import run_wgsigc
 from wgsig.host.configfile import MetricsDirectory
 from wgsigc.config import ConfigError, ServerAddress, load_config, parse_config, parse_server, state_file_for
 
@@ -73,6 +74,10 @@ def test_defaults_and_state_directory_from_systemd(tmp_path: Path, monkeypatch: 
         ('[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\ntimeout = inf\n', "timeout must be a number"),
         ('metrics_directory = "prom"\n[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\n',
          "metrics_directory must be an absolute directory path"),
+        ('state_directory = ""\n[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\n',
+         "state_directory must be an absolute directory path"),  # not the current directory
+        ('state_directory = "state"\n[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\n',
+         "state_directory must be an absolute directory path"),
     ],
 )
 def test_mistakes_are_one_line_naming_the_key(tmp_path: Path, text: str, message: str) -> None:
@@ -131,3 +136,18 @@ def test_x1_keys() -> None:
 def test_shipped_example_parses() -> None:
     config = load_config(str(ROOT / "packaging" / "examples" / "wgsigc.toml"))
     assert [i.name for i in config.interfaces] == ["wg0"]
+
+
+@pytest.mark.parametrize("content", [
+    '[interface.wg0]\nservers = ["a:1"]\nsecret_file = "x"\n'.encode("utf-16"), b"\x00\xff\xfe\x80" * 20,
+], ids=["utf-16", "binary"])
+@pytest.mark.parametrize("command", [["--config"], ["--dry-run", "--config"], ["status", "--config"]])
+def test_a_config_file_that_is_not_utf8_is_one_line_and_exit_6(tmp_path: Path, content: bytes,
+                                                                command: list[str]) -> None:
+    """The real wgsigc, kernel mode and status: no traceback."""
+    path = tmp_path / "wgsigc.toml"
+    path.write_bytes(content)
+    result = run_wgsigc(*command, str(path))
+    assert result.returncode == 6 and "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert str(path) in line and "not UTF-8" in line

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,6 +59,10 @@ def test_full_config(tmp_path: Path) -> None:
         (config(metrics_directory="prom"), "'metrics_directory' must be an absolute directory path"),
         (config(metrics_directory=1), "'metrics_directory' must be an absolute directory path"),
         (config(metrics_interval=0.5), "'metrics_interval' = 0.5 is out of range"),
+        (config(state_directory=""), "'state_directory' must be an absolute directory path"),  # not "here"
+        (config(state_directory=7), "'state_directory' must be an absolute directory path"),  # not ignored
+        (config(state_directory=["/a"]), "'state_directory' must be an absolute directory path"),
+        (config(state_directory="state"), "'state_directory' must be an absolute directory path"),
     ],
 )
 def test_mistakes_are_named(data: dict[str, Any], expected: str) -> None:
@@ -95,3 +100,37 @@ def test_check_reports_bad_secret_without_traceback(tmp_path: Path) -> None:
     assert result.returncode == 6
     assert "group 'b'" in result.stderr and "does not exist" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def run_wgsigd(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wgsigd", *args],
+                          capture_output=True, text=True, env=env(), timeout=30, check=False)
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "binary"])
+@pytest.mark.parametrize("check", [True, False], ids=["check", "start"])
+def test_a_config_file_that_is_not_utf8_is_one_line_and_exit_6(tmp_path: Path, encoding: str, check: bool) -> None:
+    secret = write_secret(tmp_path / "g.key", bytes(32))
+    text = f'port = 1\n[group.a]\nid = 1\nsecret_file = "{secret}"\n'
+    path = tmp_path / "wgsigd.toml"
+    path.write_bytes(text.encode("utf-16") if encoding == "utf-16" else b"\x00\xff\xfe" + os.urandom(64))
+    result = run_wgsigd("--config", str(path), *(["--check"] if check else []))
+    assert result.returncode == 6 and "Traceback" not in result.stderr, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert str(path) in line and "not UTF-8" in line
+
+
+@pytest.mark.parametrize("unlimited", ["answer_rate = 0", "replay_bytes_rate = 0"])
+def test_check_warns_of_an_unlimited_amplification_budget(tmp_path: Path, unlimited: str) -> None:
+    """No replay budget, with a huge max_answer_bytes: valid, but any address can be sent without limit."""
+    secret = write_secret(tmp_path / "g.key", bytes(32))
+    path = tmp_path / "wgsigd.toml"
+    path.write_text(f'{unlimited}\nmax_answer_bytes = 1073741824\n[group.a]\nid = 1\nsecret_file = "{secret}"\n')
+    result = run_wgsigd("--config", str(path), "--check")
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr
+    warnings = [line for line in result.stderr.splitlines() if "amplification" in line]
+    assert len(warnings) == 1 and "Traceback" not in result.stderr, result.stderr
+    assert unlimited in warnings[0] and "1073741824" in warnings[0] and "unlimited" in warnings[0]
+    # The defaults, and a limit with a large byte cap, warn of nothing.
+    path.write_text(f'max_answer_bytes = 1073741824\n[group.a]\nid = 1\nsecret_file = "{secret}"\n')
+    assert run_wgsigd("--config", str(path), "--check").stderr == ""

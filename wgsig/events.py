@@ -21,7 +21,10 @@ class Reason(enum.Enum):
     BAD_LABEL = "invalid timestamp label"
     CLOCK_SKEW = "timestamp outside the time window"
     REPLAY = "timestamp not newer than the stored one"
-    NOT_IPV4 = "source is not an IPv4 address"
+    # X1 records IPv6 sources; only a base-protocol registration over IPv6 is dropped.
+    NOT_IPV4 = (
+        "base-protocol registration over IPv6: its records hold IPv4 endpoints only (register over IPv4 or with X1)"
+    )
     BAD_BLOCK = "X1 request block missing or not authentic"
     RATE_LIMITED = "answer budget of this source spent"
 

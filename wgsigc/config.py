@@ -142,9 +142,10 @@ def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
         metrics = configfile.metrics_directory(data)
     except ValueError as error:
         raise ConfigError(f"{source}: metrics_directory {error}") from None
-    state_directory = None
-    if "state_directory" in data:
-        state_directory = Path(_typed(data, "state_directory", source, str))
+    try:
+        state_directory = configfile.state_directory_setting(data)
+    except ValueError as error:
+        raise ConfigError(f"{source}: state_directory {error}") from None
     tables = data.get("interface")
     if not isinstance(tables, dict) or not tables:
         raise ConfigError(f"{source}: no [interface.NAME] table: configure at least one WireGuard interface")

@@ -32,13 +32,18 @@ def passed_fds() -> list[int]:
     """The descriptors passed by socket activation (none when started otherwise).
 
     The environment variables are removed, as sd_listen_fds(unset=1) does, so
-    they do not leak into anything started later.
+    they do not leak into anything started later.  Malformed ones (not numbers,
+    descriptors that are not open) are an ActivationError.
     """
+    pid, count = os.environ.get("LISTEN_PID"), os.environ.get("LISTEN_FDS")
     try:
         from systemd.daemon import listen_fds  # type: ignore[import-not-found,import-untyped,unused-ignore]
     except ImportError:
         return _listen_fds_fallback()
-    return list(listen_fds(unset_environment=True))
+    try:
+        return list(listen_fds(unset_environment=True))
+    except OSError as error:  # sd_listen_fds(3)'s -EINVAL, -ERANGE, -EBADF
+        raise ActivationError(_malformed(pid, count, error.strerror)) from None
 
 
 def _listen_fds_fallback() -> list[int]:
@@ -52,11 +57,21 @@ def _listen_fds_fallback() -> list[int]:
             return []  # meant for another process (e.g. our parent)
         n = int(count)
     except ValueError:
-        raise ActivationError(f"malformed activation variables LISTEN_PID={pid!r}, LISTEN_FDS={count!r}") from None
-    fds = list(range(LISTEN_FDS_START, LISTEN_FDS_START + max(n, 0)))
+        raise ActivationError(_malformed(pid, count, "not a number")) from None
+    fds = range(LISTEN_FDS_START, LISTEN_FDS_START + max(n, 0))
     for fd in fds:
-        os.set_inheritable(fd, False)  # as sd_listen_fds(3) sets FD_CLOEXEC
-    return fds
+        try:
+            os.set_inheritable(fd, False)  # as sd_listen_fds(3) sets FD_CLOEXEC
+        except (OSError, OverflowError):  # as sd_listen_fds(3): each must be open
+            raise ActivationError(_malformed(pid, count, f"descriptor {fd} is not open")) from None
+    return list(fds)
+
+
+def _malformed(pid: str | None, count: str | None, why: str | None) -> str:
+    return (
+        f"malformed activation variables LISTEN_PID={pid!r}, LISTEN_FDS={count!r} ({why}):"
+        " start wgsigd from wgsigd.socket, or with neither variable set"
+    )
 
 
 def adopt_socket(fds: list[int]) -> socket.socket:

@@ -15,10 +15,11 @@ import sys
 from wgsig.endpoint import check_port
 from wgsig.host.secretfile import SecretFileError, create_secret
 from wgsigd.config import DEFAULT_PORT, ConfigError, DaemonConfig, from_command_line, load_config
+from wgsigd.store import StateStoreError
 
 log = logging.getLogger("wgsigd")
 
-EXIT_CONFIG = 6  # the C server's exit code for unusable secrets and arguments
+EXIT_CONFIG = 6  # the C server's exit code for unusable secrets and arguments; also an unusable state file
 
 
 def parser() -> argparse.ArgumentParser:
@@ -78,6 +79,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = build_config(args)
         config.load_groups()  # read and check every secret before touching the network
+        for warning in config.warnings():
+            log.warning("wgsigd: %s", warning)
         if args.check:
             print(f"{config.source}: OK, {len(config.groups)} groups")
             return 0
@@ -87,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
         sock = acquire_socket(config, bind_socket)
         reload = (lambda: load_config(args.config)) if args.config else (lambda: build_config(args))
         return Daemon(config, sock, service_hooks(), reload).run()
-    except (ConfigError, SecretFileError) as error:
+    except (ConfigError, SecretFileError, StateStoreError) as error:
         log.error("wgsigd: %s", error)
         return EXIT_CONFIG
 

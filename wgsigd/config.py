@@ -68,6 +68,18 @@ class DaemonConfig:
     metrics_directory: MetricsDirectory | None = None  # None: no metrics (the command-line form)
     metrics_interval: float = DEFAULT_METRICS_INTERVAL  # seconds between two writes of wgsigd.prom
 
+    def warnings(self) -> list[str]:
+        """Settings that are valid but unsafe, one line each (--check, start and reload say them)."""
+        found = []
+        if not self.replay_bytes_rate:  # replay_bytes_rate = 0, or the deprecated answer_rate = 0
+            found.append(
+                f"{self.source}: replays are not limited (replay_bytes_rate = 0 or answer_rate = 0): unlimited"
+                f" amplification budget, any address can be sent answers of up to max_answer_bytes ="
+                f" {self.max_answer_bytes} bytes to each replayed request without limit; set replay_bytes_rate"
+                f" (default {DEFAULT_REPLAY_BYTES_RATE:g}) and leave answer_rate out"
+            )
+        return found
+
     def answer_limiter(self) -> AnswerLimiter | None:
         return AnswerLimiter(self.answer_bytes_rate, self.answer_bytes_burst) if self.answer_bytes_rate else None
 
@@ -127,7 +139,10 @@ def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
     ids = [g.group_id for g in groups]
     if len(set(ids)) != len(ids):
         raise ConfigError(f"{where}: two groups have the same id")
-    state = data.get("state_directory")
+    try:
+        state = configfile.state_directory_setting(data)
+    except ValueError as error:
+        raise ConfigError(f"{where}: 'state_directory' {error}") from None
     idle = _number(data, "idle_exit", where, 0, None, 0)
     try:
         metrics = configfile.metrics_directory(data)
@@ -136,7 +151,7 @@ def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
     return DaemonConfig(
         listen=_string(data, "listen", where, "0.0.0.0"),
         port=int(_number(data, "port", where, 1, 65535, DEFAULT_PORT, integer=True)),
-        state_directory=Path(state) if isinstance(state, str) else default_state_directory(),
+        state_directory=state or default_state_directory(),
         window=int(_number(data, "window", where, 1, 86400, DEFAULT_WINDOW, integer=True)),
         save_interval=_number(data, "save_interval", where, 0.01, 3600, 1.0),
         idle_exit=idle or None,

@@ -26,13 +26,17 @@ from wgsig.server import Server
 from wgsigd.config import ConfigError, DaemonConfig
 from wgsigd.eventlog import EventLog
 from wgsigd.metricsfile import MetricsWriter, families
-from wgsigd.store import StateStore
+from wgsigd.store import StateStore, remedy
 
 log = logging.getLogger("wgsigd")
 
 RECV_SIZE = 2048
 CHORE_EVERY = 256  # datagrams handled between two looks at the clock-driven chores under load
 STATUS_INTERVAL = 5.0  # seconds between status updates to the service manager
+# Exit status when the records could not be saved on exit: a failure systemd shows (and may restart
+# after: the previous state file is loaded again), unlike 6, which a restart cannot fix.
+EXIT_NOT_SAVED = 1
+SAVE_RETRY_INTERVAL = 5.0  # seconds between two tries while saves fail (each logs a line)
 
 
 @dataclass
@@ -87,10 +91,10 @@ class Daemon:
     def load_state(self) -> None:
         if self.store is None:
             return
-        if not self.store.path.exists():
+        saved = self.store.load()  # StateStoreError: wgsigd does not start
+        if saved is None:
             log.info("no saved records in %s yet: starting empty", self.store.directory)
             return
-        saved = self.store.load()
         tables = self.server.groups
         for group_id, slots in saved.items():
             if group_id in tables:
@@ -124,6 +128,7 @@ class Daemon:
         wake_w.setblocking(False)
         old_wakeup = signal.set_wakeup_fd(wake_w.fileno(), warn_on_full_buffer=False)
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+        saved = False
         try:
             self.sock.setblocking(False)
             self.hooks.ready(self.status_line())
@@ -131,7 +136,7 @@ class Daemon:
             self._loop(wake_r)
         finally:
             self.hooks.stopping()
-            self._save_now()
+            saved = self._save_now()
             if self.metrics is not None:
                 self.metrics.write(self.metrics_text)
             signal.set_wakeup_fd(old_wakeup)
@@ -140,7 +145,7 @@ class Daemon:
             wake_r.close()
             wake_w.close()
         log.info("wgsigd stopped: %s", self.status_line())
-        return 0
+        return 0 if saved else EXIT_NOT_SAVED
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -172,6 +177,10 @@ class Daemon:
                 continue  # more may be queued
             if idle_exit is not None:
                 if now - last_datagram >= idle_exit:
+                    if self.store is not None and self.store.failing:
+                        # Exiting would lose the records that cannot be saved: keep serving them.
+                        last_datagram = now
+                        continue
                     log.info("no datagram for %g s: exiting (the socket unit keeps the port)", idle_exit)
                     return
                 timeout = min(timeout, last_datagram + idle_exit - now)
@@ -204,9 +213,13 @@ class Daemon:
         """Reload, periodic save, metrics, status and watchdog when due; returns seconds until the next one."""
         if self._reload:
             self._do_reload()
-        if self.server.dirty and now >= chores.next_save:
+        # A failed save is tried again (the tables may not change again before wgsigd stops), less often.
+        failing = self.store is not None and self.store.failing
+        unsaved = self.server.dirty or failing
+        if unsaved and now >= chores.next_save:
             self._save_async()
-            chores.next_save = now + chores.save_interval
+            interval = chores.save_interval
+            chores.next_save = now + (max(interval, SAVE_RETRY_INTERVAL) if failing else interval)
         if chores.metrics_interval is not None and now >= chores.next_metrics:
             assert self.metrics is not None
             self.metrics.write_async(self.metrics_text)
@@ -218,7 +231,7 @@ class Daemon:
             self.hooks.watchdog()
             chores.next_watchdog = now + chores.watchdog_interval
         due = [chores.next_status, chores.next_watchdog, chores.next_metrics]
-        due.append(chores.next_save if self.server.dirty else now + chores.save_interval)
+        due.append(chores.next_save if unsaved else now + chores.save_interval)
         return min(due) - now
 
     def _do_reload(self) -> None:
@@ -232,6 +245,8 @@ class Daemon:
         except (ConfigError, ValueError) as error:
             log.error("reload failed, keeping the previous configuration: %s", error)
         else:
+            for warning in config.warnings():
+                log.warning("%s", warning)
             log.info("configuration reloaded: %s", self.status_line())
         self.hooks.ready(self.status_line())
 
@@ -240,11 +255,20 @@ class Daemon:
             self.store.save_async(self.snapshot)
         self.server.dirty = False
 
-    def _save_now(self) -> None:
-        if self.store is not None:
-            self.store.save(self.snapshot)
-            log.info("saved %d records to %s", self.server.record_count(), self.store.path)
+    def _save_now(self) -> bool:
+        """Save on exit; False (and one line saying so) when the records could not be written."""
         self.server.dirty = False
+        if self.store is None:
+            return True
+        count = self.server.record_count()
+        try:
+            self.store.save(self.snapshot)
+        except OSError as error:
+            log.error("%d records not saved: cannot write %s: %s; %s", count, self.store.path, error.strerror,
+                      remedy(error))
+            return False
+        log.info("saved %d records to %s", count, self.store.path)
+        return True
 
 
 def _drain(sock: socket.socket) -> None:

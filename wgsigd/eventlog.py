@@ -4,9 +4,10 @@ New peers and peers that moved are logged at info level, rate-limited: a
 burst of registrations costs a counter, not a formatted line each (and the
 journal would drop most of them anyway).  A peer registering again from the
 same endpoint is logged at debug level only.  Rejected datagrams are logged at
-debug level and rate-limited, except clock skew, which admins need to see, and
-answers withheld because a source spent its answer budget: one info line per
-source a minute at most, with counts.
+debug level and rate-limited, except clock skew, which admins need to see (a
+timestamp behind ours is also what a replayed old request carries: the line
+says both), and answers withheld because a source spent its answer budget: one
+info line per source a minute at most, with counts.
 Structured fields use upper-case names (journald's rule); secrets never
 appear.
 """
@@ -134,11 +135,18 @@ class EventLog:
         if event.reason is Reason.CLOCK_SKEW and event.skew is not None:
             fields["SKEW"] = str(event.skew)
             who = fields.get("PEER_KEY", "a peer")
-            direction = "ahead of" if event.skew > 0 else "behind"
-            log.info(
-                "rejected request from %s at %s: its clock is %d s %s ours (window is the limit)%s",
-                who, fields["ENDPOINT"], abs(event.skew), direction, suppressed, extra=fields,
-            )
+            if event.skew > 0:
+                log.info(
+                    "rejected request from %s at %s: its clock is %d s ahead of ours (window is the limit)%s",
+                    who, fields["ENDPOINT"], event.skew, suppressed, extra=fields,
+                )
+            else:
+                # An old timestamp is also what a captured request replayed later carries.
+                log.info(
+                    "rejected request from %s at %s: its timestamp is %d s behind our clock"
+                    " (clock skew, or a replay of an old request; window is the limit)%s",
+                    who, fields["ENDPOINT"], -event.skew, suppressed, extra=fields,
+                )
         else:
             log.debug(
                 "dropped datagram from %s: %s%s", fields["ENDPOINT"], event.reason.value, suppressed, extra=fields

@@ -14,11 +14,13 @@ import tempfile
 from pathlib import Path
 
 
-def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
+def replace_file(path: Path, data: bytes, mode: int = 0o644, durable: bool = False) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename; ``mode`` whatever the umask.
 
-    No fsync: for files rewritten every few seconds (metrics) the next write repairs what a crash
-    could lose, and the disk is spared a flush each time.
+    No fsync unless ``durable``: for files rewritten every few seconds (metrics) the next write
+    repairs what a crash could lose, and the disk is spared a flush each time.  ``durable`` (saved
+    state) flushes the data before the rename and the directory after it, so a crash leaves the
+    old content or the new one.
     """
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
@@ -27,6 +29,8 @@ def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
             view = memoryview(data)
             while view:
                 view = view[os.write(fd, view) :]
+            if durable:
+                os.fsync(fd)
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -34,3 +38,9 @@ def replace_file(path: Path, data: bytes, mode: int = 0o644) -> None:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+    if durable:
+        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)

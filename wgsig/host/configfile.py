@@ -1,9 +1,9 @@
 """Reading a TOML configuration file, with one clear line per failure.
 
 The one home of what both programs' configuration files share: reading the file
-(``read_toml``), what a valid value of each TOML type is (``is_kind``, ``is_number``,
-``in_range``, ``is_strings``, ``unknown_key``), where systemd puts the state directory
-(``systemd_state_directory``), and where metrics files go (``metrics_directory``).  Each program
+(``read_toml``: UTF-8 TOML), what a valid value of each TOML type is (``is_kind``, ``is_number``,
+``in_range``, ``is_strings``, ``unknown_key``), where state is kept (``state_directory_setting``,
+and systemd's ``systemd_state_directory``), and where metrics files go (``metrics_directory``).  Each program
 phrases its own messages around these checks (``wgsigd/config.py``, ``wgsigc/config.py``): their
 wording is part of each program's interface.
 """
@@ -28,16 +28,31 @@ class ConfigError(Exception):
     """A configuration that cannot be used; the message says where and why."""
 
 
+# Byte order marks of the encodings an editor on another system may have saved the file in.
+_BOMS = {b"\xff\xfe": "UTF-16 little-endian", b"\xfe\xff": "UTF-16 big-endian"}
+
+
 def read_toml(path: str) -> dict[str, Any]:
     try:
         with open(path, "rb") as file:
-            return tomllib.load(file)
+            data = file.read()
     except FileNotFoundError:
         raise ConfigError(f"configuration file {path} does not exist") from None
     except PermissionError:
         raise ConfigError(f"configuration file {path} is not readable by uid {os.geteuid()}") from None
     except IsADirectoryError:
         raise ConfigError(f"configuration file {path} is a directory, expected a TOML file") from None
+    except OSError as error:
+        raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        # TOML is UTF-8; tomllib would raise UnicodeDecodeError, which is no TOMLDecodeError.
+        found = next((name for bom, name in _BOMS.items() if data.startswith(bom)), None)
+        what = f"its byte order mark says {found}" if found else f"byte {error.start + 1} is 0x{data[error.start]:02x}"
+        raise ConfigError(f"{path}: not UTF-8 text ({what}): TOML files are UTF-8, save it as UTF-8") from None
+    try:
+        return tomllib.loads(text.removeprefix("\ufeff"))  # a UTF-8 byte order mark (Notepad's) is harmless
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
 
@@ -84,6 +99,18 @@ def systemd_state_directory(default: str | None) -> Path | None:
     if value:
         return Path(value.split(":")[0])
     return Path(default) if default is not None else None
+
+
+def state_directory_setting(table: Mapping[str, Any], key: str = "state_directory") -> Path | None:
+    """The ``state_directory`` setting: None when absent (each program has its default), else an
+    absolute path ("" would be whatever directory the program was started in).  ValueError says
+    what is expected."""
+    if key not in table:
+        return None
+    value = table[key]
+    if not is_kind(value, str) or not value.startswith("/"):
+        raise ValueError(f"must be an absolute directory path, not {value!r}")
+    return Path(value)
 
 
 @dataclass(frozen=True)
