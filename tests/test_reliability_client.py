@@ -328,3 +328,12 @@ def test_timeout_must_be_a_positive_number(secret_file: Path, timeout: str) -> N
 def test_bad_public_key(secret_file: Path) -> None:
     result = run_wgsigc("127.0.0.1", "1223", base64.b64encode(b"short").decode(), str(secret_file), "1225")
     assert result.returncode == 6 and "not a base64 WireGuard public key" in result.stderr
+
+
+@pytest.mark.parametrize("max_age", ["nan", "-1", "0", "inf"])
+def test_max_age_must_be_a_positive_number(secret_file: Path, max_age: str) -> None:
+    """--max-age nan, -1 or 0 would drop every record (and inf none): refused with one line, before any request."""
+    result = run_wgsigc("127.0.0.1", "1223", key_text(ME), str(secret_file), "1225", "--max-age", max_age)
+    assert result.returncode == 6, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert f"--max-age {max_age} is not a positive number of seconds" in result.stderr

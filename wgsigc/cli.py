@@ -61,6 +61,9 @@ def print_options(args: argparse.Namespace) -> PrintOptions:
         raise UsageError(f"--group {args.group} is not a 32-bit unsigned integer")
     if args.attempts < 1 or not 0 < args.timeout < float("inf"):  # float() also takes "nan" and "inf"
         raise UsageError("--attempts must be at least 1 and --timeout positive")
+    if args.max_age is not None and not 0 < args.max_age < float("inf"):
+        # nan, 0 or a negative age would silently drop every record
+        raise UsageError(f"--max-age {args.max_age:g} is not a positive number of seconds")
     credentials = GroupCredentials(args.group, load_secret(secret_file), args.encrypt)
     return PrintOptions(server, port, peer_id, credentials, local_port, args.max_age, args.attempts, args.timeout)
 
