@@ -100,7 +100,9 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     err = err or sys.stderr
     run = Run(config, dry_run)
     path = state_file_for(config)
-    last = runrecord.load(path)
+    last, problem = runrecord.read(path)
+    if problem is not None:
+        run.messages.append(f"warning: {problem}")
     previous = runrecord.pending_from(last)
     own_before = runrecord.own_endpoint_from(last)
     now = time.time()
