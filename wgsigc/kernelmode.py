@@ -224,7 +224,7 @@ def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[byte
             own_before: Endpoint | None = None) -> Plan:
     config = run.config
     answered = [s for s in run.servers if s.records is not None]
-    records = newest_records(s.records or [] for s in answered)
+    records = newest_records((s.records or [] for s in answered), time.time())
     own = records.get(state.public_key)
     if own is not None and own.port:
         local = LocalView(own.ip, local.onlink, local.global_ipv6)
