@@ -337,3 +337,105 @@ def test_max_age_must_be_a_positive_number(secret_file: Path, max_age: str) -> N
     assert result.returncode == 6, result.stderr
     assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
     assert f"--max-age {max_age} is not a positive number of seconds" in result.stderr
+
+
+# --- Versions of one answer, junk floods ---------------------------------------------------------------------------
+
+
+def twenty(base: int, moved: bool = False) -> list[bytes]:
+    """An answer of 20 peers (two datagrams) registered at ``base``; ``moved``: peer 3 (in datagram 0)
+    re-registered from port 9999 a minute later."""
+    recs: list[Record | None] = [
+        Record(bytes([i + 1]) * 32, "192.0.2.10", 1000 + i, encode_label(base, i)) for i in range(20)
+    ]
+    if moved:
+        recs[3] = Record(bytes([4]) * 32, "192.0.2.10", 9999, encode_label(base + 59, 0))
+    return answer(recs)
+
+
+def printed_peers(stdout: str) -> list[str]:
+    return [line.removeprefix("PublicKey = ") for line in stdout.splitlines() if line.startswith("PublicKey = ")]
+
+
+def test_a_retry_answered_after_the_table_changed_is_not_mixed_into_one_answer(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """Attempt 1's answer loses its second datagram; before attempt 2 a peer of the first datagram moves.
+    The two versions of datagram 0 are not a two-datagram answer: attempt 2's whole answer is printed,
+    each peer once."""
+    base = int(time.time()) - 60
+    old, new = twenty(base), twenty(base, moved=True)
+    assert old[0] != new[0] and old[1] == new[1]
+    server = fake(lambda req, src: [old[0]] if len(server.requests) == 1 else new)
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0, result.stderr
+    peers = printed_peers(result.stdout)
+    assert sorted(peers) == sorted(key_text(bytes([i + 1]) * 32) for i in range(20))  # each once, none missing
+    assert "Endpoint = 192.0.2.10:9999" in result.stdout and "Endpoint = 192.0.2.10:1003" not in result.stdout
+    assert len(server.requests) == 2
+
+
+def test_a_replayed_old_datagram_is_not_taken_as_part_of_the_answer(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """Someone replays datagram 0 of an older answer from the server's address between the two
+    fresh datagrams: the fresh answer is printed, each peer once, and the replay is named."""
+    base = int(time.time()) - 60
+    old, new = twenty(base), twenty(base, moved=True)
+    server = fake(lambda req, src: [new[0], old[0], new[1]])
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0, result.stderr
+    assert len(printed_peers(result.stdout)) == 20 and "Endpoint = 192.0.2.10:9999" in result.stdout
+    assert "ignored a datagram: an older version of an answer datagram already received" in result.stderr
+
+
+def junk(count: int) -> list[bytes]:
+    """Every length from 0 to 1,400 bytes and bit-flipped copies of a real answer datagram."""
+    real = answer(records((PEER, 2, 0)))[0]
+    out = []
+    for i in range(count):
+        if i % 2:
+            flipped = bytearray(real)
+            flipped[i % len(flipped)] ^= 1 << (i % 8)
+            out.append(bytes(flipped))
+        else:
+            out.append(os.urandom(i % 1401))
+    return out
+
+
+def test_a_junk_flood_from_the_server_address_is_summarised_and_diagnosed(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """3,000 junk datagrams answer each request: a few lines, then one count, and a diagnosis that says
+    what happened instead of blaming the secret alone."""
+    flood = junk(3000)
+    server = fake(lambda req, src: flood)
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) <= 8, lines[:10]
+    assert sum("ignored a datagram" in line for line in lines) == 5
+    summary = next(line for line in lines if "more datagrams" in line)
+    ignored = int(summary.split("ignored ")[1].split()[0]) + 5
+    assert ignored >= 1000  # loopback may drop some of 6,000 datagrams, never most
+    diagnosis = lines[-1]
+    assert f"{ignored} datagrams from 127.0.0.1:{server.port} failed authentication" in diagnosis
+    assert "something else sends to this port" in diagnosis and "secret" in diagnosis
+
+
+def test_a_junk_flood_before_the_real_answer_still_prints_the_skeleton(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    flood = junk(1000)
+    server = fake(lambda req, src: flood + answer(records((ME, 1, 0), (PEER, 2, -1))))
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0, result.stderr
+    assert f"PublicKey = {key_text(PEER)}" in result.stdout
+    assert len(result.stderr.strip().splitlines()) <= 6
+
+
+def test_one_wrong_hmac_datagram_is_one_line_on_stderr_as_the_c_client_prints_it(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """The C client prints one line per wrong-HMAC datagram (on stdout; wgsigc on stderr) and goes on."""
+    bad = bytearray(answer(records((PEER, 2, 0)))[0])
+    bad[-1] ^= 1
+    server = fake(lambda req, src: [bytes(bad), *answer(records((ME, 1, 0), (PEER, 2, -1)))])
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0 and f"PublicKey = {key_text(PEER)}" in result.stdout
+    assert result.stderr == "wgsigc: ignored a datagram: response HMAC does not verify\n"

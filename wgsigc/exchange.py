@@ -14,12 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from wgsig import x1
-from wgsig.client import AnswerCollector, GroupCredentials, Ignored, build_request
+from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
 from wgsig.label import label_from_ns
 from wgsig.wire import Record
 
 # The C server compares labels with 16.8 ms granularity: keep our requests apart.
 MIN_REQUEST_GAP = 0.025
+# Reasons kept for the lines printed: a flood from the server's address must not print (or keep)
+# one line per datagram; the rest are counted.
+KEPT_REASONS = 5
 
 
 @dataclass
@@ -28,7 +31,9 @@ class ExchangeResult:
 
     records: list[Record] | None
     attempts: int
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # the first KEPT_REASONS reasons
+    ignored_count: int = 0  # every datagram ignored (ignored holds the first few)
+    failed_auth: int = 0  # ... of which not authentic, or not for this group (the rest: older versions)
     refused: bool = False  # ICMP port unreachable came back
     partial: tuple[int, int] | None = None  # (received, expected) datagrams
     svext: int = 0  # the server's X1 capabilities (0: a C or X1-unaware server)
@@ -124,7 +129,10 @@ def exchange(
                 ) from None
             outcome = collector.receive_datagram(data)
             if isinstance(outcome, Ignored):
-                result.ignored.append(outcome.reason)
+                result.ignored_count += 1
+                result.failed_auth += not isinstance(outcome, Stale)
+                if len(result.ignored) < KEPT_REASONS:
+                    result.ignored.append(outcome.reason)
             elif outcome.complete:
                 result.records = collector.records()
                 result.svext = collector.svext
@@ -133,6 +141,18 @@ def exchange(
         if collector.expected is not None:
             result.partial = (collector.received, collector.expected)
     return result
+
+
+FEW_PER_ATTEMPT = 200  # an answer of 2,000 records is 200 datagrams: more per request is not an answer
+
+
+def ignored_lines(result: ExchangeResult) -> list[str]:
+    """The lines for the datagrams an exchange ignored: the first few, then how many more (pure)."""
+    lines = [f"ignored a datagram: {reason}" for reason in result.ignored]
+    more = result.ignored_count - len(result.ignored)
+    if more > 0:
+        lines.append(f"ignored {more} more datagrams from the server's address (not shown one by one)")
+    return lines
 
 
 def diagnose(result: ExchangeResult, server: tuple[str, int]) -> str:
@@ -144,10 +164,21 @@ def diagnose(result: ExchangeResult, server: tuple[str, int]) -> str:
             f"incomplete answer from {where}: {received} of {expected} datagrams arrived after"
             f" {result.attempts} attempts; the path may drop large or many UDP datagrams"
         )
-    if result.ignored:
+    if result.failed_auth:
+        first = next((r for r in result.ignored if not r.startswith("an older")), "")
+        count = result.failed_auth
+        if count > result.attempts * FEW_PER_ATTEMPT:
+            # far more than a server sends for a few requests: not (only) a wrong setting here
+            return (
+                f"{count} datagrams from {where} failed authentication (first: {first}), far more than"
+                f" {result.attempts} requests get back: something else sends to this port (a flood, or another"
+                " program at the server's address), or the secret file, group ID or encryption setting"
+                " differs from the server's"
+            )
         return (
-            f"{len(result.ignored)} datagrams from {where} failed authentication ({result.ignored[-1]}):"
-            " check the secret file, the group ID and the encryption setting against the server's"
+            f"{count} datagrams from {where} failed authentication ({first}):"
+            " check the secret file, the group ID and the encryption setting against the server's,"
+            " or something else sends to this port"
         )
     if result.refused:
         return f"{where} refused the request (ICMP port unreachable): is wgsigd running and listening on that port?"

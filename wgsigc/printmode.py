@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from wgsig.client import GroupCredentials, fresh_records
 from wgsig.wire import NO_ENDPOINT_UPDATE
-from wgsigc.exchange import ExchangeError, diagnose, exchange, resolve
+from wgsigc.exchange import ExchangeError, diagnose, exchange, ignored_lines, resolve
 from wgsigc.exitcodes import EXIT_NO_ANSWER, EXIT_OK, EXIT_RESOLVE, EXIT_SOCKET
 from wgsigc.skeleton import format_skeleton
 
@@ -62,8 +62,8 @@ def run_print_mode(options: PrintOptions) -> int:
         except ExchangeError as error:
             print(f"wgsigc: {error}", file=sys.stderr)
             return EXIT_SOCKET
-        for reason in result.ignored:
-            print(f"wgsigc: ignored a datagram: {reason}", file=sys.stderr)
+        for line in ignored_lines(result):
+            print(f"wgsigc: {line}", file=sys.stderr)
         if result.records is None:
             print(f"wgsigc: {diagnose(result, server)}", file=sys.stderr)
             return EXIT_NO_ANSWER
