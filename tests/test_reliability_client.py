@@ -439,3 +439,22 @@ def test_one_wrong_hmac_datagram_is_one_line_on_stderr_as_the_c_client_prints_it
     result = wgsigc(server.port, secret_file)
     assert result.returncode == 0 and f"PublicKey = {key_text(PEER)}" in result.stdout
     assert result.stderr == "wgsigc: ignored a datagram: response HMAC does not verify\n"
+
+
+def test_unusable_endpoints_are_printed_as_the_c_client_does_unless_asked(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """Print mode prints every record, as the C client does; --skip-unusable leaves out the ones no peer
+    can be reached at, one stderr line each."""
+    bad = [Record(bytes([0x40 + i]) * 32, ip, port, now_label(-1)) for i, (ip, port) in enumerate(
+        [("255.255.255.255", 51820), ("0.0.0.0", 51820), ("198.51.100.7", 0), ("224.0.0.1", 51820)])]
+    good = Record(PEER, "198.51.100.8", 51820, now_label(-1))
+    server = fake(lambda req, src: answer([*bad, good]))
+    plain = wgsigc(server.port, secret_file)
+    assert plain.returncode == 0 and plain.stdout.count("[Peer]") == 5 and plain.stderr == ""
+    assert "Endpoint = 255.255.255.255:51820" in plain.stdout
+    skipped = wgsigc(server.port, secret_file, "--skip-unusable")
+    assert skipped.returncode == 0, skipped.stderr
+    assert skipped.stdout.count("[Peer]") == 1 and "Endpoint = 198.51.100.8:51820" in skipped.stdout
+    lines = skipped.stderr.strip().splitlines()
+    assert len(lines) == 4 and all("left out" in line for line in lines)
+    assert f"peer {key_text(bad[0].peer_id)}: endpoint 255.255.255.255:51820 is the broadcast address" in lines[0]

@@ -67,6 +67,7 @@ class Run:
     plan: Plan | None = None
     applied: bool = False
     written: set[bytes] = field(default_factory=set)  # peers whose endpoint this run wrote
+    refused: set[bytes] = field(default_factory=set)  # peers whose unusable record endpoint was reported
 
     def fail(self, code: int, message: str) -> None:
         if self.code == EXIT_OK:
@@ -232,8 +233,14 @@ def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[byte
     settings = Settings(
         config.keepalive, config.handshake_threshold, config.handshake_timeout, config.max_age, config.extra_peers
     )
-    return plan(state, records, settings, time.time(), memory, announced=announced, local=local,
-                own_before=own_before)
+    decided = plan(state, records, settings, time.time(), memory, announced=announced, local=local,
+                   own_before=own_before)
+    for d in decided.decisions:
+        # once per peer and run: a converging run decides every half second
+        if d.refused is not None and d.public_key not in run.refused:
+            run.refused.add(d.public_key)
+            run.messages.append(f"warning: peer {key_text(d.public_key)}: {d.refused}; never written to the kernel")
+    return decided
 
 
 def _problems(run: Run, diagnosis: str | None) -> None:
