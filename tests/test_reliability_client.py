@@ -458,3 +458,70 @@ def test_unusable_endpoints_are_printed_as_the_c_client_does_unless_asked(
     lines = skipped.stderr.strip().splitlines()
     assert len(lines) == 4 and all("left out" in line for line in lines)
     assert f"peer {key_text(bad[0].peer_id)}: endpoint 255.255.255.255:51820 is the broadcast address" in lines[0]
+
+
+class SilentResolver:
+    """A real UDP socket on 127.0.0.77:53 that reads DNS queries and never answers, and a private
+    resolv.conf naming it (with a resolver timeout of 30 s), bind-mounted over /etc/resolv.conf in a
+    mount namespace of the command only (``unshare -m``; the host's file is untouched)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.77", 53))
+        self.sock.settimeout(0.05)
+        self.queries = 0
+        self.conf = tmp_path / "resolv.conf"
+        self.conf.write_text("nameserver 127.0.0.77\noptions timeout:30 attempts:1\n")
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                self.sock.recv(4096)
+                self.queries += 1
+            except TimeoutError:
+                continue
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+        return subprocess.run(["unshare", "-m", "sh", "-c", script, str(self.conf), *argv],
+                              capture_output=True, text=True, env=env(), timeout=25, check=False)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_resolver(tmp_path: Path) -> Iterator[SilentResolver]:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) for a private resolv.conf in a mount namespace")
+    resolver = SilentResolver(tmp_path)
+    yield resolver
+    resolver.close()
+
+
+def test_a_dns_server_that_never_answers_is_given_up_within_the_timeout(
+        silent_resolver: SilentResolver, secret_file: Path) -> None:
+    """The resolver would wait 30 s (resolv.conf says so); wgsigc gives up after --attempts x --timeout
+    (0.6 s here) with exit 3 and one line. The subprocess limit of 25 s is what the old code broke."""
+    result = silent_resolver.run(sys.executable, "-m", "wgsigc", "wgsig-test.example", "1223", key_text(ME),
+                                 str(secret_file), "1225", "--timeout", "0.3", "--attempts", "2")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == ("wgsigc: cannot resolve server name 'wgsig-test.example': the DNS resolver did not"
+                             " answer within 0.6 s\n")
+    assert silent_resolver.queries >= 1  # a real query reached the silent resolver
+
+
+def test_kernel_mode_resolution_has_the_same_deadline(silent_resolver: SilentResolver) -> None:
+    """resolve_all (kernel mode, IPv4 and IPv6) against the same silent resolver."""
+    code = ("from wgsigc.exchange import ExchangeError, resolve_all\n"
+            "try:\n    resolve_all('wgsig-test.example', 1223, 0.5)\n"
+            "except ExchangeError as error:\n    print(error)\n")
+    result = silent_resolver.run(sys.executable, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("cannot resolve server name 'wgsig-test.example': the DNS resolver did not answer"
+                             " within 0.5 s\n")

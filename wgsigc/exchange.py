@@ -6,12 +6,15 @@ datagrams from any other address or port never reach the collector.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from wgsig import x1
 from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
@@ -45,26 +48,60 @@ class ExchangeError(Exception):
     """The exchange could not even start (name resolution, socket errors)."""
 
 
-def resolve(host: str, port: int) -> tuple[str, int]:
-    """An IPv4 address for the server; the protocol carries IPv4 only."""
+def _getaddrinfo(host: str, port: int, family: int, deadline: float | None) -> list[Any]:
+    """getaddrinfo, given up after ``deadline`` seconds.
+
+    glibc's resolver waits resolv.conf's timeout times its attempts (10 s by default) for a DNS
+    server that does not answer, whatever our own timeout says; it cannot be interrupted, so it
+    runs in a daemon thread that is left behind when the deadline passes (the process ends soon
+    after, or the thread ends when glibc gives up).
+    """
     try:
-        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+        if deadline is None or _is_address(host):
+            return socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+        done: list[Any] = []
+        failed: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                done.extend(socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM))
+            except BaseException as error:  # handed over to the caller's thread
+                failed.append(error)
+
+        worker = threading.Thread(target=work, name=f"resolve {host}", daemon=True)
+        worker.start()
+        worker.join(deadline)
+        if worker.is_alive():
+            raise ExchangeError(
+                f"cannot resolve server name {host!r}: the DNS resolver did not answer within {deadline:g} s"
+            )
+        if failed:
+            raise failed[0]
+        return done
     except socket.gaierror as error:
         raise ExchangeError(f"cannot resolve server name {host!r}: {error.strerror}") from None
     except UnicodeError:  # the IDNA codec rejects empty or over-long labels before any lookup
         raise ExchangeError(f"cannot resolve server name {host!r}: not a valid host name") from None
-    address = infos[0][4]
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(host: str, port: int, deadline: float | None = None) -> tuple[str, int]:
+    """An IPv4 address for the server (the protocol carries IPv4 only), within ``deadline`` seconds."""
+    address = _getaddrinfo(host, port, socket.AF_INET, deadline)[0][4]
     return str(address[0]), int(address[1])
 
 
-def resolve_all(host: str, port: int) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
-    """The server's IPv4 and IPv6 addresses (either may be None, not both)."""
-    try:
-        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
-    except socket.gaierror as error:
-        raise ExchangeError(f"cannot resolve server name {host!r}: {error.strerror}") from None
-    except UnicodeError:
-        raise ExchangeError(f"cannot resolve server name {host!r}: not a valid host name") from None
+def resolve_all(host: str, port: int, deadline: float | None = None
+                ) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """The server's IPv4 and IPv6 addresses (either may be None, not both), within ``deadline`` seconds."""
+    infos = _getaddrinfo(host, port, socket.AF_UNSPEC, deadline)
     v4 = next(((str(i[4][0]), int(i[4][1])) for i in infos if i[0] == socket.AF_INET), None)
     v6 = next(((str(i[4][0]), int(i[4][1])) for i in infos if i[0] == socket.AF_INET6), None)
     if v4 is None and v6 is None:

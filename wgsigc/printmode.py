@@ -45,7 +45,8 @@ def run_print_mode(options: PrintOptions) -> int:
     registering = options.local_port % 2 == 0
     clflg = 0 if registering else NO_ENDPOINT_UPDATE
     try:
-        server = resolve(options.server, options.port)
+        # within the time the exchange itself may take: a silent DNS server must not stall us 10 s
+        server = resolve(options.server, options.port, options.attempts * options.attempt_timeout)
     except ExchangeError as error:
         print(f"wgsigc: {error}", file=sys.stderr)
         return EXIT_RESOLVE
