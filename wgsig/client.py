@@ -96,8 +96,8 @@ def _newest(response: Response) -> bytes:
     return max((r.label for r in response.records if r is not None), default=b"")
 
 
-def _peers(response: Response) -> frozenset[bytes]:
-    return frozenset(r.peer_id for r in response.records if r is not None)
+def _peers(response: Response) -> list[bytes]:
+    return [r.peer_id for r in response.records if r is not None]
 
 
 @dataclass
@@ -113,29 +113,22 @@ class AnswerCollector:
     credentials: GroupCredentials
     _datagrams: dict[bytes, Response] = field(default_factory=dict)
     _entries: dict[bytes, list[x1.Entry]] = field(default_factory=dict)
+    _holder: dict[bytes, bytes] = field(default_factory=dict)  # peer ID -> the datagram (base) holding it
+    _newest_of: dict[bytes, bytes] = field(default_factory=dict)  # base -> its newest record label
+    _empty: bytes | None = None  # the base of the datagram without records, if one is held
     _expected: int | None = None
     _xkey: bytes = b""
-
-    @property
-    def _with_records(self) -> int:
-        return sum(1 for r in self._datagrams.values() if _peers(r))
-
-    @property
-    def _has_empty(self) -> bool:
-        return any(not _peers(r) for r in self._datagrams.values())
 
     @property
     def complete(self) -> bool:
         if self._expected is None:
             return False
-        full = self._with_records
-        return full == self._expected or (full == self._expected - 1 and self._has_empty)
+        full = len(self._datagrams) - (self._empty is not None)
+        return full == self._expected or (full == self._expected - 1 and self._empty is not None)
 
     @property
     def received(self) -> int:
-        if self._expected is None:
-            return 0
-        return min(self._expected, self._with_records + self._has_empty)
+        return 0 if self._expected is None else min(self._expected, len(self._datagrams))
 
     @property
     def expected(self) -> int | None:
@@ -166,29 +159,42 @@ class AnswerCollector:
         count = response.n_other + 1
         newest = _newest(response)
         if self._expected != count:
-            held = max((_newest(r) for r in self._datagrams.values()), default=b"")
-            if self._datagrams and newest < held:
+            if self._datagrams and newest < max(self._newest_of.values()):
                 return Stale(f"an older answer ({count} datagrams) than the one being collected")
             # A datagram of another, newer answer: start over with it.
-            self._datagrams.clear()
-            self._entries.clear()
+            for held in list(self._datagrams):
+                self._drop(held)
             self._expected = count
         peers = _peers(response)
         if peers:
-            versions = [b for b, r in self._datagrams.items() if peers & _peers(r)]
+            versions = {self._holder[p] for p in peers if p in self._holder}
         else:
-            versions = [b for b, r in self._datagrams.items() if not _peers(r)]
+            versions = {self._empty} if self._empty is not None else set()
         if versions:
             # Another version of a datagram held (or of several, when a peer moved between them).
-            if newest <= max(_newest(self._datagrams[b]) for b in versions):
+            if newest <= max(self._newest_of[b] for b in versions):
                 return Stale("an older version of an answer datagram already received")
             for old in versions:
-                del self._datagrams[old]
-                self._entries.pop(old, None)
+                self._drop(old)
         self._datagrams[base] = response
+        self._newest_of[base] = newest
+        for peer in peers:
+            self._holder[peer] = base
+        if not peers:
+            self._empty = base
         if entries:
             self._entries[base] = entries
         return Accepted(self.complete)
+
+    def _drop(self, base: bytes) -> None:
+        response = self._datagrams.pop(base)
+        self._entries.pop(base, None)
+        del self._newest_of[base]
+        for peer in _peers(response):
+            if self._holder.get(peer) == base:
+                del self._holder[peer]
+        if self._empty == base:
+            self._empty = None
 
     def _block(self, response: Response, clear: bytes) -> list[x1.Entry]:
         """The entries of the X1 block of a datagram, [] without one; DecodeError if it is bad."""
