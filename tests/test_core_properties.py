@@ -119,5 +119,5 @@ def test_client_and_server_paired_in_memory(encrypt: bool, peer_ids: list[bytes]
         for datagram in reversed(answer):  # any arrival order
             collector.receive_datagram(datagram)
         assert collector.complete
-    got = newest_records([collector.records()])
+    got = newest_records([collector.records()], NOW)
     assert {k: (r.ip, r.port) for k, r in got.items()} == sources

@@ -328,3 +328,200 @@ def test_timeout_must_be_a_positive_number(secret_file: Path, timeout: str) -> N
 def test_bad_public_key(secret_file: Path) -> None:
     result = run_wgsigc("127.0.0.1", "1223", base64.b64encode(b"short").decode(), str(secret_file), "1225")
     assert result.returncode == 6 and "not a base64 WireGuard public key" in result.stderr
+
+
+@pytest.mark.parametrize("max_age", ["nan", "-1", "0", "inf"])
+def test_max_age_must_be_a_positive_number(secret_file: Path, max_age: str) -> None:
+    """--max-age nan, -1 or 0 would drop every record (and inf none): refused with one line, before any request."""
+    result = run_wgsigc("127.0.0.1", "1223", str(PublicKey(ME)), str(secret_file), "1225", "--max-age", max_age)
+    assert result.returncode == 6, result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert f"--max-age {max_age} is not a positive number of seconds" in result.stderr
+
+
+# --- Versions of one answer, junk floods ---------------------------------------------------------------------------
+
+
+def twenty(base: int, moved: bool = False) -> list[bytes]:
+    """An answer of 20 peers (two datagrams) registered at ``base``; ``moved``: peer 3 (in datagram 0)
+    re-registered from port 9999 a minute later."""
+    recs: list[Record | None] = [
+        Record(bytes([i + 1]) * 32, "192.0.2.10", 1000 + i, encode_label(base, i)) for i in range(20)
+    ]
+    if moved:
+        recs[3] = Record(bytes([4]) * 32, "192.0.2.10", 9999, encode_label(base + 59, 0))
+    return answer(recs)
+
+
+def printed_peers(stdout: str) -> list[str]:
+    return [line.removeprefix("PublicKey = ") for line in stdout.splitlines() if line.startswith("PublicKey = ")]
+
+
+def test_a_retry_answered_after_the_table_changed_is_not_mixed_into_one_answer(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """Attempt 1's answer loses its second datagram; before attempt 2 a peer of the first datagram moves.
+    The two versions of datagram 0 are not a two-datagram answer: attempt 2's whole answer is printed,
+    each peer once."""
+    base = int(time.time()) - 60
+    old, new = twenty(base), twenty(base, moved=True)
+    assert old[0] != new[0] and old[1] == new[1]
+    server = fake(lambda req, src: [old[0]] if len(server.requests) == 1 else new)
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0, result.stderr
+    peers = printed_peers(result.stdout)
+    assert sorted(peers) == sorted(str(PublicKey(bytes([i + 1]) * 32)) for i in range(20))  # each once, none missing
+    assert "Endpoint = 192.0.2.10:9999" in result.stdout and "Endpoint = 192.0.2.10:1003" not in result.stdout
+    assert len(server.requests) == 2
+
+
+def test_a_replayed_old_datagram_is_not_taken_as_part_of_the_answer(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """Someone replays datagram 0 of an older answer from the server's address between the two
+    fresh datagrams: the fresh answer is printed, each peer once, and the replay is named."""
+    base = int(time.time()) - 60
+    old, new = twenty(base), twenty(base, moved=True)
+    server = fake(lambda req, src: [new[0], old[0], new[1]])
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0, result.stderr
+    assert len(printed_peers(result.stdout)) == 20 and "Endpoint = 192.0.2.10:9999" in result.stdout
+    assert "ignored a datagram: an older version of an answer datagram already received" in result.stderr
+
+
+def junk(count: int) -> list[bytes]:
+    """Every length from 0 to 1,400 bytes and bit-flipped copies of a real answer datagram."""
+    real = answer(records((PEER, 2, 0)))[0]
+    out = []
+    for i in range(count):
+        if i % 2:
+            flipped = bytearray(real)
+            flipped[i % len(flipped)] ^= 1 << (i % 8)
+            out.append(bytes(flipped))
+        else:
+            out.append(os.urandom(i % 1401))
+    return out
+
+
+def test_a_junk_flood_from_the_server_address_is_summarised_and_diagnosed(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """3,000 junk datagrams answer each request: a few lines, then one count, and a diagnosis that says
+    what happened instead of blaming the secret alone."""
+    flood = junk(3000)
+    server = fake(lambda req, src: flood)
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) <= 8, lines[:10]
+    assert sum("ignored a datagram" in line for line in lines) == 5
+    summary = next(line for line in lines if "more datagrams" in line)
+    ignored = int(summary.split("ignored ")[1].split()[0]) + 5
+    assert ignored >= 1000  # loopback may drop some of 6,000 datagrams, never most
+    diagnosis = lines[-1]
+    assert f"{ignored} datagrams from 127.0.0.1:{server.port} failed authentication" in diagnosis
+    assert "something else sends to this port" in diagnosis and "secret" in diagnosis
+
+
+def test_a_junk_flood_before_the_real_answer_still_prints_the_skeleton(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    flood = junk(200)  # fits the receive buffer with the answer behind it (more may drop the answer)
+    server = fake(lambda req, src: flood + answer(records((ME, 1, 0), (PEER, 2, -1))))
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0, result.stderr
+    assert f"PublicKey = {PublicKey(PEER)}" in result.stdout
+    assert len(result.stderr.strip().splitlines()) <= 6
+
+
+def test_one_wrong_hmac_datagram_is_one_line_on_stderr_as_the_c_client_prints_it(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """The C client prints one line per wrong-HMAC datagram (on stdout; wgsigc on stderr) and goes on."""
+    bad = bytearray(answer(records((PEER, 2, 0)))[0])
+    bad[-1] ^= 1
+    server = fake(lambda req, src: [bytes(bad), *answer(records((ME, 1, 0), (PEER, 2, -1)))])
+    result = wgsigc(server.port, secret_file)
+    assert result.returncode == 0 and f"PublicKey = {PublicKey(PEER)}" in result.stdout
+    assert result.stderr == "wgsigc: ignored a datagram: response HMAC does not verify\n"
+
+
+def test_unusable_endpoints_are_printed_as_the_c_client_does_unless_asked(
+        fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
+    """Print mode prints every record, as the C client does; --skip-unusable leaves out the ones no peer
+    can be reached at, one stderr line each."""
+    bad = [Record(bytes([0x40 + i]) * 32, ip, port, now_label(-1)) for i, (ip, port) in enumerate(
+        [("255.255.255.255", 51820), ("0.0.0.0", 51820), ("198.51.100.7", 0), ("224.0.0.1", 51820)])]
+    good = Record(PEER, "198.51.100.8", 51820, now_label(-1))
+    server = fake(lambda req, src: answer([*bad, good]))
+    plain = wgsigc(server.port, secret_file)
+    assert plain.returncode == 0 and plain.stdout.count("[Peer]") == 5 and plain.stderr == ""
+    assert "Endpoint = 255.255.255.255:51820" in plain.stdout
+    skipped = wgsigc(server.port, secret_file, "--skip-unusable")
+    assert skipped.returncode == 0, skipped.stderr
+    assert skipped.stdout.count("[Peer]") == 1 and "Endpoint = 198.51.100.8:51820" in skipped.stdout
+    lines = skipped.stderr.strip().splitlines()
+    assert len(lines) == 4 and all("left out" in line for line in lines)
+    assert f"peer {PublicKey(bad[0].peer_id)}: endpoint 255.255.255.255:51820 is the broadcast address" in lines[0]
+
+
+class SilentResolver:
+    """A real UDP socket on 127.0.0.77:53 that reads DNS queries and never answers, and a private
+    resolv.conf naming it (with a resolver timeout of 30 s), bind-mounted over /etc/resolv.conf in a
+    mount namespace of the command only (``unshare -m``; the host's file is untouched)."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.77", 53))
+        self.sock.settimeout(0.05)
+        self.queries = 0
+        self.conf = tmp_path / "resolv.conf"
+        self.conf.write_text("nameserver 127.0.0.77\noptions timeout:30 attempts:1\n")
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                self.sock.recv(4096)
+                self.queries += 1
+            except TimeoutError:
+                continue
+
+    def run(self, *argv: str) -> subprocess.CompletedProcess[str]:
+        script = 'mount --bind "$0" /etc/resolv.conf && exec "$@"'
+        return subprocess.run(["unshare", "-m", "sh", "-c", script, str(self.conf), *argv],
+                              capture_output=True, text=True, env=env(), timeout=25, check=False)
+
+    def close(self) -> None:
+        self._stop = True
+        self._thread.join()
+        self.sock.close()
+
+
+@pytest.fixture
+def silent_resolver(tmp_path: Path) -> Iterator[SilentResolver]:
+    if shutil.which("unshare") is None or os.geteuid() != 0:
+        pytest.skip("needs root and unshare(1) for a private resolv.conf in a mount namespace")
+    resolver = SilentResolver(tmp_path)
+    yield resolver
+    resolver.close()
+
+
+def test_a_dns_server_that_never_answers_is_given_up_within_the_timeout(
+        silent_resolver: SilentResolver, secret_file: Path) -> None:
+    """The resolver would wait 30 s (resolv.conf says so); wgsigc gives up after --attempts x --timeout
+    (0.6 s here) with exit 3 and one line. The subprocess limit of 25 s is what the old code broke."""
+    result = silent_resolver.run(sys.executable, "-m", "wgsigc", "wgsig-test.example", "1223", str(PublicKey(ME)),
+                                 str(secret_file), "1225", "--timeout", "0.3", "--attempts", "2")
+    assert result.returncode == 3, result.stderr
+    assert result.stderr == ("wgsigc: cannot resolve server name 'wgsig-test.example': the DNS resolver did not"
+                             " answer within 0.6 s\n")
+    assert silent_resolver.queries >= 1  # a real query reached the silent resolver
+
+
+def test_kernel_mode_resolution_has_the_same_deadline(silent_resolver: SilentResolver) -> None:
+    """resolve_all (kernel mode, IPv4 and IPv6) against the same silent resolver."""
+    code = ("from wgsigc.exchange import ExchangeError, resolve_all\n"
+            "try:\n    resolve_all('wgsig-test.example', 1223, 0.5)\n"
+            "except ExchangeError as error:\n    print(error)\n")
+    result = silent_resolver.run(sys.executable, "-c", code)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ("cannot resolve server name 'wgsig-test.example': the DNS resolver did not answer"
+                             " within 0.5 s\n")

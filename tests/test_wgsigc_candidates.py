@@ -399,3 +399,13 @@ def test_when_this_host_moved_healthy_peers_get_a_handshake_at_their_endpoint_an
     (fresh,) = plan(state(PeerState(PEER, None, ("10.0.0.2/32",))), records, Settings(), NOW, None,
                     local=LocalView("198.51.100.99"), own_before=(MY_PUBLIC, 51820)).decisions
     assert fresh.action is Action.SET_ENDPOINT
+
+
+def test_unusable_announced_endpoints_are_never_candidates() -> None:
+    """IPv6 unspecified and multicast, IPv4 broadcast, multicast and port 0 from X1 items: left out."""
+    from wgsigc.candidates import Announced, LocalView, candidate_order
+
+    bad = Announced(("::", 51820), (("ff02::1", 51820), ("255.255.255.255", 51820), ("224.0.0.5", 51820),
+                                    ("192.168.1.9", 0)), (("ff05::2", 4000), ("0.0.0.0", 4000)))
+    local = LocalView("198.51.100.1", (), True)
+    assert candidate_order(("203.0.113.5", 4000), bad, local) == candidate_order(("203.0.113.5", 4000), None, local)

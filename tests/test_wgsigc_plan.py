@@ -9,8 +9,8 @@ from wgsig.wire import Record
 from wgsigc.plan import (
     Action,
     InterfaceState,
-    PeerState,
     PeerMemory,
+    PeerState,
     Registration,
     Settings,
     nat_diagnosis,
@@ -159,3 +159,52 @@ def test_handshake_in_the_same_second_as_since_counts_as_after() -> None:
     peer = PeerState(PEER, ("203.0.113.5", 2), (), 25, NOW)
     (d,) = plan(state(peer), records(record(PEER, "203.0.113.5", 2)), settings, NOW + 10, before).decisions
     assert d.problem is None
+
+
+UNUSABLE = [("255.255.255.255", 51820, "broadcast"), ("0.0.0.0", 51820, "unspecified"), ("203.0.113.5", 0, "port 0"),
+            ("224.0.0.1", 51820, "multicast"), ("239.1.2.3", 51820, "multicast"), ("0.1.2.3", 51820, "0.0.0.0/8"),
+            ("240.0.0.1", 51820, "reserved")]
+
+
+def test_records_with_unusable_endpoints_are_never_written_and_say_why() -> None:
+    """Known peer (stale handshake) and a configured new one: nothing written, one reason each."""
+    for ip, port, why in UNUSABLE:
+        stale = PeerState(PEER, ("198.51.100.9", 4000), ("10.0.0.2/32",), 25, NOW - 500)
+        p = plan(state(stale), records(record(PEER, ip, port), record(EXTRA, ip, port)),
+                 Settings(extra_peers={EXTRA: ("10.0.0.4/32",)}), NOW)
+        assert p.writes == [], (ip, port)
+        for d in p.decisions:
+            assert d.refused is not None and f"{ip}:{port}" in d.refused and why in d.refused, d.refused
+
+
+def test_the_ipv6_only_placeholder_is_not_written_and_not_reported() -> None:
+    """0.0.0.0:0 is how an X1 server shows a peer seen only over IPv6: nothing to say about it."""
+    p = plan(state(PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)), records(record(PEER, "0.0.0.0", 0)), Settings(), NOW)
+    assert p.writes == [] and p.decisions[0].refused is None
+
+
+def test_kernel_mode_says_once_per_peer_that_an_unusable_endpoint_is_not_written() -> None:
+    """kernelmode._decide over two ticks of a converging run (hand-made server answers and interface
+    state: no netlink, no sockets): one warning per peer, and no write."""
+    import time
+
+    from wgsigc.candidates import LocalView
+    from wgsigc.config import InterfaceConfig
+    from wgsigc.kernelmode import Run, _decide
+    from wgsigc.signalling import ServerOutcome
+
+    def fresh(key: bytes, ip: str, port: int, age: int = 10) -> Record:  # _decide plans at time.time()
+        return Record(key, ip, port, encode_label(int(time.time()) - age, 0))
+
+    run = Run(InterfaceConfig("wg0", (), "k"), dry_run=False)
+    run.servers = [ServerOutcome("a", records=[fresh(PEER, "255.255.255.255", 51820), fresh(OTHER, "224.0.0.9", 9)]),
+                   ServerOutcome("b", records=[fresh(PEER, "255.255.255.255", 51820, age=5)])]
+    interface = state(PeerState(PEER, None, ("10.0.0.2/32",), 0, 0), PeerState(OTHER, None, ("10.0.0.3/32",), 0, 0))
+    for _tick in range(2):
+        assert _decide(run, interface, LocalView(), {}).writes == []
+    assert run.messages == [
+        f"warning: peer {PublicKey(PEER)}: its record's endpoint 255.255.255.255:51820 is the broadcast address;"
+        " never written to the kernel",
+        f"warning: peer {PublicKey(OTHER)}: its record's endpoint 224.0.0.9:9 is a multicast address;"
+        " never written to the kernel",
+    ]

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -121,3 +122,48 @@ def test_this_hosts_endpoint_is_remembered_and_carried_over_a_run_that_failed_ea
     assert runrecord.own_endpoint_from({"own_endpoint": 7}) is None
     v6 = runrecord.build_record("wg0", 1.0, 2, [], None, [], False, {}, ("2001:db8::1", 51820))
     assert runrecord.own_endpoint_from(v6) == ("2001:db8::1", 51820)
+
+
+BAD_RECORDS = {
+    "time NaN": '{"version": 2, "interface": "wg0", "time": NaN, "exit_code": 0, "peers": []}',
+    "since Infinity": '{"version": 2, "time": 1, "peers": [{"public_key": "%s", "pending": {"since": Infinity}}]}',
+    "record_time 1e999": '{"version": 2, "time": 1, "peers": [{"public_key": "%s", "record_time": 1e999}]}',
+    "huge integer": '{"version": 2, "time": 1, "peers": [{"public_key": "%s", "pending": {"since": 1%s}}]}',
+    "time a string": '{"version": 2, "time": "yesterday", "peers": []}',
+    "exit code a list": '{"version": 2, "time": 1, "exit_code": [], "peers": []}',
+    "peers a number": '{"version": 2, "time": 1, "peers": 5}',
+    "handshake a string": '{"version": 2, "time": 1, "peers": [{"public_key": "%s", "latest_handshake": "x"}]}',
+}
+
+
+def bad_record(kind: str) -> str:
+    text = BAD_RECORDS[kind]
+    if kind == "huge integer":
+        return text % (str(PublicKey(PEER)), "0" * 400)
+    return text % str(PublicKey(PEER)) if "%s" in text else text
+
+
+@pytest.mark.parametrize("kind", sorted(BAD_RECORDS))
+def test_a_record_with_nan_or_wrong_types_is_no_record_and_one_line(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "wgsigc-wg0.json"
+    path.write_text(bad_record(kind))
+    record, problem = runrecord.read(path)
+    assert record is None and runrecord.load(path) is None
+    assert problem is not None and "\n" not in problem and str(path) in problem and "ignored" in problem
+    assert runrecord.pending_from(runrecord.load(path)) == {}
+
+
+def test_a_missing_record_is_no_record_and_says_nothing(tmp_path: Path) -> None:
+    assert runrecord.read(tmp_path / "none.json") == (None, None)
+
+
+def test_memory_numbers_that_are_not_finite_are_forgotten() -> None:
+    """pending_from on a record that bypassed read(): NaN, infinities and huge integers are not remembered."""
+    for value in (float("nan"), float("inf"), 10**400):
+        record = {"version": 2, "peers": [{"public_key": str(PublicKey(PEER)), "pending": {
+            "endpoint": "203.0.113.5:4000", "since": value, "waiting_since": value,
+            "worked": [{"endpoint": "203.0.113.5:4000", "handshake": value}]}}]}
+        memory = runrecord.pending_from(record)[PEER]
+        assert memory.since == 0.0 and memory.waiting_since is None and memory.worked == ()
+        plan(InterfaceState("wg0", OWN, 51820, 0, {PEER: PeerState(PEER, ("203.0.113.5", 4000), (), 0, NOW - 500)}),
+             {PEER: Record(PEER, "203.0.113.5", 4000, encode_label(NOW, 0))}, Settings(), NOW, {PEER: memory})

@@ -146,3 +146,50 @@ def test_status_of_a_malformed_record_is_shown_without_a_traceback() -> None:
     view = status_view("wg0", record, None, None, NOW)
     text = format_view(view, NOW)
     assert f"peer {PEER}" in text and view["last_run"]["messages"] == []
+
+
+def _config_with_state(tmp_path: Path, interface: str) -> Path:
+    secret = tmp_path / "s"
+    secret.write_bytes(bytes(32))
+    secret.chmod(0o600)
+    path = tmp_path / "c.toml"
+    path.write_text(
+        f'state_directory = "{tmp_path}"\nmetrics_directory = ""\n[interface.{interface}]\n'
+        f'servers = ["127.0.0.1:1"]\nsecret_file = "{secret}"\n'
+    )
+    return path
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="netlink reads need CAP_NET_ADMIN")
+def test_status_and_kernel_runs_survive_a_record_holding_nan(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """A run record with NaN and a huge integer (hand-edited, or written by something else): wgsigc status
+    shows no last run and says so in one line; a kernel run warns once, goes on (exit 4 here: no such
+    interface) and replaces the record with a valid one."""
+    pytest.importorskip("pyroute2")
+    config = _config_with_state(tmp_path, "wgsigtest8")
+    state = tmp_path / "wgsigc-wgsigtest8.json"
+    state.write_text('{"version": 2, "interface": "wgsigtest8", "time": NaN, "exit_code": 0, "messages": [],'
+                     f' "peers": [{{"public_key": "{PEER}", "pending": {{"since": 1{"0" * 400}}}}}]}}')
+    assert main(["status", "--config", str(config)]) == 0
+    captured = capsys.readouterr()
+    assert "last run: none recorded" in captured.out
+    assert captured.err.count("\n") == 1 and f"run record {state} is not valid" in captured.err
+    assert "Traceback" not in captured.err
+    assert main(["--config", str(config)]) == 4
+    err = capsys.readouterr().err
+    assert f"run record {state} is not valid" in err and "interface wgsigtest8 does not exist" in err
+    assert err.count("run record") == 1
+    record, problem = runrecord.read(state)
+    assert problem is None and record is not None and record["exit_code"] == 4
+
+
+def test_status_view_of_non_finite_numbers_is_shown_without_a_traceback() -> None:
+    """status_view given a record that bypassed runrecord.read(): NaN and infinities show as unknown."""
+    nan, inf = float("nan"), float("inf")
+    worked = [{"endpoint": "1.2.3.4:5", "handshake": nan}]
+    record = {"version": 2, "time": nan, "peers": [{"public_key": PEER, "record_time": inf,
+                                                   "latest_handshake": nan, "pending": {"worked": worked}}]}
+    view = status_view("wg0", record, None, None, NOW)
+    assert view["last_run"]["age"] is None and view["peers"][0]["record_age"] is None
+    assert f"peer {PEER}" in format_view(view, NOW)

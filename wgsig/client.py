@@ -1,8 +1,13 @@
 """The client's side of the protocol: build requests, collect an answer.
 
-An answer is N_OTHER + 1 datagrams, each authenticated on its own; they carry
-no index, so the collector keeps distinct valid datagrams until it has them
-all.  Nothing here does I/O: the caller sends, receives and keeps time.
+An answer is N_OTHER + 1 datagrams, each authenticated on its own.  They carry
+no index and nothing that ties them to the request they answer, so the collector
+tells them apart by their records: one consistent answer holds each peer at most
+once.  A datagram that shares a peer with one already held is another version
+of it (a retry answered after the table changed, or a replayed old datagram):
+the one with the newer records is kept, never both.  A one-datagram answer (the
+C server's, always) is complete at once, as the C client takes it.  Nothing
+here does I/O: the caller sends, receives and keeps time.
 """
 
 from __future__ import annotations
@@ -81,27 +86,49 @@ class Ignored:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class Stale(Ignored):
+    """An authentic datagram older than the version of it already held: not an authentication failure."""
+
+
+def _newest(response: Response) -> bytes:
+    """The newest label among a datagram's records (b"" for an empty datagram)."""
+    return max((r.label for r in response.records if r is not None), default=b"")
+
+
+def _peers(response: Response) -> list[bytes]:
+    return [r.peer_id for r in response.records if r is not None]
+
+
 @dataclass
 class AnswerCollector:
     """Collects the datagrams of one answer for one group.
 
     X1 answer datagrams (SVEXT with XB) carry a block after their 540 bytes; it must verify,
     or the datagram is ignored (a stripped or forged block never passes as a plain datagram).
+    Datagrams without records (the padding of an answer) are all alike: at most one is held,
+    and it stands for one datagram.
     """
 
     credentials: GroupCredentials
     _datagrams: dict[bytes, Response] = field(default_factory=dict)
     _entries: dict[bytes, list[x1.Entry]] = field(default_factory=dict)
+    _holder: dict[bytes, bytes] = field(default_factory=dict)  # peer ID -> the datagram (base) holding it
+    _newest_of: dict[bytes, bytes] = field(default_factory=dict)  # base -> its newest record label
+    _empty: bytes | None = None  # the base of the datagram without records, if one is held
     _expected: int | None = None
     _xkey: bytes = b""
 
     @property
     def complete(self) -> bool:
-        return self._expected is not None and len(self._datagrams) == self._expected
+        if self._expected is None:
+            return False
+        full = len(self._datagrams) - (self._empty is not None)
+        return full == self._expected or (full == self._expected - 1 and self._empty is not None)
 
     @property
     def received(self) -> int:
-        return len(self._datagrams)
+        return 0 if self._expected is None else min(self._expected, len(self._datagrams))
 
     @property
     def expected(self) -> int | None:
@@ -126,17 +153,48 @@ class AnswerCollector:
             return Ignored(str(error))
         if response.group != creds.group_id:
             return Ignored(f"answer is for group {response.group}, not {creds.group_id}")
-        count = response.n_other + 1
-        if self._expected != count:
-            # A datagram of another (newer) answer: start over with it.
-            self._datagrams.clear()
-            self._entries.clear()
-            self._expected = count
         base = clear[:RESPONSE_SIZE]
-        self._datagrams.setdefault(base, response)
+        if base in self._datagrams:
+            return Accepted(self.complete)  # the same datagram again (an answer to a retry)
+        count = response.n_other + 1
+        newest = _newest(response)
+        if self._expected != count:
+            if self._datagrams and newest < max(self._newest_of.values()):
+                return Stale(f"an older answer ({count} datagrams) than the one being collected")
+            # A datagram of another, newer answer: start over with it.
+            for held in list(self._datagrams):
+                self._drop(held)
+            self._expected = count
+        peers = _peers(response)
+        if peers:
+            versions = {self._holder[p] for p in peers if p in self._holder}
+        else:
+            versions = {self._empty} if self._empty is not None else set()
+        if versions:
+            # Another version of a datagram held (or of several, when a peer moved between them).
+            if newest <= max(self._newest_of[b] for b in versions):
+                return Stale("an older version of an answer datagram already received")
+            for old in versions:
+                self._drop(old)
+        self._datagrams[base] = response
+        self._newest_of[base] = newest
+        for peer in peers:
+            self._holder[peer] = base
+        if not peers:
+            self._empty = base
         if entries:
-            self._entries.setdefault(base, entries)
+            self._entries[base] = entries
         return Accepted(self.complete)
+
+    def _drop(self, base: bytes) -> None:
+        response = self._datagrams.pop(base)
+        self._entries.pop(base, None)
+        del self._newest_of[base]
+        for peer in _peers(response):
+            if self._holder.get(peer) == base:
+                del self._holder[peer]
+        if self._empty == base:
+            self._empty = None
 
     def _block(self, response: Response, clear: bytes) -> list[x1.Entry]:
         """The entries of the X1 block of a datagram, [] without one; DecodeError if it is bad."""
@@ -185,12 +243,22 @@ def fresh_records(records: Iterable[Record], now: float, max_age: float | None) 
     return [r for r in records if label_seconds(r.label) >= oldest]
 
 
-def newest_records(answers: Iterable[Iterable[Record]]) -> dict[bytes, Record]:
-    """Merge answers of several servers: per peer, the record with the newest label."""
+def newest_records(answers: Iterable[Iterable[Record]], now: float, window: float = 30) -> dict[bytes, Record]:
+    """Merge answers of several servers: per peer, the record with the newest label.
+
+    A record labelled more than ``window`` seconds after ``now`` (a server's or a peer's clock far
+    ahead, which wgsigd's own window would have refused) never outranks one that is not: it
+    would pin the peer to it until the clocks catch up.  Alone, it is still the peer's record.
+    """
+    limit = now + window
     merged: dict[bytes, Record] = {}
     for records in answers:
         for record in records:
             known = merged.get(record.peer_id)
-            if known is None or record.label > known.label:
+            if known is None or _rank(record, limit) > _rank(known, limit):
                 merged[record.peer_id] = record
     return merged
+
+
+def _rank(record: Record, limit: float) -> tuple[bool, bytes]:
+    return label_seconds(record.label) <= limit, record.label

@@ -60,6 +60,37 @@ def parse_endpoint(text: Any) -> Endpoint | None:
     return (host, number) if 0 <= number < 65536 else None
 
 
+NO_IPV4_ENDPOINT = ("0.0.0.0", 0)  # an X1 server's record of a peer seen only over IPv6: not an endpoint, not damage
+_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
+_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+
+
+def unusable_reason(endpoint: Endpoint) -> str | None:
+    """Why no peer can be reached at ``endpoint`` (port 0, an unspecified, broadcast, multicast,
+    reserved or scope-less link-local address), or None when it is a plausible peer endpoint."""
+    host, port = endpoint
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{host!r} is not an IP address"
+    if not 0 < port < 65536:
+        return f"port {port}"
+    if address.is_unspecified:
+        return "an unspecified address"
+    if address.is_multicast:
+        return "a multicast address"
+    if address == _BROADCAST:
+        return "the broadcast address"
+    if address.is_link_local:
+        return "a link-local address (no scope)"
+    if isinstance(address, ipaddress.IPv4Address):
+        if address in _THIS_NETWORK:
+            return "an address of 0.0.0.0/8 (this network)"
+        if address.is_reserved:
+            return "a reserved address (240.0.0.0/4)"
+    return None
+
+
 def parse_port(text: str, name: str = "port") -> int:
     """A UDP port from its text; ValueError naming it as ``name`` otherwise."""
     try:

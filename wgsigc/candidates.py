@@ -23,7 +23,7 @@ import ipaddress
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from wgsig.endpoint import Endpoint
+from wgsig.endpoint import Endpoint, unusable_reason
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -72,14 +72,9 @@ _NOT_REACHABLE6 = tuple(
 
 def usable(endpoint: Endpoint | None) -> bool:
     """Not the "no IPv4 endpoint" of a peer seen only over IPv6, nor port 0, nor an address no
-    peer can send to (unspecified, multicast, link-local without a scope)."""
-    if endpoint is None or not 0 < endpoint[1] < 65536:
-        return False
-    try:
-        address = ipaddress.ip_address(endpoint[0])
-    except ValueError:
-        return False
-    return not (address.is_unspecified or address.is_multicast or address.is_link_local)
+    peer can send to (``wgsig.endpoint.unusable_reason``: unspecified, broadcast, multicast,
+    reserved, link-local without a scope)."""
+    return endpoint is not None and unusable_reason(endpoint) is None
 
 
 _LAN_NETS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))

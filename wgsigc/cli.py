@@ -42,6 +42,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--encrypt", action="store_true", help="encrypted payloads (print mode)")
     p.add_argument("--group", type=int, default=0, help="group ID (print mode, default 0)")
     p.add_argument("--max-age", type=float, metavar="SECONDS", help="drop records older than this (print mode)")
+    p.add_argument("--skip-unusable", action="store_true",
+                   help="print mode: leave out peers whose endpoint cannot be reached (port 0, broadcast, multicast,"
+                        " ...); the C client prints them")
     p.add_argument("--timeout", type=float, default=1.0, metavar="SECONDS", help="wait per attempt (default 1)")
     p.add_argument("--attempts", type=int, default=3, help="requests before giving up (default 3)")
     p.add_argument("--config", metavar="FILE", help=f"kernel mode configuration (default {DEFAULT_CONFIG})")
@@ -61,8 +64,12 @@ def print_options(args: argparse.Namespace) -> PrintOptions:
         raise UsageError(f"--group {args.group} is not a 32-bit unsigned integer")
     if args.attempts < 1 or not 0 < args.timeout < float("inf"):  # float() also takes "nan" and "inf"
         raise UsageError("--attempts must be at least 1 and --timeout positive")
+    if args.max_age is not None and not 0 < args.max_age < float("inf"):
+        # nan, 0 or a negative age would silently drop every record
+        raise UsageError(f"--max-age {args.max_age:g} is not a positive number of seconds")
     credentials = GroupCredentials(args.group, load_secret(secret_file), args.encrypt)
-    return PrintOptions(server, port, peer_id, credentials, local_port, args.max_age, args.attempts, args.timeout)
+    return PrintOptions(server, port, peer_id, credentials, local_port, args.max_age, args.attempts, args.timeout,
+                        args.skip_unusable)
 
 
 def _port(text: str, name: str) -> int:

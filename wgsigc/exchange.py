@@ -6,20 +6,26 @@ datagrams from any other address or port never reach the collector.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import select
 import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from wgsig import x1
-from wgsig.client import AnswerCollector, GroupCredentials, Ignored, build_request
+from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
 from wgsig.label import label_from_ns
 from wgsig.wire import Record
 
 # The C server compares labels with 16.8 ms granularity: keep our requests apart.
 MIN_REQUEST_GAP = 0.025
+# Reasons kept for the lines printed: a flood from the server's address must not print (or keep)
+# one line per datagram; the rest are counted.
+KEPT_REASONS = 5
 
 
 @dataclass
@@ -28,7 +34,9 @@ class ExchangeResult:
 
     records: list[Record] | None
     attempts: int
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # the first KEPT_REASONS reasons
+    ignored_count: int = 0  # every datagram ignored (ignored holds the first few)
+    failed_auth: int = 0  # ... of which not authentic, or not for this group (the rest: older versions)
     refused: bool = False  # ICMP port unreachable came back
     partial: tuple[int, int] | None = None  # (received, expected) datagrams
     svext: int = 0  # the server's X1 capabilities (0: a C or X1-unaware server)
@@ -40,26 +48,60 @@ class ExchangeError(Exception):
     """The exchange could not even start (name resolution, socket errors)."""
 
 
-def resolve(host: str, port: int) -> tuple[str, int]:
-    """An IPv4 address for the server; the protocol carries IPv4 only."""
+def _getaddrinfo(host: str, port: int, family: int, deadline: float | None) -> list[Any]:
+    """getaddrinfo, given up after ``deadline`` seconds.
+
+    glibc's resolver waits resolv.conf's timeout times its attempts (10 s by default) for a DNS
+    server that does not answer, whatever our own timeout says; it cannot be interrupted, so it
+    runs in a daemon thread that is left behind when the deadline passes (the process ends soon
+    after, or the thread ends when glibc gives up).
+    """
     try:
-        infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+        if deadline is None or _is_address(host):
+            return socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+        done: list[Any] = []
+        failed: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                done.extend(socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM))
+            except BaseException as error:  # handed over to the caller's thread
+                failed.append(error)
+
+        worker = threading.Thread(target=work, name=f"resolve {host}", daemon=True)
+        worker.start()
+        worker.join(deadline)
+        if worker.is_alive():
+            raise ExchangeError(
+                f"cannot resolve server name {host!r}: the DNS resolver did not answer within {deadline:g} s"
+            )
+        if failed:
+            raise failed[0]
+        return done
     except socket.gaierror as error:
         raise ExchangeError(f"cannot resolve server name {host!r}: {error.strerror}") from None
     except UnicodeError:  # the IDNA codec rejects empty or over-long labels before any lookup
         raise ExchangeError(f"cannot resolve server name {host!r}: not a valid host name") from None
-    address = infos[0][4]
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def resolve(host: str, port: int, deadline: float | None = None) -> tuple[str, int]:
+    """An IPv4 address for the server (the protocol carries IPv4 only), within ``deadline`` seconds."""
+    address = _getaddrinfo(host, port, socket.AF_INET, deadline)[0][4]
     return str(address[0]), int(address[1])
 
 
-def resolve_all(host: str, port: int) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
-    """The server's IPv4 and IPv6 addresses (either may be None, not both)."""
-    try:
-        infos = socket.getaddrinfo(host, port, socket.AF_UNSPEC, socket.SOCK_DGRAM)
-    except socket.gaierror as error:
-        raise ExchangeError(f"cannot resolve server name {host!r}: {error.strerror}") from None
-    except UnicodeError:
-        raise ExchangeError(f"cannot resolve server name {host!r}: not a valid host name") from None
+def resolve_all(host: str, port: int, deadline: float | None = None
+                ) -> tuple[tuple[str, int] | None, tuple[str, int] | None]:
+    """The server's IPv4 and IPv6 addresses (either may be None, not both), within ``deadline`` seconds."""
+    infos = _getaddrinfo(host, port, socket.AF_UNSPEC, deadline)
     v4 = next(((str(i[4][0]), int(i[4][1])) for i in infos if i[0] == socket.AF_INET), None)
     v6 = next(((str(i[4][0]), int(i[4][1])) for i in infos if i[0] == socket.AF_INET6), None)
     if v4 is None and v6 is None:
@@ -124,7 +166,10 @@ def exchange(
                 ) from None
             outcome = collector.receive_datagram(data)
             if isinstance(outcome, Ignored):
-                result.ignored.append(outcome.reason)
+                result.ignored_count += 1
+                result.failed_auth += not isinstance(outcome, Stale)
+                if len(result.ignored) < KEPT_REASONS:
+                    result.ignored.append(outcome.reason)
             elif outcome.complete:
                 result.records = collector.records()
                 result.svext = collector.svext
@@ -133,6 +178,18 @@ def exchange(
         if collector.expected is not None:
             result.partial = (collector.received, collector.expected)
     return result
+
+
+FEW_PER_ATTEMPT = 200  # an answer of 2,000 records is 200 datagrams: more per request is not an answer
+
+
+def ignored_lines(result: ExchangeResult) -> list[str]:
+    """The lines for the datagrams an exchange ignored: the first few, then how many more (pure)."""
+    lines = [f"ignored a datagram: {reason}" for reason in result.ignored]
+    more = result.ignored_count - len(result.ignored)
+    if more > 0:
+        lines.append(f"ignored {more} more datagrams from the server's address (not shown one by one)")
+    return lines
 
 
 def diagnose(result: ExchangeResult, server: tuple[str, int]) -> str:
@@ -144,10 +201,21 @@ def diagnose(result: ExchangeResult, server: tuple[str, int]) -> str:
             f"incomplete answer from {where}: {received} of {expected} datagrams arrived after"
             f" {result.attempts} attempts; the path may drop large or many UDP datagrams"
         )
-    if result.ignored:
+    if result.failed_auth:
+        first = next((r for r in result.ignored if not r.startswith("an older")), "")
+        count = result.failed_auth
+        if count > result.attempts * FEW_PER_ATTEMPT:
+            # far more than a server sends for a few requests: not (only) a wrong setting here
+            return (
+                f"{count} datagrams from {where} failed authentication (first: {first}), far more than"
+                f" {result.attempts} requests get back: something else sends to this port (a flood, or another"
+                " program at the server's address), or the secret file, group ID or encryption setting"
+                " differs from the server's"
+            )
         return (
-            f"{len(result.ignored)} datagrams from {where} failed authentication ({result.ignored[-1]}):"
-            " check the secret file, the group ID and the encryption setting against the server's"
+            f"{count} datagrams from {where} failed authentication ({first}):"
+            " check the secret file, the group ID and the encryption setting against the server's,"
+            " or something else sends to this port"
         )
     if result.refused:
         return f"{where} refused the request (ICMP port unreachable): is wgsigd running and listening on that port?"

@@ -67,6 +67,7 @@ class Run:
     plan: Plan | None = None
     applied: bool = False
     written: set[PublicKey] = field(default_factory=set)  # peers whose endpoint this run wrote
+    refused: set[PublicKey] = field(default_factory=set)  # peers whose unusable record endpoint was reported
 
     def fail(self, code: int, message: str) -> None:
         if self.code == EXIT_OK:
@@ -100,7 +101,9 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     err = err or sys.stderr
     run = Run(config, dry_run)
     path = state_file_for(config)
-    last = runrecord.load(path)
+    last, problem = runrecord.read(path)
+    if problem is not None:
+        run.messages.append(f"warning: {problem}")
     previous = runrecord.pending_from(last)
     own_before = runrecord.own_endpoint_from(last)
     now = time.time()
@@ -223,7 +226,7 @@ def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[Publ
             own_before: Endpoint | None = None) -> Plan:
     config = run.config
     answered = [s for s in run.servers if s.records is not None]
-    records = newest_records(s.records or [] for s in answered)
+    records = newest_records((s.records or [] for s in answered), time.time())
     own = records.get(state.public_key)
     if own is not None and own.port:
         local = LocalView(own.ip, local.onlink, local.global_ipv6)
@@ -231,8 +234,14 @@ def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[Publ
     settings = Settings(
         config.keepalive, config.handshake_threshold, config.handshake_timeout, config.max_age, config.extra_peers
     )
-    return plan(state, records, settings, time.time(), memory, announced=announced, local=local,
-                own_before=own_before)
+    decided = plan(state, records, settings, time.time(), memory, announced=announced, local=local,
+                   own_before=own_before)
+    for d in decided.decisions:
+        # once per peer and run: a converging run decides every half second
+        if d.refused is not None and d.public_key not in run.refused:
+            run.refused.add(d.public_key)
+            run.messages.append(f"warning: peer {d.public_key}: {d.refused}; never written to the kernel")
+    return decided
 
 
 def _problems(run: Run, diagnosis: str | None) -> None:

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wgsig.endpoint import Endpoint, endpoint_text
+from wgsig.endpoint import NO_IPV4_ENDPOINT, Endpoint, endpoint_text, unusable_reason
 from wgsig.keys import PublicKey
 from wgsig.label import label_seconds
 from wgsig.wire import Record
@@ -139,6 +139,7 @@ class PeerDecision:
     in_use: str | None = None  # which candidate the kernel points at (after this decision's write)
     why: str | None = None  # why that one: "handshake 3 s ago", "cycling: step 2 of 4", "resting on ..."
     unknown_yet: bool = False  # a peer of the interface without record or handshake: it may come online
+    refused: str | None = None  # the record's endpoint cannot be a peer's (broadcast, port 0, ...): why
 
     @property
     def waiting(self) -> bool:
@@ -257,6 +258,13 @@ def _reopen(decision: PeerDecision, peer: PeerState | None, before: Endpoint, no
     return dataclasses.replace(decision, action=Action.REOPEN, detail=detail, write=write)
 
 
+def _refused(record: Record) -> str | None:
+    """Why the record's endpoint is never written (None when usable, or the IPv6-only placeholder)."""
+    endpoint = (record.ip, record.port)
+    why = None if endpoint == NO_IPV4_ENDPOINT else unusable_reason(endpoint)
+    return None if why is None else f"its record's endpoint {_ep(endpoint)} is {why}"
+
+
 def _unknown_peer(key: PublicKey, record: Record, announced: Announced | None, local: LocalView, settings: Settings,
                   now: float) -> PeerDecision:
     record_time = label_seconds(record.label)
@@ -267,10 +275,11 @@ def _unknown_peer(key: PublicKey, record: Record, announced: Announced | None, l
     if allowed is None:
         return PeerDecision(key, Action.NOT_CONFIGURED, "not a peer of this interface", record_endpoint, None,
                             record_time)
+    refused = _refused(record)
     candidates = tuple(candidate_order(record_endpoint, announced, local))
     if not candidates:
-        return PeerDecision(key, Action.NO_CANDIDATE, "no endpoint this host can reach (e.g. IPv6 only, no IPv6 here)",
-                            record_endpoint, None, record_time)
+        return PeerDecision(key, Action.NO_CANDIDATE, refused or "no endpoint this host can reach (e.g. IPv6 only,"
+                            " no IPv6 here)", record_endpoint, None, record_time, refused=refused)
     first = candidates[0]
     write = PeerWrite(key, first.endpoint, settings.keepalive, allowed, new_peer=True)
     announced_now = announced.endpoints() if announced is not None else ()
@@ -279,7 +288,7 @@ def _unknown_peer(key: PublicKey, record: Record, announced: Announced | None, l
     detail = f"added with endpoint {_describe(first)}, allowed IPs {', '.join(allowed) or '(none)'}"
     return PeerDecision(
         key, Action.ADD_PEER, detail, record_endpoint, None, record_time, 0, write, memory,
-        candidates=candidates, in_use=_describe(first), why=f"cycling: step 1 of {len(candidates)}",
+        candidates=candidates, in_use=_describe(first), why=f"cycling: step 1 of {len(candidates)}", refused=refused,
     )
 
 
@@ -332,9 +341,10 @@ def _known_peer(
         worked = [(kernel, float(handshake))] + [w for w in worked if w[0] != kernel]
     worked = worked[:4]
     candidates = tuple(candidate_order(record_endpoint, announced, local, [w[0] for w in worked]))
+    refused = _refused(record)
     base: dict[str, Any] = {
         "server_endpoint": record_endpoint, "kernel_endpoint": kernel, "record_time": label_seconds(record.label),
-        "latest_handshake": handshake, "candidates": candidates,
+        "latest_handshake": handshake, "candidates": candidates, "refused": refused,
     }
     remembered = PeerMemory(
         record_endpoint=memory.record_endpoint if stale_record else record_endpoint,
@@ -350,8 +360,8 @@ def _known_peer(
         why = f"handshake {int(now - handshake)} s ago"
         return PeerDecision(key, Action.HEALTHY, why, pending=remembered, in_use=in_use, why=why, **base)
     if not candidates:
-        return PeerDecision(key, Action.NO_CANDIDATE, "no endpoint this host can reach (e.g. IPv6 only, no IPv6 here)",
-                            pending=remembered, in_use=in_use, **base)
+        return PeerDecision(key, Action.NO_CANDIDATE, refused or "no endpoint this host can reach (e.g. IPv6 only,"
+                            " no IPv6 here)", pending=remembered, in_use=in_use, **base)
     waiting_since = memory.waiting_since if memory.waiting_since is not None and not (left or succeeded) else now
     endpoints = [c.endpoint for c in candidates]
     current = memory.endpoint

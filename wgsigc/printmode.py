@@ -17,9 +17,10 @@ import time
 from dataclasses import dataclass
 
 from wgsig.client import GroupCredentials, fresh_records
+from wgsig.endpoint import unusable_reason
 from wgsig.keys import PublicKey
-from wgsig.wire import NO_ENDPOINT_UPDATE
-from wgsigc.exchange import ExchangeError, diagnose, exchange, resolve
+from wgsig.wire import NO_ENDPOINT_UPDATE, Record
+from wgsigc.exchange import ExchangeError, diagnose, exchange, ignored_lines, resolve
 from wgsigc.exitcodes import EXIT_NO_ANSWER, EXIT_OK, EXIT_RESOLVE, EXIT_SOCKET
 from wgsigc.skeleton import format_skeleton
 
@@ -37,13 +38,15 @@ class PrintOptions:
     max_age: float | None = None
     attempts: int = 3
     attempt_timeout: float = 1.0
+    skip_unusable: bool = False  # not the C client's output: only when asked
 
 
 def run_print_mode(options: PrintOptions) -> int:
     registering = options.local_port % 2 == 0
     clflg = 0 if registering else NO_ENDPOINT_UPDATE
     try:
-        server = resolve(options.server, options.port)
+        # within the time the exchange itself may take: a silent DNS server must not stall us 10 s
+        server = resolve(options.server, options.port, options.attempts * options.attempt_timeout)
     except ExchangeError as error:
         print(f"wgsigc: {error}", file=sys.stderr)
         return EXIT_RESOLVE
@@ -63,13 +66,15 @@ def run_print_mode(options: PrintOptions) -> int:
         except ExchangeError as error:
             print(f"wgsigc: {error}", file=sys.stderr)
             return EXIT_SOCKET
-        for reason in result.ignored:
-            print(f"wgsigc: ignored a datagram: {reason}", file=sys.stderr)
+        for line in ignored_lines(result):
+            print(f"wgsigc: {line}", file=sys.stderr)
         if result.records is None:
             print(f"wgsigc: {diagnose(result, server)}", file=sys.stderr)
             return EXIT_NO_ANSWER
         now = time.time()
         records = fresh_records(result.records, now, options.max_age)
+        if options.skip_unusable:
+            records = _usable(records, options.peer_id)
         listen_port = options.local_port if registering else None
         sys.stdout.write(format_skeleton(records, options.peer_id, int(now), listen_port))
         sys.stdout.flush()
@@ -78,6 +83,19 @@ def run_print_mode(options: PrintOptions) -> int:
         return EXIT_OK
     finally:
         sock.close()
+
+
+def _usable(records: list[Record], own_id: bytes) -> list[Record]:
+    """The records a peer can be reached at (our own is kept: it is only a comment); one line per other."""
+    kept = []
+    for record in records:
+        why = unusable_reason((record.ip, record.port))
+        if why is not None and record.peer_id != own_id:
+            print(f"wgsigc: peer {PublicKey(record.peer_id)}: endpoint {record.endpoint} is {why}: left out",
+                  file=sys.stderr)
+            continue
+        kept.append(record)
+    return kept
 
 
 def _punch(sock: socket.socket, endpoints: list[tuple[str, int]]) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -91,8 +92,18 @@ def memory_json(memory: PeerMemory) -> dict[str, Any]:
     }
 
 
+_LARGEST = 2.0**63  # no time or count of ours comes near: a larger number is damage, not data
+
+
+def finite(value: Any) -> bool:
+    """A JSON number wgsigc could have written: not a bool, not NaN or infinite, not huge."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return abs(value) < _LARGEST if isinstance(value, int) else math.isfinite(value) and abs(value) < _LARGEST
+
+
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+    return float(value) if finite(value) else None
 
 
 def _list(value: Any) -> list[Any]:
@@ -147,12 +158,104 @@ def pending_from(record: dict[str, Any] | None) -> dict[PublicKey, PeerMemory]:
 
 
 def load(path: Path) -> dict[str, Any] | None:
-    """The last record, or None when there is none or it is unreadable (a fresh start is safe)."""
+    """The last record, or None when there is none or it is not valid (a fresh start is safe)."""
+    return read(path)[0]
+
+
+def read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The last record and None, or None and one line saying why it is ignored (None, None: no record).
+
+    Validated here, once: ``wgsigc status`` and the next kernel run take the types as written, so a
+    hand-edited or damaged file (NaN, a string for a time) is no record, never a traceback.
+    """
     try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) and data.get("version") in READABLE_VERSIONS else None
+        text = path.read_text()
+    except FileNotFoundError:
+        return None, None
+    except (OSError, ValueError) as error:  # ValueError: not UTF-8
+        why = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
+        return None, _ignored(path, why)
+    try:
+        data = json.loads(text, parse_constant=_no_constant)
+    except _NotANumber as error:
+        return None, _ignored(path, str(error))
+    except ValueError as error:
+        return None, _ignored(path, f"not JSON: {error}")
+    problem = validate(data)
+    return (data, None) if problem is None else (None, _ignored(path, problem))
+
+
+def _ignored(path: Path, why: str) -> str:
+    return f"run record {path} is not valid ({why}): ignored, as if there were none; the next run replaces it"
+
+
+class _NotANumber(ValueError):
+    """NaN or Infinity in the file: Python's json reads them, wgsigc never writes them."""
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotANumber(f"it holds {name}")
+
+
+# Top-level and per-peer fields, the types status and the next run rely on ("number": finite).
+_RECORD_FIELDS: dict[str, tuple[str, ...]] = {
+    "interface": ("str",), "time": ("number",), "exit_code": ("int",), "messages": ("list",),
+    "own_endpoint": ("str", "null"), "servers": ("list",), "peers": ("list",),
+}
+_PEER_FIELDS: dict[str, tuple[str, ...]] = {
+    "public_key": ("str",), "action": ("str",), "detail": ("str",), "applied": ("bool",),
+    "server_endpoint": ("str", "null"), "kernel_endpoint_before": ("str", "null"),
+    "record_time": ("number", "null"), "latest_handshake": ("number", "null"), "problem": ("str", "null"),
+    "pending": ("dict", "null"), "candidates": ("list",), "in_use": ("str", "null"), "why": ("str", "null"),
+}
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int | float):
+        return ("int" if isinstance(value, int) else "float") if finite(value) else "non-finite number"
+    names: dict[type, str] = {str: "str", list: "list", dict: "dict"}
+    return names.get(type(value), type(value).__name__)
+
+
+def _type_ok(value: Any, allowed: tuple[str, ...]) -> bool:
+    kind = _kind(value)
+    return kind in allowed or (kind in ("int", "float") and "number" in allowed)
+
+
+def validate(data: Any) -> str | None:
+    """Why ``data`` is not a run record this version reads, or None (pure)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    if data.get("version") not in READABLE_VERSIONS:
+        return f"version {data.get('version')!r}, this wgsigc reads {', '.join(map(str, READABLE_VERSIONS))}"
+    bad = _non_finite(data)
+    if bad is not None:
+        return f"{bad} is not a finite number"
+    for name, allowed in _RECORD_FIELDS.items():
+        if name in data and not _type_ok(data[name], allowed):
+            return f"{name} is {_kind(data[name])}, not {' or '.join(allowed)}"
+    for index, peer in enumerate(data.get("peers", [])):
+        if not isinstance(peer, dict):
+            return f"peers[{index}] is {_kind(peer)}, not dict"
+        for name, allowed in _PEER_FIELDS.items():
+            if name in peer and not _type_ok(peer[name], allowed):
+                return f"peers[{index}].{name} is {_kind(peer[name])}, not {' or '.join(allowed)}"
+    return None
+
+
+def _non_finite(value: Any, where: str = "a value") -> str | None:
+    """Where the first NaN, infinity or huge integer is (1e999 parses as infinity without a constant)."""
+    if isinstance(value, dict):
+        return next((b for k, v in value.items() if (b := _non_finite(v, str(k))) is not None), None)
+    if isinstance(value, list):
+        return next((b for v in value if (b := _non_finite(v, where)) is not None), None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and not finite(value):
+        return where
+    return None
 
 
 def save(path: Path, record: dict[str, Any]) -> None:

@@ -79,7 +79,7 @@ def resolve_servers(config: InterfaceConfig) -> list[ServerOutcome]:
     for server in config.servers:
         outcome = ServerOutcome(str(server))
         try:
-            outcome.address, outcome.address6 = resolve_all(server.host, server.port)
+            outcome.address, outcome.address6 = resolve_all(server.host, server.port, exchange_seconds(config))
         except ExchangeError as error:
             outcome.error = str(error)
         outcomes.append(outcome)
@@ -87,6 +87,12 @@ def resolve_servers(config: InterfaceConfig) -> list[ServerOutcome]:
 
 
 RETRY_BACKOFF = 2.0  # attempts wait timeout, 2 x timeout, 4 x timeout ...: 7 s in all by default
+
+
+def exchange_seconds(config: InterfaceConfig) -> float:
+    """The longest one exchange waits for answers (at most the 60 s wgsigc.service gives a run);
+    resolving a name gets no longer."""
+    return min(60.0, sum(config.timeout * RETRY_BACKOFF**i for i in range(config.attempts)))
 
 
 def fetch(outcome: ServerOutcome, state: InterfaceState, credentials: GroupCredentials, config: InterfaceConfig,

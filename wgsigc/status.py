@@ -39,9 +39,9 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         e = entry(peer["public_key"])
         e["server_endpoint"] = peer.get("server_endpoint")
         e["kernel_endpoint"] = peer.get("kernel_endpoint_before")
-        if isinstance(peer.get("record_time"), int | float):
+        if runrecord.finite(peer.get("record_time")):
             e["record_age"] = int(now - peer["record_time"])
-        if peer.get("latest_handshake"):
+        if runrecord.finite(peer.get("latest_handshake")) and peer["latest_handshake"]:
             e["latest_handshake"] = peer["latest_handshake"]
         e["last_action"] = peer.get("action")
         e["last_detail"] = peer.get("detail")
@@ -64,7 +64,7 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
     if record is not None:
         last_run = {
             "time": record.get("time"),
-            "age": int(now - record["time"]) if isinstance(record.get("time"), int | float) else None,
+            "age": int(now - record["time"]) if runrecord.finite(record.get("time")) else None,
             "exit_code": record.get("exit_code"),
             "messages": [m for m in _list(record.get("messages")) if isinstance(m, str)],
             "own_endpoint": record.get("own_endpoint"),
@@ -115,7 +115,7 @@ def _ago(seconds: int | None) -> str:
 
 
 def _age(when: Any, now: float) -> int | None:
-    return int(now - when) if isinstance(when, int | float) else None
+    return int(now - when) if runrecord.finite(when) else None
 
 
 def format_view(view: dict[str, Any], now: float | None = None) -> str:
@@ -182,7 +182,9 @@ def main_status(argv: list[str]) -> int:
     now = time.time()
     views = []
     for interface in interfaces:
-        record = runrecord.load(state_file_for(interface))
+        record, problem = runrecord.read(state_file_for(interface))
+        if problem is not None:
+            print(f"wgsigc: {problem}", file=sys.stderr)
         live, live_error = _live(interface.name)
         views.append(status_view(interface.name, record, live, live_error, now))
     if args.json:
