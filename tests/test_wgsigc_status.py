@@ -188,7 +188,7 @@ def test_status_view_of_non_finite_numbers_is_shown_without_a_traceback() -> Non
     """status_view given a record that bypassed runrecord.read(): NaN and infinities show as unknown."""
     nan, inf = float("nan"), float("inf")
     worked = [{"endpoint": "1.2.3.4:5", "handshake": nan}]
-    record = {"version": 2, "time": nan, "peers": [{"public_key": PEER, "record_time": inf,
+    record = {"version": 2, "time": nan, "peers": [{"public_key": str(PEER), "record_time": inf,
                                                    "latest_handshake": nan, "pending": {"worked": worked}}]}
     view = status_view("wg0", record, None, None, NOW)
     assert view["last_run"]["age"] is None and view["peers"][0]["record_age"] is None
