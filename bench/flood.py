@@ -7,8 +7,8 @@
    address (127.0.1.N), register once a second while one flooder, pinned to
    the other core than wgsigd, sends unauthenticated datagrams from 16
    sources: every length from 0 to 1,400 bytes, real requests with one bit
-   flipped, and exact replays of real requests already answered (a third
-   each).  The flooder is Python (``--python-rate``, 150,000/s by default) or
+   flipped, and exact replays of real requests already answered (``--mix``:
+   a third each by default).  The flooder is Python (``--python-rate``, 150,000/s by default) or
    C (``bench/flooder.c``, compiled here with gcc; as fast as it can, or
    ``--c-rate``).  Prints, per run: the rate offered, the share of the peers'
    requests answered completely within 1 s, the p50/p99 latency (an
@@ -116,27 +116,28 @@ FLOOD_MAX_LENGTH = 1400
 FLOOD_SOCKETS = 16  # flooder sources 127.0.2.1-16
 
 
-def flood_datagrams(real: list[bytes], rng: random.Random) -> list[bytes]:
-    """The flood, in thirds: every length from 0 to 1,400 bytes (random bytes carrying the
-    served group's number where it fits, so that the 82-byte ones cost an HMAC), real requests
-    with one bit flipped, and exact replays of real requests the server has already answered."""
+def flood_datagrams(real: list[bytes], rng: random.Random, mix: tuple[int, int, int] = (1, 1, 1)) -> list[bytes]:
+    """One cycle of the flood, shuffled: ``mix[0]`` times every length from 0 to 1,400 bytes (random
+    bytes carrying the served group's number where it fits, so that the 82-byte ones cost an
+    HMAC), ``mix[1]`` x 1,401 real requests with one bit flipped, ``mix[2]`` x 1,401 exact replays
+    of real requests the server has already answered."""
     group = GROUP.to_bytes(4, "big")
-    lengths = []
-    for size in range(FLOOD_MAX_LENGTH + 1):
-        data = bytearray(rng.randbytes(size))
-        if size >= 50:
-            data[46:50] = group
-        lengths.append(bytes(data))
-    flipped = []
-    for i in range(FLOOD_MAX_LENGTH + 1):
+    count = FLOOD_MAX_LENGTH + 1
+    out = []
+    for _ in range(mix[0]):
+        for size in range(count):
+            data = bytearray(rng.randbytes(size))
+            if size >= 50:
+                data[46:50] = group
+            out.append(bytes(data))
+    for i in range(mix[1] * count):
         data = bytearray(real[i % len(real)])
         bit = rng.randrange(len(data) * 8)
         data[bit // 8] ^= 1 << (bit % 8)
-        flipped.append(bytes(data))
-    replays = [real[i % len(real)] for i in range(FLOOD_MAX_LENGTH + 1)]
-    mixed = [d for triple in zip(lengths, flipped, replays, strict=True) for d in triple]
-    rng.shuffle(mixed)
-    return mixed
+        out.append(bytes(data))
+    out.extend(real[i % len(real)] for i in range(mix[2] * count))
+    rng.shuffle(out)
+    return out
 
 
 def python_flooder(port: int, rate: float, seconds: float, datagrams: list[bytes],
@@ -257,7 +258,8 @@ def socket_drops(port: int) -> int:
     return total
 
 
-def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, peers_count: int) -> dict[str, Any]:
+def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, peers_count: int,
+                mix: tuple[int, int, int]) -> dict[str, Any]:
     """One run: a fresh server, ``peers_count`` peers, and a flood from Python or C."""
     server = start_server(tmp, port)
     creds = GroupCredentials(GROUP, SECRET)
@@ -272,7 +274,7 @@ def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, pe
         time.sleep(1.0)  # let the round be answered
         for peer in peers:
             _drain_count([peer.sock])
-        datagrams = flood_datagrams(real, random.Random(7))
+        datagrams = flood_datagrams(real, random.Random(7), mix)
         drops_before, overflows_before = socket_drops(port), udp_errors()
         pinned = ["taskset", "-c", FLOODER_CPU] if shutil.which("taskset") else []
         if mode == "c":
@@ -311,7 +313,7 @@ def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, pe
         "answered": len(answered), "p50": ordered[len(ordered) // 2] if ordered else float("inf"),
         "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("inf"),
         "max": answered[-1] if answered else float("inf"), "flood_answers": answered_flood,
-        "drops": drops, "overflows": overflows, "server": stop[-1] if stop else "no stop line",
+        "drops": drops, "overflows": overflows, "server": stop[-1] if stop else "no stop line", "mix": mix,
     }
 
 
@@ -323,7 +325,8 @@ def print_flood(result: dict[str, Any]) -> None:
         return "> 1000 ms (unanswered)" if x == float("inf") else f"{x * 1000:.1f} ms"
 
     print(f"flood from {'C' if r['mode'] == 'c' else 'Python'}: {r['offered']:,.0f} datagrams/s offered"
-          f" ({r['sent']:,} in all: every length 0-{FLOOD_MAX_LENGTH}, bit-flipped and exact replays, a third each)")
+          f" ({r['sent']:,} in all; every length 0-{FLOOD_MAX_LENGTH} : bit-flipped : exact replays"
+          f" = {':'.join(map(str, r['mix']))})")
     print(f"  peers' requests answered completely within 1 s: {r['answered']} of {r['requests']} = {share:.1%};"
           f" latency p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max answered {ms(r['max'])}")
     print(f"  answers to the flood: {r['flood_answers']}")
@@ -406,6 +409,8 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20, help="seconds per flood run")
     parser.add_argument("--repeat", type=int, default=1, help="runs per flooder")
     parser.add_argument("--peers", type=int, default=50, help="legitimate peers (own source addresses)")
+    parser.add_argument("--mix", default="1:1:1", help="weights of every-length garbage, bit-flipped requests and"
+                        " exact replays in the flood (default 1:1:1, a third each; 10:1:1: mostly lengths)")
     parser.add_argument("--records", type=int, default=45, help="records in the group for the amplification run")
     parser.add_argument("--skip-flood", action="store_true")
     parser.add_argument("--skip-amplification", action="store_true")
@@ -413,6 +418,13 @@ def main() -> int:
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     if any(m not in ("python", "c") for m in modes):
         parser.error("--modes takes python and c")
+    try:
+        weights = tuple(int(w) for w in args.mix.split(":"))
+    except ValueError:
+        weights = ()
+    if len(weights) != 3 or min(weights) < 0 or sum(weights) * (FLOOD_MAX_LENGTH + 1) > 65536:
+        parser.error("--mix takes three weights A:B:C, at most 46 in all")
+    mix = (weights[0], weights[1], weights[2])
     with tempfile.TemporaryDirectory() as tmp:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", 0))
@@ -423,7 +435,7 @@ def main() -> int:
             for mode in modes:
                 for _ in range(args.repeat):
                     rate = args.c_rate if mode == "c" else args.python_rate
-                    print_flood(flood_phase(Path(tmp), port, mode, rate, args.seconds, args.peers))
+                    print_flood(flood_phase(Path(tmp), port, mode, rate, args.seconds, args.peers, mix))
                     sys.stdout.flush()
         if not args.skip_amplification:
             server = start_server(Path(tmp), port)
