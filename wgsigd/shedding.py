@@ -26,8 +26,10 @@ log = logging.getLogger("wgsigd")
 SO_ATTACH_FILTER = 26
 SO_DETACH_FILTER = 27
 SO_RCVBUFFORCE = 33
-# Own socket: room for bursts (about 8,000 small datagrams; the kernel counts each at its
-# buffer's size, not its payload's).  Without CAP_NET_ADMIN, net.core.rmem_max caps it.
+# Own socket: room for bursts and for the moments wgsigd does not run (a save, another process
+# on its core): about 10,000 small datagrams, as the kernel counts each at about 830 bytes.
+# bench/flood.py, 10:1:1 flood, one run each: with 1 MiB 4-7 % of the peers' requests were lost in such
+# moments, with 4 MiB none.  Without CAP_NET_ADMIN, net.core.rmem_max caps it.
 RECEIVE_BUFFER = 4 << 20
 
 _FPROG = struct.Struct("@HP")  # struct sock_fprog: unsigned short len; struct sock_filter *filter
