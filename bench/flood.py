@@ -1,20 +1,27 @@
 #!/usr/bin/env python3
 """Flood and amplification figures for a real wgsigd on loopback UDP.
 
-    python3 bench/flood.py [--rate 100000] [--seconds 20] [--clients 50] [--records 45]
+    python3 bench/flood.py [--modes python,c] [--seconds 20] [--repeat 2] [--skip-amplification]
 
-1. Flood: flooder processes send unauthenticated datagrams at ``--rate`` a
-   second (82-byte datagrams for the served group with random HMACs, so each
-   costs the server an HMAC; garbage of other sizes; replays of captured
-   valid requests), while legitimate clients, each from its own loopback
-   address (127.0.1.N), register and refresh.  Prints the share of their
-   requests answered completely within 1 s, and the flood rate reached.
+1. Flood (issue 12, point 7): 50 legitimate peers, each on its own loopback
+   address (127.0.1.N), register once a second while one flooder, pinned to
+   the other core than wgsigd, sends unauthenticated datagrams from 16
+   sources: every length from 0 to 1,400 bytes, real requests with one bit
+   flipped, and exact replays of real requests already answered (``--mix``:
+   a third each by default).  The flooder is Python (``--python-rate``, 150,000/s by default) or
+   C (``bench/flooder.c``, compiled here with gcc; as fast as it can, or
+   ``--c-rate``).  Prints, per run: the rate offered, the share of the peers'
+   requests answered completely within 1 s, the p50/p99 latency (an
+   unanswered request counts as later than 1 s), the answers the flood got
+   (must be 0), and what the kernel dropped at the server's socket.
 2. Amplification: an attacker without the secret replays captured requests
    (and garbage) from the victim's address; prints bytes out / bytes in per
    strategy, and the worst.
 
-Network traffic stays on loopback.  On 2 cores the server, the flooders and
-the clients share the CPUs: the figures say what this machine achieved.
+Network traffic stays on loopback.  On 2 cores the server, the flooder and
+the peers share the CPUs (and on loopback the kernel's receive work, the
+socket filter included, runs on the sender's CPU): the figures say what this
+machine achieved, and are noisy on a shared machine.
 """
 
 from __future__ import annotations
@@ -24,12 +31,14 @@ import multiprocessing
 import os
 import random
 import select
+import shutil
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -40,6 +49,7 @@ from wgsig.ratelimit import DEFAULT_ANSWER_BURST, DEFAULT_ANSWER_RATE, DEFAULT_M
 
 SECRET = bytes(range(32))
 GROUP = 77
+SERVER_CPU, FLOODER_CPU = "0", "1"  # the peers run wherever the scheduler puts them
 
 
 def udp_errors() -> int:
@@ -50,6 +60,8 @@ def udp_errors() -> int:
 
 
 def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
+    """A fresh wgsigd (empty state directory) serving one plain group, pinned to SERVER_CPU."""
+    shutil.rmtree(tmp / "state", ignore_errors=True)
     (tmp / "secret").write_bytes(SECRET)
     (tmp / "secret").chmod(0o600)
     (tmp / "wgsigd.toml").write_text(
@@ -58,7 +70,8 @@ def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     )
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = (tmp / "wgsigd.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "wgsigd", "--config", str(tmp / "wgsigd.toml")],
+    pinned = ["taskset", "-c", SERVER_CPU] if shutil.which("taskset") else []
+    proc = subprocess.Popen([*pinned, sys.executable, "-m", "wgsigd", "--config", str(tmp / "wgsigd.toml")],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     creds = GroupCredentials(GROUP, SECRET)
     deadline = time.monotonic() + 15
@@ -97,88 +110,229 @@ def ask(port: int, creds: GroupCredentials, peer: bytes, clflg: int, source_ip: 
             sock.close()
 
 
-def flooder(
-    port: int, rate: float, seconds: float, replays: list[bytes], index: int, sent: multiprocessing.Value  # type: ignore[type-arg]
-) -> None:
-    rng = random.Random(index)
+# --- the flood ----------------------------------------------------------------
+
+FLOOD_MAX_LENGTH = 1400
+FLOOD_SOCKETS = 16  # flooder sources 127.0.2.1-16
+
+
+def flood_datagrams(real: list[bytes], rng: random.Random, mix: tuple[int, int, int] = (1, 1, 1)) -> list[bytes]:
+    """One cycle of the flood, shuffled: ``mix[0]`` times every length from 0 to 1,400 bytes (random
+    bytes carrying the served group's number where it fits, so that the 82-byte ones cost an
+    HMAC), ``mix[1]`` x 1,401 real requests with one bit flipped, ``mix[2]`` x 1,401 exact replays
+    of real requests the server has already answered."""
+    group = GROUP.to_bytes(4, "big")
+    count = FLOOD_MAX_LENGTH + 1
+    out = []
+    for _ in range(mix[0]):
+        for size in range(count):
+            data = bytearray(rng.randbytes(size))
+            if size >= 50:
+                data[46:50] = group
+            out.append(bytes(data))
+    for i in range(mix[1] * count):
+        data = bytearray(real[i % len(real)])
+        bit = rng.randrange(len(data) * 8)
+        data[bit // 8] ^= 1 << (bit % 8)
+        out.append(bytes(data))
+    out.extend(real[i % len(real)] for i in range(mix[2] * count))
+    rng.shuffle(out)
+    return out
+
+
+def python_flooder(port: int, rate: float, seconds: float, datagrams: list[bytes],
+                   counts: Any) -> None:
+    """Sends ``datagrams`` round and round at ``rate`` a second from 16 sources; counts answers."""
     socks = []
-    for i in range(16):  # many spoofed-looking sources
+    for i in range(FLOOD_SOCKETS):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((f"127.0.{2 + index}.{1 + i}", 0))
+        s.bind((f"127.0.2.{1 + i}", 0))
         s.connect(("127.0.0.1", port))
         s.setblocking(False)
         socks.append(s)
-    group = GROUP.to_bytes(4, "big")
-    bad_mac = [rng.randbytes(46) + b"\x00\x00" + group + rng.randbytes(32) for _ in range(512)]
-    garbage = [rng.randbytes(rng.choice([0, 1, 50, 81, 83, 97, 98, 200, 540, 1400])) for _ in range(64)]
-    batch = [bad_mac[i % 512] if i % 10 < 8 else garbage[i % 64] if i % 10 == 8 else replays[i % len(replays)]
-             for i in range(1000)]
+    batch = datagrams
+    n = len(batch)
     start = time.monotonic()
-    count = 0
+    count = received = 0
     while (elapsed := time.monotonic() - start) < seconds:
-        due = int(elapsed * rate) - count
+        due = min(int(elapsed * rate) - count, 1024)
         if due <= 0:
-            time.sleep(0.0005)
+            time.sleep(0.0002)
             continue
-        for i in range(min(due, 1000)):
+        for i in range(count, count + due):
             try:  # noqa: SIM105 - the hot loop
-                socks[i & 15].send(batch[i])
+                socks[i & 15].send(batch[i % n])
             except OSError:
                 pass  # ENOBUFS / refused: the flood goes on
-        count += min(due, 1000)
-    with sent.get_lock():
-        sent.value += count
+        count += due
+        received += _drain_count(socks)
+    received += _drain_count(socks)
+    counts[0], counts[1] = count, received
 
 
-def flood_phase(port: int, args: argparse.Namespace) -> None:
-    creds = GroupCredentials(GROUP, SECRET)
-    # Captured valid requests, already answered once: their replays are part of the flood.
-    replays = []
-    for clflg in (0, 1, 3):
-        data = build_request(creds, bytes([clflg + 1]) * 32, label_from_ns(time.time_ns()), clflg, os.urandom)
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.bind(("127.0.0.9", 0))
-            s.sendto(data, ("127.0.0.1", port))
-        replays.append(data)
-    sent = multiprocessing.Value("q", 0)
-    share_rate = args.rate / args.flooders
-    procs = [multiprocessing.Process(target=flooder, args=(port, share_rate, args.seconds, replays, i, sent))
-             for i in range(args.flooders)]
-    drops_before = udp_errors()
-    for p in procs:
-        p.start()
-    time.sleep(1.0)  # let the flood build up
+def _drain_count(socks: list[socket.socket]) -> int:
+    received = 0
+    for s in socks:
+        while True:
+            try:
+                s.recv(4096)
+            except (BlockingIOError, ConnectionRefusedError):
+                break
+            received += 1
+    return received
+
+
+def build_c_flooder(workdir: Path) -> Path:
+    binary = workdir / "flooder"
+    subprocess.run(["gcc", "-O2", "-Wall", "-o", str(binary), str(ROOT / "bench" / "flooder.c")], check=True)
+    return binary
+
+
+def write_datagram_file(path: Path, datagrams: list[bytes]) -> None:
+    path.write_bytes(b"".join(len(d).to_bytes(2, "big") + d for d in datagrams))
+
+
+class Peer:
+    """One legitimate peer: its own source address, one registration a second."""
+
+    def __init__(self, index: int, port: int) -> None:
+        self.peer_id = bytes([0xC0, index]) * 16
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind((f"127.0.1.{index + 1}", 0))
+        self.sock.connect(("127.0.0.1", port))
+        self.sock.setblocking(False)
+        self.sent_at: float | None = None
+        self.collector: AnswerCollector | None = None
+
+    def request(self, creds: GroupCredentials) -> bytes:
+        return build_request(creds, self.peer_id, label_from_ns(time.time_ns()), 0, os.urandom)
+
+
+def run_peers(peers: list[Peer], creds: GroupCredentials, seconds: float, timeout: float = 1.0) -> list[float | None]:
+    """Every peer registers once a second (spread over the second) for ``seconds``; the latency of
+    each complete answer, None for a request not answered completely within ``timeout``."""
     latencies: list[float | None] = []
-    clients = [(bytes([0xC0, i]) * 16, f"127.0.1.{i + 1}") for i in range(args.clients)]
-    socks = {}
-    for peer, ip in clients:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((ip, 0))
-        s.connect(("127.0.0.1", port))
-        socks[peer] = s
-    t_end = time.monotonic() + args.seconds - 2.5
-    n = 0
-    while time.monotonic() < t_end:
-        peer, _ip = clients[n % len(clients)]
-        latencies.append(ask(port, creds, peer, 0 if n < len(clients) else 1, "", 1.0, socks[peer]))
-        n += 1
-        time.sleep(max(0.0, 1.0 / args.client_rate - (latencies[-1] or 1.0)))
-    for p in procs:
-        p.join()
-    drops = udp_errors() - drops_before
-    for s in socks.values():
-        s.close()
-    ok = sorted(x for x in latencies if x is not None)
-    share = len(ok) / len(latencies) if latencies else 0.0
-    print(f"flood: {sent.value:,} unauthenticated datagrams in {args.seconds:.0f} s"
-          f" ({sent.value / args.seconds:,.0f}/s offered: 80% 82-byte random HMAC, 10% garbage, 10% replays)")
-    print(f"  kernel UDP receive-buffer drops during the run: {drops:,}"
-          f" (server processed about {max(0, sent.value - drops) / args.seconds:,.0f}/s)")
-    print(f"  legitimate requests: {len(latencies)} from {len(clients)} clients, answered completely within 1 s:"
-          f" {len(ok)} = {share:.1%}")
-    if ok:
-        print(f"  latency of answered: median {ok[len(ok) // 2] * 1000:.1f} ms,"
-              f" p99 {ok[int(len(ok) * 0.99)] * 1000:.1f} ms, max {ok[-1] * 1000:.1f} ms")
+    by_fd = {p.sock.fileno(): p for p in peers}
+    start = time.monotonic()
+    due = [start + i / len(peers) for i in range(len(peers))]
+    end = start + seconds
+    while True:
+        now = time.monotonic()
+        for i, peer in enumerate(peers):
+            if peer.sent_at is not None and now - peer.sent_at >= timeout:
+                latencies.append(None)  # not complete within the timeout
+                peer.sent_at = peer.collector = None
+            if peer.sent_at is None and now >= due[i] and due[i] < end:
+                _drain_count([peer.sock])  # a late datagram of the last answer is not part of this one
+                peer.collector = AnswerCollector(creds)
+                peer.sent_at = time.monotonic()
+                peer.sock.send(peer.request(creds))
+                due[i] += 1.0
+        if now >= end and all(p.sent_at is None for p in peers):
+            return latencies
+        wake = min([d for d in due if d < end] + [p.sent_at + timeout for p in peers if p.sent_at is not None]
+                   + [now + 0.05])
+        for fd in select.select(list(by_fd), [], [], max(0.0, wake - time.monotonic()))[0]:
+            peer = by_fd[fd]
+            while True:
+                try:
+                    data = peer.sock.recv(4096)
+                except (BlockingIOError, ConnectionRefusedError):
+                    break
+                if peer.collector is None or peer.sent_at is None:
+                    continue
+                peer.collector.receive_datagram(data)
+                if peer.collector.complete:
+                    latencies.append(time.monotonic() - peer.sent_at)
+                    peer.sent_at = peer.collector = None
+
+
+def socket_drops(port: int) -> int:
+    """The kernel's drop counter of the UDP socket bound to ``port`` (filtered and overflowed)."""
+    total = 0
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(name).read_text().splitlines()[1:]:
+            fields = line.split()
+            if int(fields[1].rsplit(":", 1)[1], 16) == port:
+                total += int(fields[-1])
+    return total
+
+
+def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, peers_count: int,
+                mix: tuple[int, int, int]) -> dict[str, Any]:
+    """One run: a fresh server, ``peers_count`` peers, and a flood from Python or C."""
+    server = start_server(tmp, port)
+    creds = GroupCredentials(GROUP, SECRET)
+    try:
+        peers = [Peer(i, port) for i in range(peers_count)]
+        # A first round: every peer known; these real, answered requests are what the flood replays.
+        real = []
+        for peer in peers:
+            data = peer.request(creds)
+            peer.sock.send(data)
+            real.append(data)
+        time.sleep(1.0)  # let the round be answered
+        for peer in peers:
+            _drain_count([peer.sock])
+        datagrams = flood_datagrams(real, random.Random(7), mix)
+        drops_before, overflows_before = socket_drops(port), udp_errors()
+        pinned = ["taskset", "-c", FLOODER_CPU] if shutil.which("taskset") else []
+        if mode == "c":
+            write_datagram_file(tmp / "flood.bin", datagrams)
+            flooder = subprocess.Popen(
+                [*pinned, str(tmp / "flooder"), str(port), str(seconds), str(rate), str(tmp / "flood.bin"),
+                 str(FLOOD_SOCKETS), "127.0.2."], stdout=subprocess.PIPE, text=True)
+        else:
+            counts = multiprocessing.Array("q", 2)
+            flooder_proc = multiprocessing.Process(target=python_flooder,
+                                                   args=(port, rate, seconds, datagrams, counts))
+            flooder_proc.start()
+            if pinned:
+                subprocess.run(["taskset", "-p", "-c", FLOODER_CPU, str(flooder_proc.pid)],
+                               check=False, capture_output=True)
+        time.sleep(1.0)  # let the flood build up
+        latencies = run_peers(peers, creds, seconds - 2.5)
+        if mode == "c":
+            out, _ = flooder.communicate()
+            fields = out.split()
+            sent, answered_flood, flood_seconds = int(fields[1]), int(fields[3]), float(fields[5])
+        else:
+            flooder_proc.join()
+            sent, answered_flood, flood_seconds = counts[0], counts[1], seconds
+        drops, overflows = socket_drops(port) - drops_before, udp_errors() - overflows_before
+        for peer in peers:
+            peer.sock.close()
+    finally:
+        server.terminate()
+        server.wait(10)
+    stop = [line for line in (tmp / "wgsigd.log").read_text().splitlines() if "stopped" in line]
+    answered = sorted(x for x in latencies if x is not None)
+    ordered = answered + [float("inf")] * (len(latencies) - len(answered))
+    return {
+        "mode": mode, "offered": sent / flood_seconds, "sent": sent, "requests": len(latencies),
+        "answered": len(answered), "p50": ordered[len(ordered) // 2] if ordered else float("inf"),
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("inf"),
+        "max": answered[-1] if answered else float("inf"), "flood_answers": answered_flood,
+        "drops": drops, "overflows": overflows, "server": stop[-1] if stop else "no stop line", "mix": mix,
+    }
+
+
+def print_flood(result: dict[str, Any]) -> None:
+    r = result
+    share = r["answered"] / r["requests"] if r["requests"] else 0.0
+
+    def ms(x: float) -> str:
+        return "> 1000 ms (unanswered)" if x == float("inf") else f"{x * 1000:.1f} ms"
+
+    print(f"flood from {'C' if r['mode'] == 'c' else 'Python'}: {r['offered']:,.0f} datagrams/s offered"
+          f" ({r['sent']:,} in all; every length 0-{FLOOD_MAX_LENGTH} : bit-flipped : exact replays"
+          f" = {':'.join(map(str, r['mix']))})")
+    print(f"  peers' requests answered completely within 1 s: {r['answered']} of {r['requests']} = {share:.1%};"
+          f" latency p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max answered {ms(r['max'])}")
+    print(f"  answers to the flood: {r['flood_answers']}")
+    print(f"  dropped by the kernel at the server's socket: {r['drops']:,} (filter and full buffer),"
+          f" of them receive-buffer overflows: {r['overflows']:,}")
+    print(f"  {r['server']}")
 
 
 def amplification_phase(port: int, records: int) -> None:
@@ -249,28 +403,49 @@ def ask_raw(port: int, data: bytes) -> bool:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rate", type=float, default=100_000, help="unauthenticated datagrams per second")
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--flooders", type=int, default=1, help="flooder processes")
-    parser.add_argument("--clients", type=int, default=50, help="legitimate clients (own source addresses)")
-    parser.add_argument("--client-rate", type=float, default=20, help="legitimate requests per second, in all")
+    parser.add_argument("--modes", default="python,c", help="flooders to run, in order: python, c (default both)")
+    parser.add_argument("--python-rate", type=float, default=150_000, help="Python flooder's datagrams per second")
+    parser.add_argument("--c-rate", type=float, default=0, help="C flooder's datagrams/s (0: at most)")
+    parser.add_argument("--seconds", type=float, default=20, help="seconds per flood run")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per flooder")
+    parser.add_argument("--peers", type=int, default=50, help="legitimate peers (own source addresses)")
+    parser.add_argument("--mix", default="1:1:1", help="weights of every-length garbage, bit-flipped requests and"
+                        " exact replays in the flood (default 1:1:1, a third each; 10:1:1: mostly lengths)")
     parser.add_argument("--records", type=int, default=45, help="records in the group for the amplification run")
     parser.add_argument("--skip-flood", action="store_true")
+    parser.add_argument("--skip-amplification", action="store_true")
     args = parser.parse_args()
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    if any(m not in ("python", "c") for m in modes):
+        parser.error("--modes takes python and c")
+    try:
+        weights = tuple(int(w) for w in args.mix.split(":"))
+    except ValueError:
+        weights = ()
+    if len(weights) != 3 or min(weights) < 0 or sum(weights) * (FLOOD_MAX_LENGTH + 1) > 65536:
+        parser.error("--mix takes three weights A:B:C, at most 46 in all")
+    mix = (weights[0], weights[1], weights[2])
     with tempfile.TemporaryDirectory() as tmp:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.bind(("127.0.0.1", 0))
             port = probe.getsockname()[1]
-        server = start_server(Path(tmp), port)
-        try:
-            if not args.skip_flood:
-                flood_phase(port, args)
-            amplification_phase(port, args.records)
-        finally:
-            server.terminate()
-            server.wait(10)
-            status = [line for line in (Path(tmp) / "wgsigd.log").read_text().splitlines() if "stopped" in line]
-            print(f"server: {status[-1] if status else 'no stop line'}")
+        if not args.skip_flood:
+            if "c" in modes:
+                build_c_flooder(Path(tmp))
+            for mode in modes:
+                for _ in range(args.repeat):
+                    rate = args.c_rate if mode == "c" else args.python_rate
+                    print_flood(flood_phase(Path(tmp), port, mode, rate, args.seconds, args.peers, mix))
+                    sys.stdout.flush()
+        if not args.skip_amplification:
+            server = start_server(Path(tmp), port)
+            try:
+                amplification_phase(port, args.records)
+            finally:
+                server.terminate()
+                server.wait(10)
+                status = [line for line in (Path(tmp) / "wgsigd.log").read_text().splitlines() if "stopped" in line]
+                print(f"server: {status[-1] if status else 'no stop line'}")
     return 0
 
 

@@ -63,7 +63,7 @@ def test_node_exporter_reads_both_files_without_error(tmp_path: Path) -> None:
     try:
         assert send(port, request(7, 1))
         assert not send(port, request(7, 1, bytes(32)), 0.2)  # bad MAC
-        assert not send(port, b"\x00" * 9, 0.2)
+        assert not send(port, request(99, 1), 0.2)  # no group 99: counted without a group
     finally:
         assert server.stop() == 0
     lan = Candidate(("192.168.1.7", 51820), "lan", 2.0)
@@ -77,7 +77,7 @@ def test_node_exporter_reads_both_files_without_error(tmp_path: Path) -> None:
     assert "node_textfile_scrape_error 0" in lines
     assert 'wgsigd_answers_total{group="7"} 1' in lines
     assert 'wgsigd_rejected_total{group="7",reason="bad_mac"} 1' in lines
-    assert 'wgsigd_rejected_total{group="",reason="size"} 1' in lines  # node-exporter fills the label in
+    assert 'wgsigd_rejected_total{group="",reason="unknown_group"} 1' in lines  # node-exporter fills the label in
     assert any(line.startswith('wgsigc_peer_path{interface="wg0",kind="lan",peer="AQEB') for line in lines)
     assert 'wgsigc_last_run_exit_code{interface="wg0"} 0' in lines
     for name in ("wgsigd.prom", "wgsigc-wg0.prom"):

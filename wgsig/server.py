@@ -20,6 +20,7 @@ from wgsig.events import Answered, Change, Event, Reason, Rejected
 from wgsig.label import label_seconds
 from wgsig.ratelimit import NO_LIMITS, Limits, capped_datagrams
 from wgsig.signer import Signer
+from wgsig.sockfilter import SizeRange
 from wgsig.table import GroupTable
 from wgsig.wire import (
     CLFLG_BASE,
@@ -45,6 +46,8 @@ from wgsig.x1view import NO_IPV4, GroupExtensions, encode_observed
 DEFAULT_WINDOW = 30
 DEFAULT_MAX_RECORDS = 256
 _ENCRYPTED_REQUEST_SIZE = HEADER_SIZE + REQUEST_SIZE
+# A plain X1 request: the 82 bytes and a request block of 0 to x1.MAX_REQUEST_BODY body bytes.
+_PLAIN_EXTENDED_SIZES = (REQUEST_SIZE + x1.BLOCK_OVERHEAD, REQUEST_SIZE + x1.BLOCK_OVERHEAD + x1.MAX_REQUEST_BODY)
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,37 @@ class GroupConfig:
             raise ValueError("a group needs one or more 32-byte secrets")
         if self.max_records < 1:
             raise ValueError("max_records must be at least 1")
+
+
+class RequestShapes(NamedTuple):
+    """What a request to the configured groups can look like, before any HMAC (``request_shapes``)."""
+
+    sizes: tuple[SizeRange, ...]  # its possible lengths, as sorted disjoint ranges
+    extended: SizeRange | None  # the range only a plain X1 request has, if one of ``sizes``
+
+
+def request_shapes(groups: Iterable[GroupConfig]) -> RequestShapes:
+    """The datagram lengths a request to ``groups`` can have.
+
+    ``Server.receive_datagram`` drops a datagram of any other length after reading no more than
+    its length and group: plain groups take exactly 82 bytes or a plain X1 request (118-358
+    bytes, and then only if CLFLG has XR and the block header gives its length), encrypted ones
+    98 bytes or more (the protocol sets no upper bound on the envelope's pad, and X1 requests lie
+    within).  So a socket filter may drop the others in the kernel (``wgsig/sockfilter.py``).
+    """
+    configs = list(groups)
+    plain = any(not g.encrypt for g in configs)
+    encrypted = any(g.encrypt for g in configs)
+    sizes: list[SizeRange] = []
+    if plain:
+        sizes.append((REQUEST_SIZE, REQUEST_SIZE))
+    if encrypted:
+        sizes.append((_ENCRYPTED_REQUEST_SIZE, None))
+        return RequestShapes(tuple(sizes), None)
+    if plain:
+        sizes.append(_PLAIN_EXTENDED_SIZES)
+        return RequestShapes(tuple(sizes), _PLAIN_EXTENDED_SIZES)
+    return RequestShapes((), None)
 
 
 class _Group(GroupTable):
@@ -183,6 +217,10 @@ class Server:
     def record_count(self) -> int:
         return sum(len(g) for g in self._groups.values())
 
+    def request_shapes(self) -> RequestShapes:
+        """``request_shapes`` of the groups configured now."""
+        return request_shapes(g.config for g in self._groups.values())
+
     def group_counters(self) -> list[GroupCounters]:
         """Every group's counters, by group ID (safe on another thread: each read is one step)."""
         groups = self._groups  # configure() replaces the dict, never changes it
@@ -208,6 +246,12 @@ class Server:
                 return self._reject(Reason.UNKNOWN_GROUP, source)
             if group.encrypt:
                 return self._reject(Reason.ENCRYPTION, source, group_id)
+            # A label not newer than the one stored for that peer is dropped whether or not the
+            # HMAC verifies: skipping the HMAC halves what a flood of exact replays costs.  The
+            # datagram is not authenticated, so the event names no peer.
+            stored = group.label_of(data[REQUEST_PEER_ID])
+            if stored is not None and data[REQUEST_LABEL] <= stored:
+                return self._reject(Reason.REPLAY, source, group_id)
             clear = data
             signer = self._plain_signer(group, data)
             envelope = None

@@ -55,8 +55,11 @@ def build_config(args: argparse.Namespace) -> DaemonConfig:
 
 def bind_socket(config: DaemonConfig) -> socket.socket:
     """A socket of our own, when the service manager passed none."""
+    from wgsigd.shedding import enlarge_receive_buffer
+
     family = socket.AF_INET6 if ":" in config.listen else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_DGRAM)
+    enlarge_receive_buffer(sock)  # a passed socket has the unit's ReceiveBuffer=
     try:
         if family == socket.AF_INET6:
             # listen = "::" takes IPv4 too (as ::ffff:a.b.c.d), as wgsigd.socket does.

@@ -26,6 +26,7 @@ from wgsig.server import Server
 from wgsigd.config import ConfigError, DaemonConfig
 from wgsigd.eventlog import EventLog
 from wgsigd.metricsfile import MetricsWriter, families
+from wgsigd.shedding import attach_request_filter, detach_filter
 from wgsigd.store import StateStore, remedy
 
 log = logging.getLogger("wgsigd")
@@ -131,11 +132,13 @@ class Daemon:
         saved = False
         try:
             self.sock.setblocking(False)
+            attach_request_filter(self.sock, self.server.request_shapes())
             self.hooks.ready(self.status_line())
             log.info("wgsigd serving on %s: %s", _sockname(self.sock), self.status_line())
             self._loop(wake_r)
         finally:
             self.hooks.stopping()
+            detach_filter(self.sock)  # a passed socket outlives us: it queues every length for the next start
             saved = self._save_now()
             if self.metrics is not None:
                 self.metrics.write(self.metrics_text)
@@ -247,6 +250,7 @@ class Daemon:
         else:
             for warning in config.warnings():
                 log.warning("%s", warning)
+            attach_request_filter(self.sock, self.server.request_shapes())  # groups may now be encrypted, or not
             log.info("configuration reloaded: %s", self.status_line())
         self.hooks.ready(self.status_line())
 
