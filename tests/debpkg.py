@@ -64,6 +64,8 @@ def download_deb(package: str, out_dir: Path) -> Path:
         subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
         proc = subprocess.run(fetch, cwd=out_dir, env=env, capture_output=True, text=True)
     debs = sorted(out_dir.glob(f"{package}_*.deb"))
+    for deb in debs:
+        deb.chmod(0o644)  # downloaded as root, 0600: apt's _apt user must read it in the guest
     if proc.returncode != 0 or not debs:
         reason = f"cannot download {package} from Debian: {proc.stderr.strip()[-300:]}"
         if _in_ci():

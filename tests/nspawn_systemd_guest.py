@@ -129,13 +129,13 @@ def boot_order() -> None:
     text = (verify.stdout + verify.stderr).strip()
     check("verify_repair_units_clean", verify.returncode == 0 and not text, text or "no output")
     enable = run("systemctl", "enable", "wgsigc-networkd.service", "wgsigc-wg-quick@wg0.service")
-    after = out("systemctl", "list-dependencies", "--after", "--plain", "--no-pager", "wgsigc.service")
-    wg_quick = out("systemctl", "list-dependencies", "--after", "--plain", "--no-pager", "wgsigc-wg-quick@wg0.service")
-    networkd = out("systemctl", "list-dependencies", "--after", "--plain", "--no-pager", "wgsigc-networkd.service")
+    # The ordering as systemd 252 loaded it: each repair unit after its tool, before wgsigc.service.
+    order = {u: (out("systemctl", "show", "-P", "After", u).split(), out("systemctl", "show", "-P", "Before", u).split())
+             for u in ("wgsigc-networkd.service", "wgsigc-wg-quick@wg0.service")}
     check("boot_order_wgsigc_after_interface_tools", enable.returncode == 0
-          and "wgsigc-networkd.service" in after and "wgsigc-wg-quick@wg0.service" in after
-          and "wg-quick@wg0.service" in wg_quick and "systemd-networkd.service" in networkd,
-          " ".join(after.split()))
+          and "systemd-networkd.service" in order["wgsigc-networkd.service"][0]
+          and "wg-quick@wg0.service" in order["wgsigc-wg-quick@wg0.service"][0]
+          and all("wgsigc.service" in before for _, before in order.values()), str(order))
     run("systemctl", "disable", "wgsigc-networkd.service", "wgsigc-wg-quick@wg0.service")
 
 

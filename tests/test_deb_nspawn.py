@@ -91,8 +91,12 @@ check service_active systemctl is-active wgsigd.service
 # Debian's prometheus-node-exporter, installed after wgsig, ships its directory root's, mode 0755;
 # wgsig's trigger gives the group wgsig-metrics (the units' SupplementaryGroups=) an ACL entry on
 # it, so wgsigd writes wgsigd.prom there (at start, the first write), mode 0644.
-check node_exporter_install apt_get install ./debs/node-exporter/prometheus-node-exporter_*.deb
-check node_exporter_dir_is_roots test "$(stat -c %U:%a /var/lib/prometheus/node-exporter)" = root:755
+# (copied out of the read-only payload, whose directories apt's _apt user cannot read)
+cp debs/node-exporter/prometheus-node-exporter_*.deb /tmp/ && chmod 0644 /tmp/prometheus-node-exporter_*.deb
+check node_exporter_install apt_get install /tmp/prometheus-node-exporter_*.deb
+# (its mode bits now show the ACL's mask, rwx; the owner's group keeps r-x)
+check node_exporter_dir_is_roots sh -c 'test "$(stat -c %U:%G /var/lib/prometheus/node-exporter)" = root:root &&
+    getfacl -cp /var/lib/prometheus/node-exporter | grep -qx "group::r-x"' 
 getfacl -p /var/lib/prometheus/node-exporter
 check metrics_acl_granted sh -c 'getfacl -cp /var/lib/prometheus/node-exporter | grep -qx "group:wgsig-metrics:rwx"'
 systemctl restart wgsigd.service
