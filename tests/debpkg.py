@@ -54,6 +54,26 @@ def build_deb(out_dir: Path, version: str | None = None) -> Path:
     return deb
 
 
+def download_deb(package: str, out_dir: Path) -> Path:
+    """Debian's .deb of *package* (``apt-get download``, the host's sources) into *out_dir*."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    env = {"PATH": SYSTEM_PATH}
+    fetch = ["apt-get", "download", "-qq", package]
+    proc = subprocess.run(fetch, cwd=out_dir, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:  # stale package lists: update once
+        subprocess.run(["apt-get", "update", "-qq"], env=env, capture_output=True)
+        proc = subprocess.run(fetch, cwd=out_dir, env=env, capture_output=True, text=True)
+    debs = sorted(out_dir.glob(f"{package}_*.deb"))
+    for deb in debs:
+        deb.chmod(0o644)  # downloaded as root, 0600: apt's _apt user must read it in the guest
+    if proc.returncode != 0 or not debs:
+        reason = f"cannot download {package} from Debian: {proc.stderr.strip()[-300:]}"
+        if _in_ci():
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return debs[-1]
+
+
 @dataclass(frozen=True)
 class GuestRun:
     """The output of one guest run (container or VM) and its "CHECK name rc" lines."""

@@ -100,6 +100,8 @@ def install() -> None:
         path.chmod(0o755)
     for unit in sorted((PAYLOAD / "units").iterdir()):
         shutil.copy(unit, UNIT_DIR / unit.name)
+    # The units' SupplementaryGroups= (metrics), created by the package's postinst.
+    run("addgroup", "--system", "--quiet", "wgsig-metrics")
     probe = Path("/usr/local/lib/wgsig-test")
     probe.mkdir(parents=True, exist_ok=True)
     shutil.copy(PAYLOAD / "caps_probe.py", probe / "caps_probe.py")
@@ -118,6 +120,23 @@ def static_checks() -> None:
         score = float(found[1]) if found else 99.0
         print(f"SCORE {unit} {score}", flush=True)
         check(f"security_{unit.split('.')[0]}", score <= limit, f"{score} (limit {limit})")
+
+
+def boot_order() -> None:
+    """Enabled, the repair units order wgsigc.service after the tool that creates the interface."""
+    units = [str(UNIT_DIR / u) for u in ("wgsigc-networkd.service", "wgsigc-wg-quick@.service")]
+    verify = run("systemd-analyze", "verify", "--man=no", *units)
+    text = (verify.stdout + verify.stderr).strip()
+    check("verify_repair_units_clean", verify.returncode == 0 and not text, text or "no output")
+    enable = run("systemctl", "enable", "wgsigc-networkd.service", "wgsigc-wg-quick@wg0.service")
+    # The ordering as systemd 252 loaded it: each repair unit after its tool, before wgsigc.service.
+    order = {u: (out("systemctl", "show", "-P", "After", u).split(), out("systemctl", "show", "-P", "Before", u).split())
+             for u in ("wgsigc-networkd.service", "wgsigc-wg-quick@wg0.service")}
+    check("boot_order_wgsigc_after_interface_tools", enable.returncode == 0
+          and "systemd-networkd.service" in order["wgsigc-networkd.service"][0]
+          and "wg-quick@wg0.service" in order["wgsigc-wg-quick@wg0.service"][0]
+          and all("wgsigc.service" in before for _, before in order.values()), str(order))
+    run("systemctl", "disable", "wgsigc-networkd.service", "wgsigc-wg-quick@wg0.service")
 
 
 def unconfigured() -> None:
@@ -375,6 +394,7 @@ def main() -> int:
     install()
     sys.path.insert(0, str(DIST))
     phase("static", static_checks)
+    phase("boot_order", boot_order)
     phase("unconfigured", unconfigured)
     phase("configure", configure)
     phase("first_datagram", first_datagram)

@@ -10,7 +10,9 @@ Real .debs built by scripts/build-deb.sh, installed with apt. Two container runs
   127.0.0.1:1223; an upgrade to a newer version restarts the running daemon and keeps its
   records; ``apt remove`` keeps /etc/wgsig (and takes wgsigd.prom out of node-exporter's
   directory), ``apt purge`` removes configuration and state; wgsigd.prom under the hardened unit:
-  none while node-exporter's directory is root's, written once the directory allows it.
+  Debian's prometheus-node-exporter (its real .deb, installed after wgsig) creates its directory
+  as root's, and wgsigd writes there (the package's ACL for the group wgsig-metrics), until purge
+  takes the ACL entry and the group away.
 
 Without a container, the built package's contents: the bash completions where bash-completion
 loads them.
@@ -25,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.debpkg import REPO, SYSTEM_PATH, UPGRADE_VERSION, VERSION, GuestRun, build_deb
+from tests.debpkg import REPO, SYSTEM_PATH, UPGRADE_VERSION, VERSION, GuestRun, build_deb, download_deb
 from tests.vmlib import run_in_nspawn, write_payload
 
 pytestmark = pytest.mark.vm
@@ -86,15 +88,17 @@ cat /tmp/b.out
 check service_active systemctl is-active wgsigd.service
 
 # Metrics under the shipped, hardened unit (DynamicUser=, ProtectSystem=strict, ReadWritePaths=-...).
-# node-exporter's directory as Debian creates it (root's, 0755): the dynamic user may not write,
-# so wgsigd quietly writes none. Once the directory lets it (1777 here, the simplest grant), the
-# file appears at start (the first write), mode 0644.
-mkdir -p /var/lib/prometheus/node-exporter
-systemctl restart wgsigd.service
-sleep 2
-check metrics_quiet_unwritable sh -c 'test -z "$(ls -A /var/lib/prometheus/node-exporter)" &&
-    ! journalctl -q -u wgsigd.service --no-pager | grep "metrics"'
-chmod 1777 /var/lib/prometheus/node-exporter
+# Debian's prometheus-node-exporter, installed after wgsig, ships its directory root's, mode 0755;
+# wgsig's trigger gives the group wgsig-metrics (the units' SupplementaryGroups=) an ACL entry on
+# it, so wgsigd writes wgsigd.prom there (at start, the first write), mode 0644.
+# (copied out of the read-only payload, whose directories apt's _apt user cannot read)
+cp debs/node-exporter/prometheus-node-exporter_*.deb /tmp/ && chmod 0644 /tmp/prometheus-node-exporter_*.deb
+check node_exporter_install apt_get install /tmp/prometheus-node-exporter_*.deb
+# (its mode bits now show the ACL's mask, rwx; the owner's group keeps r-x)
+check node_exporter_dir_is_roots sh -c 'test "$(stat -c %U:%G /var/lib/prometheus/node-exporter)" = root:root &&
+    getfacl -cp /var/lib/prometheus/node-exporter | grep -qx "group::r-x"' 
+getfacl -p /var/lib/prometheus/node-exporter
+check metrics_acl_granted sh -c 'getfacl -cp /var/lib/prometheus/node-exporter | grep -qx "group:wgsig-metrics:rwx"'
 systemctl restart wgsigd.service
 for i in 1 2 3 4 5 6 7 8 9 10; do test -e /var/lib/prometheus/node-exporter/wgsigd.prom && break; sleep 1; done
 ls -l /var/lib/prometheus/node-exporter/
@@ -128,6 +132,8 @@ check config_files_state test "$(dpkg-query -W -f='${Status}' wgsig)" = "deinsta
 check purge apt_get purge wgsig
 check config_gone test ! -e /etc/wgsig
 check state_gone sh -c 'test ! -e /var/lib/wgsigd && test ! -e /var/lib/private/wgsigd && test ! -e /var/lib/wgsig'
+check metrics_acl_and_group_gone sh -c '! getfacl -cp /var/lib/prometheus/node-exporter | grep -q wgsig-metrics &&
+    ! getent group wgsig-metrics'
 check no_enable_symlink sh -c '! ls /etc/systemd/system/*/wgsigd.socket /etc/systemd/system/*/wgsigc.timer 2>/dev/null'
 check package_gone sh -c '! dpkg-query -W wgsig 2>/dev/null'
 # A second install after a purge is a clean first install again.
@@ -151,6 +157,7 @@ def debs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     start = time.monotonic()
     build_deb(out)
     build_deb(out, UPGRADE_VERSION)
+    download_deb("prometheus-node-exporter", out / "node-exporter")
     print(f"\n[two .deb builds with lintian: {time.monotonic() - start:.1f} s]")
     return out
 
@@ -211,7 +218,8 @@ def test_configured_socket_answers_wgsigc(lifecycle: GuestRun) -> None:
 
 
 def test_metrics_under_the_hardened_unit(lifecycle: GuestRun) -> None:
-    lifecycle.check("metrics_quiet_unwritable", "metrics_written", "metrics_mode", "metrics_removed")
+    lifecycle.check("node_exporter_install", "node_exporter_dir_is_roots", "metrics_acl_granted")
+    lifecycle.check("metrics_written", "metrics_mode", "metrics_removed", "metrics_acl_and_group_gone")
 
 
 def test_upgrade_restarts_daemon_and_keeps_records(lifecycle: GuestRun) -> None:

@@ -27,6 +27,8 @@ CHECKS = [
     "verify_clean",
     "security_wgsigd",
     "security_wgsigc",
+    "verify_repair_units_clean",
+    "boot_order_wgsigc_after_interface_tools",
     "unconfigured_opens_no_port",
     "unconfigured_timer_idle",
     "socket_listens_dual_stack",

@@ -1,14 +1,16 @@
 """Unit tests of wgsigc's TOML configuration (real files in tmp_path, no fakes), including the
-shipped example packaging/examples/wgsigc.toml."""
+shipped example packaging/examples/wgsigc.toml, and ``wgsigc --check`` as a real process."""
 
 from __future__ import annotations
 
 import base64
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from tests.procs import run_wgsigc
+from tests.procs import env, run_wgsigc, write_secret
 from wgsig.host.configfile import MetricsDirectory
 from wgsigc.config import ConfigError, ServerAddress, load_config, parse_config, parse_server, state_file_for
 
@@ -151,3 +153,26 @@ def test_a_config_file_that_is_not_utf8_is_one_line_and_exit_6(tmp_path: Path, c
     assert result.returncode == 6 and "Traceback" not in result.stderr, result.stderr
     (line,) = result.stderr.splitlines()
     assert str(path) in line and "not UTF-8" in line
+
+
+def _check(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "wgsigc", "--config", str(path), "--check", *extra],
+                          capture_output=True, text=True, env=env(), timeout=30, check=False)
+
+
+def test_check_reads_config_and_secrets_without_netlink(tmp_path: Path) -> None:
+    """wgsigc --check (a real process): no interface needed, each interface's secret is read."""
+    good = write_secret(tmp_path / "good.key", bytes(32))
+    path = tmp_path / "wgsigc.toml"
+    path.write_text(f'[interface.wgx0]\nservers = ["192.0.2.1"]\nsecret_file = "{good}"\n'
+                    f'[interface.wgx1]\nservers = ["192.0.2.1"]\nsecret_file = "{tmp_path}/nope.key"\n')
+    ok = _check(path, "--interface", "wgx0")
+    assert (ok.returncode, ok.stdout, ok.stderr) == (0, f"{path}: OK, 1 interfaces\n", "")
+    bad = _check(path)
+    assert bad.returncode == 6 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and "[interface.wgx1]" in bad.stderr and "does not exist" in bad.stderr
+    missing = _check(path, "--interface", "wg9")
+    assert missing.returncode == 6 and "wg9 is not configured" in missing.stderr
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[interface.wg0\n")
+    assert _check(broken).returncode == 6 and "Traceback" not in _check(broken).stderr

@@ -7,7 +7,7 @@ import sys
 
 from wgsig.client import GroupCredentials
 from wgsig.endpoint import parse_port
-from wgsig.host.secretfile import SecretFileError, load_secret
+from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import PublicKey
 from wgsigc.exitcodes import EXIT_USAGE, WgsigcError
 from wgsigc.printmode import PrintOptions, run_print_mode
@@ -50,6 +50,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help=f"kernel mode configuration (default {DEFAULT_CONFIG})")
     p.add_argument("--interface", metavar="NAME", help="kernel mode: handle only this interface")
     p.add_argument("--dry-run", action="store_true", help="kernel mode: print what would change, change nothing")
+    p.add_argument(
+        "--check", action="store_true", help="kernel mode: validate the configuration and secret files, then exit"
+    )
     return p
 
 
@@ -79,6 +82,32 @@ def _port(text: str, name: str) -> int:
         raise UsageError(str(error)) from None
 
 
+def check_config(path: str, interface: str | None) -> int:
+    """--check: the configuration and each interface's secret, as a run would read them.
+
+    No netlink and no network, so it also works before the interface exists (packaging, CI).
+    """
+    from wgsigc.config import ConfigError, load_config  # TOML parsing: not on print mode's path
+
+    try:
+        config = load_config(path)
+    except ConfigError as error:
+        print(f"wgsigc: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    interfaces = [i for i in config.interfaces if interface is None or i.name == interface]
+    if not interfaces:
+        print(f"wgsigc: interface {interface} is not configured in {path}", file=sys.stderr)
+        return EXIT_USAGE
+    for entry in interfaces:
+        try:
+            load_secret(resolve_secret_path(entry.secret_file))
+        except SecretFileError as error:
+            print(f"wgsigc: {path}: [interface.{entry.name}]: {error}", file=sys.stderr)
+            return EXIT_USAGE
+    print(f"{path}: OK, {len(interfaces)} interfaces")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
@@ -90,9 +119,11 @@ def main(argv: list[str] | None = None) -> int:
         if args.positional:
             if len(args.positional) != 5:
                 raise UsageError("print mode takes SERVER PORT PUBKEY_BASE64 SECRET_FILE LOCAL_PORT")
-            if args.config or args.interface or args.dry_run:
-                raise UsageError("--config, --interface and --dry-run belong to kernel mode, not print mode")
+            if args.config or args.interface or args.dry_run or args.check:
+                raise UsageError("--config, --interface, --dry-run and --check belong to kernel mode, not print mode")
             return run_print_mode(print_options(args))
+        if args.check:
+            return check_config(args.config or DEFAULT_CONFIG, args.interface)
         from wgsigc.kernelmode import run_kernel_mode
 
         return run_kernel_mode(args.config or DEFAULT_CONFIG, args.interface, args.dry_run)

@@ -10,8 +10,10 @@ set -eu
 # shellcheck source=lib.sh
 . "$(dirname "$0")/lib.sh"
 
+# autopkgtest: tests/test_autopkgtest.py runs debian/tests with its null runner inside the container;
+# acl: the package's postrm takes its ACL entry off node-exporter's directory with setfacl.
 # python3-cffi-backend: debootstrap does not resolve the virtual python3-cffi-backend-api-* deps.
-PACKAGES=systemd,systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,iproute2,iputils-ping,wireguard-tools,python3,python3-pyroute2,python3-systemd,python3-cryptography,python3-cffi-backend,nftables,procps,conntrack,netbase
+PACKAGES=systemd,systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,iproute2,iputils-ping,wireguard-tools,python3,python3-pyroute2,python3-systemd,python3-cryptography,python3-cffi-backend,nftables,procps,conntrack,netbase,autopkgtest,acl
 MASK_UNITS="apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer"
 
 force=0; check=0
