@@ -13,6 +13,7 @@ import random
 import socket
 from pathlib import Path
 
+from bench.flood import socket_drops  # the kernel's drop counter, as the flood bench reads it
 from tests.procs import Wgsigd, free_udp_port, query, write_secret
 from tests.test_activation import base_env, exchange, free_port, socket_activate, stop, wgsigd_command, write_config
 from wgsig.client import GroupCredentials
@@ -22,17 +23,6 @@ SECRET = bytes(range(1, 33))
 # Lengths no request to a plain group can have: 0, 81, 83, 97, 200 random bytes (within the
 # lengths of a plain X1 request, but without its block header), 359, 1,400.
 IMPOSSIBLE = [0, 81, 83, 97, 200, 359, 1400]
-
-
-def socket_drops(port: int) -> int:
-    """The kernel's drop counter of the UDP socket(s) bound to ``port``."""
-    total = 0
-    for name in ("/proc/net/udp", "/proc/net/udp6"):
-        for line in Path(name).read_text().splitlines()[1:]:
-            fields = line.split()
-            if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                total += int(fields[-1])
-    return total
 
 
 def send_impossible(port: int, family: socket.AddressFamily = socket.AF_INET) -> None:
