@@ -10,18 +10,16 @@ registration, the plan, the run record, the metrics file and its directory.
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.procs import write_secret
 from tests.test_metrics_wgsigd import parse_prom
 from tests.test_wgsigc_register import SECRET, free_port, server  # noqa: F401  (the wgsigd fixture)
-from tests.test_wgsigc_vanish import EXTRA, PEERS, FakeKernel, b64, registered  # noqa: F401  (fixture)
+from tests.test_wgsigc_vanish import EXTRA, PEERS, FakeKernel, b64, registered, run  # noqa: F401  (fixture)
 from wgsig.keys import PublicKey
 from wgsig.metrics import encode
-from wgsigc import netlink, runrecord
+from wgsigc import runrecord
 from wgsigc.candidates import Candidate
 from wgsigc.exitcodes import EXIT_INTERFACE
 from wgsigc.kernelmode import run_kernel_mode
@@ -91,16 +89,7 @@ def test_a_run_that_decided_nothing_has_its_result_and_no_peers() -> None:
 
 
 def kernel_run(tmp_path: Path, port: int, kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch, metrics: Path) -> int:
-    secret = write_secret(tmp_path / "secret", SECRET)
-    config = tmp_path / "wgsigc.toml"
-    config.write_text(
-        f'state_directory = "{tmp_path}/state"\nmetrics_directory = "{metrics}"\n'
-        f'[interface.wg0]\nservers = ["127.0.0.1:{port}"]\n'
-        f'secret_file = "{secret}"\ntimeout = 0.5\nconverge_seconds = 0\n'
-        f'[[interface.wg0.peer]]\npublic_key = "{b64(EXTRA)}"\nallowed_ips = ["10.0.0.9/32"]\n'
-    )
-    kernel.install(monkeypatch)
-    return run_kernel_mode(str(config), None, dry_run=False)
+    return run(tmp_path, port, kernel, monkeypatch, top=f'metrics_directory = "{metrics}"\n')
 
 
 def test_kernel_mode_run_writes_the_file_each_run(

@@ -35,13 +35,19 @@ def send_impossible(port: int, family: socket.AddressFamily = socket.AF_INET) ->
             sock.sendto(bytes(data), ("127.0.0.1" if family == socket.AF_INET else "::1", port))
 
 
-def test_own_socket_drops_impossible_lengths_in_the_kernel(tmp_path: Path) -> None:
+def own_socket_server(tmp_path: Path, encrypt: bool = False) -> tuple[Wgsigd, GroupCredentials]:
+    """A real wgsigd on its own socket (127.0.0.1), one group, debug log on."""
     port = free_udp_port()
-    credentials = GroupCredentials(0, SECRET)
+    credentials = GroupCredentials(0, SECRET, encrypt=encrypt)
     config = tmp_path / "wgsigd.toml"
-    config.write_text(f'listen = "127.0.0.1"\nport = {port}\n[group.zero]\nid = 0\n'
+    config.write_text(f'listen = "127.0.0.1"\nport = {port}\n[group.zero]\nid = 0\nencrypt = {str(encrypt).lower()}\n'
                       f'secret_file = "{write_secret(tmp_path / "k", SECRET)}"\n')
-    server = Wgsigd(["--config", str(config), "-v"], port, credentials, tmp_path / "wgsigd.log")
+    return Wgsigd(["--config", str(config), "-v"], port, credentials, tmp_path / "wgsigd.log"), credentials
+
+
+def test_own_socket_drops_impossible_lengths_in_the_kernel(tmp_path: Path) -> None:
+    server, credentials = own_socket_server(tmp_path)
+    port = server.port
     try:
         before = socket_drops(port)
         send_impossible(port)
@@ -77,12 +83,8 @@ def test_passed_socket_drops_impossible_lengths_in_the_kernel(tmp_path: Path) ->
 def test_an_encrypted_group_keeps_every_length_from_98_bytes(tmp_path: Path) -> None:
     """The filter follows the groups: with an encrypted group, 200 and 1,400 bytes may be requests
     (the envelope's pad has no bound), so they reach the engine, which drops them itself."""
-    port = free_udp_port()
-    credentials = GroupCredentials(0, SECRET, encrypt=True)
-    config = tmp_path / "wgsigd.toml"
-    config.write_text(f'listen = "127.0.0.1"\nport = {port}\n[group.zero]\nid = 0\nencrypt = true\n'
-                      f'secret_file = "{write_secret(tmp_path / "k", SECRET)}"\n')
-    server = Wgsigd(["--config", str(config), "-v"], port, credentials, tmp_path / "wgsigd.log")
+    server, credentials = own_socket_server(tmp_path, encrypt=True)
+    port = server.port
     try:
         before = socket_drops(port)
         send_impossible(port)

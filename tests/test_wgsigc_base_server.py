@@ -24,10 +24,10 @@ from wgsig import wire, x1
 from wgsig.client import GroupCredentials
 from wgsig.keys import PublicKey
 from wgsig.label import encode_label
+from wgsigc import signalling
 from wgsigc.config import InterfaceConfig, ServerAddress
 from wgsigc.kernelmode import Run, _resolve_servers
 from wgsigc.plan import InterfaceState
-from wgsigc import signalling
 from wgsigc.signalling import fetch_all, own_items, register_and_fetch
 
 SECRET = bytes(range(50, 82))

@@ -136,11 +136,13 @@ def registered(server: int) -> Iterator[int]:  # noqa: F811
     yield server
 
 
-def run(tmp_path: Path, port: int, kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch) -> int:
+def run(tmp_path: Path, port: int, kernel: FakeKernel, monkeypatch: pytest.MonkeyPatch, top: str = "") -> int:
+    """One kernel-mode run against the fake kernel: interface wg0, the server on loopback at ``port``,
+    the extra peer configured; ``top`` adds top-level settings."""
     secret = write_secret(tmp_path / "secret", SECRET)
     config = tmp_path / "wgsigc.toml"
     config.write_text(
-        f'state_directory = "{tmp_path}/state"\n[interface.wg0]\nservers = ["127.0.0.1:{port}"]\n'
+        f'state_directory = "{tmp_path}/state"\n{top}[interface.wg0]\nservers = ["127.0.0.1:{port}"]\n'
         f'secret_file = "{secret}"\ntimeout = 0.5\nconverge_seconds = 0\n'
         f'[[interface.wg0.peer]]\npublic_key = "{b64(EXTRA)}"\nallowed_ips = ["10.0.0.9/32"]\n'
     )
