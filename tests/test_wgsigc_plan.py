@@ -11,9 +11,7 @@ from wgsigc.plan import (
     InterfaceState,
     PeerMemory,
     PeerState,
-    Registration,
     Settings,
-    nat_diagnosis,
     plan,
 )
 
@@ -141,15 +139,6 @@ def test_pending_is_reset_by_a_handshake_or_a_new_endpoint() -> None:
     moved = PeerState(PEER, ("203.0.113.5", 2), (), 25, 0)
     (d,) = plan(state(moved), records(record(PEER, "203.0.113.5", 3)), settings, NOW, old).decisions
     assert d.problem is None and d.action is Action.SET_ENDPOINT
-
-
-def test_nat_diagnosis_names_symmetric_nat_only_when_ports_differ() -> None:
-    same = [Registration("s1:1223", ("198.51.100.1", 51820)), Registration("s2:1223", ("198.51.100.1", 51820))]
-    assert nat_diagnosis(same, 51820) is None
-    assert nat_diagnosis(same[:1], 51820) is None
-    differ = [Registration("s1:1223", ("198.51.100.1", 3000)), Registration("s2:1223", ("198.51.100.1", 4000))]
-    text = nat_diagnosis(differ, 51820)
-    assert text is not None and "symmetric NAT" in text and "s1:1223 saw 198.51.100.1:3000" in text
 
 
 def test_handshake_in_the_same_second_as_since_counts_as_after() -> None:

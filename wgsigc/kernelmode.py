@@ -41,7 +41,8 @@ from wgsigc.exitcodes import (
     EXIT_USAGE,
     WgsigcError,
 )
-from wgsigc.plan import Action, InterfaceState, PeerMemory, Plan, Registration, Settings, nat_diagnosis, plan
+from wgsigc.natview import NatView, Registration, observe, verdict
+from wgsigc.plan import Action, InterfaceState, PeerMemory, Plan, Settings, plan
 from wgsigc.signalling import (
     CLFLG_CHECK,
     ServerOutcome,
@@ -68,6 +69,7 @@ class Run:
     applied: bool = False
     written: set[PublicKey] = field(default_factory=set)  # peers whose endpoint this run wrote
     refused: set[PublicKey] = field(default_factory=set)  # peers whose unusable record endpoint was reported
+    nat: NatView | None = None  # what this host's NAT did with its registrations
 
     def fail(self, code: int, message: str) -> None:
         if self.code == EXIT_OK:
@@ -120,7 +122,7 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     if not dry_run:
         record = runrecord.build_record(
             config.name, now, run.code, run.messages, run.plan, [s.as_json() for s in run.servers], run.applied,
-            previous if run.plan is None else None, own_before,
+            previous if run.plan is None else None, own_before, run.nat.summary if run.nat is not None else None,
         )
         try:
             runrecord.save(path, record)
@@ -167,16 +169,17 @@ def _run_interface(run: Run, previous: dict[PublicKey, PeerMemory], out: TextIO,
         state = _read_again(state)
     memory = previous
     run.plan = _decide(run, state, local, memory, own_before)  # later ticks: this host did not move again
-    diagnosis = nat_diagnosis(
-        [Registration(s.name, s.registered) for s in run.servers if s.registered is not None], state.listen_port
+    run.nat = observe(
+        [Registration(s.name, s.registered) for s in run.servers if s.registered is not None], state.listen_port,
+        announce,
     )
     if run.dry_run:
-        _problems(run, diagnosis)
+        _problems(run)
         return
     try:
         _converge(run, state, credentials, local, memory, items, started, out)
     finally:
-        _problems(run, diagnosis)  # also when the interface vanished: its code still decides
+        _problems(run)  # also when the interface vanished: its code still decides
 
 
 def _converge(run: Run, state: InterfaceState, credentials: GroupCredentials, local: LocalView,
@@ -244,12 +247,20 @@ def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[Publ
     return decided
 
 
-def _problems(run: Run, diagnosis: str | None) -> None:
-    if diagnosis is not None:
-        run.fail(EXIT_PEER, diagnosis)
+def _problems(run: Run) -> None:
+    """The run's verdict on its peers: a symmetric NAT here fails the run only when a peer could
+    not be reached (a tunnel that came up by roaming is fine); a peer's problem names what this
+    host's NAT was seen to do, which tells the admin on which side to look."""
     assert run.plan is not None
-    for problem in run.plan.problems:
-        run.fail(EXIT_PEER, problem)
+    problems = run.plan.problems
+    failure, warning = verdict(run.nat, bool(problems))
+    if failure is not None:
+        run.fail(EXIT_PEER, failure)
+    elif warning is not None:
+        run.messages.append(f"warning: {warning}")
+    for problem in problems:
+        seen = f" ({run.nat.summary})" if run.nat is not None and failure is None else ""
+        run.fail(EXIT_PEER, problem + seen)
 
 
 def _apply(run: Run, state: InterfaceState, out: TextIO) -> None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -480,25 +480,4 @@ def _problem(key: PublicKey, candidates: tuple[Candidate, ...], waiting_since: f
         f"peer {key}: no handshake {int(waited)} s after its endpoint was set (tried {tried});"
         " likely causes: a NAT on either side maps each destination to a new port (symmetric NAT,"
         " e.g. 'masquerade fully-random'), a firewall drops UDP, or wgsigc is not running on that peer"
-    )
-
-
-@dataclass(frozen=True)
-class Registration:
-    """Our own record as one server saw it in this run."""
-
-    server: str
-    endpoint: Endpoint
-
-
-def nat_diagnosis(registrations: Iterable[Registration], listen_port: int) -> str | None:
-    """A NAT that gives each server a different public port defeats hole punching: say so."""
-    seen = {r.endpoint for r in registrations}
-    if len(seen) < 2:
-        return None
-    where = ", ".join(f"{r.server} saw {_ep(r.endpoint)}" for r in registrations)
-    return (
-        f"this host's NAT maps WireGuard's port {listen_port} to a different public endpoint per destination"
-        f" ({where}): a symmetric NAT (e.g. 'masquerade fully-random'); hole punching cannot work through it,"
-        " forward a UDP port to WireGuard or use a host with a stable mapping"
     )
