@@ -193,3 +193,12 @@ def test_status_view_of_non_finite_numbers_is_shown_without_a_traceback() -> Non
     view = status_view("wg0", record, None, None, NOW)
     assert view["last_run"]["age"] is None and view["peers"][0]["record_age"] is None
     assert f"peer {PEER}" in format_view(view, NOW)
+
+
+def test_status_names_what_this_hosts_nat_was_seen_to_do() -> None:
+    nat = "this host's NAT keeps WireGuard's port 51820, the same public endpoint for every server (...)"
+    record = runrecord.build_record("wg0", NOW, 0, [], a_plan(), [], True, None, None, nat)
+    view = status_view("wg0", json.loads(json.dumps(record)), None, None, NOW + 10)
+    assert view["last_run"]["nat"] == nat
+    assert f"  NAT: {nat}\n" in format_view(view, NOW + 10)
+    assert status_view("wg0", {**record, "nat": 7}, None, None, NOW)["last_run"]["nat"] is None  # not text: left out

@@ -34,8 +34,9 @@ def build_record(
     applied: bool,
     carried_pending: dict[PublicKey, PeerMemory] | None = None,
     carried_own: Endpoint | None = None,
+    nat: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON-ready record of one run (pure)."""
+    """The JSON-ready record of one run (pure). ``nat``: what this host's NAT was seen to do."""
     peers = []
     if plan is not None:
         for d in plan.decisions:
@@ -73,6 +74,7 @@ def build_record(
         "messages": messages,
         "own_endpoint": endpoint_text(plan.own_endpoint if plan is not None and plan.own_endpoint else carried_own),
         "servers": servers,
+        "nat": nat,
         "peers": peers,
     }
 

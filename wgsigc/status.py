@@ -69,6 +69,7 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
             "messages": [m for m in _list(record.get("messages")) if isinstance(m, str)],
             "own_endpoint": record.get("own_endpoint"),
             "servers": _list(record.get("servers")),
+            "nat": record.get("nat") if isinstance(record.get("nat"), str) else None,
         }
     return {
         "interface": name,
@@ -131,6 +132,8 @@ def format_view(view: dict[str, Any], now: float | None = None) -> str:
     else:
         outcome = "ok" if run["exit_code"] == 0 else f"failed (exit code {run['exit_code']})"
         lines.append(f"  last run: {_ago(run['age'])}, {outcome}; public endpoint {run['own_endpoint'] or '(unknown)'}")
+        if run["nat"]:
+            lines.append(f"  NAT: {run['nat']}")
         for message in run["messages"]:
             lines.append(f"    {message}")
     for p in view["peers"]:
