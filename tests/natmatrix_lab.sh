@@ -1,17 +1,24 @@
 #!/bin/bash
 # The NAT behaviour matrix, run inside the QEMU VM by tests/test_natmatrix_vm.py and
-# scripts/natmatrix.sh (see the test's docstring): for each pair of NAT behaviours, a fresh lab,
-# two peers with kernel WireGuard and no endpoints, wgsigc with the shipped defaults started as
-# two timers would (a first, b 2 s later, a second round 30 s after the first), and a ping.
-# Prints "MATRIX A_KIND B_KIND yes|no PATH SECONDS" per pair.
+# scripts/natmatrix.sh (tests/natmatrix.py says what each behaviour is and what to expect).
+# One "public" network with two wgsigd (192.0.2.1 and 192.0.2.2: a NAT that maps per destination
+# shows two servers two ports). For each line "ID KIND_A KIND_B" of /srv/payload/pairs.txt: fresh
+# NAT namespaces, fresh keys, two peers with kernel WireGuard and no endpoints, wgsigc with the
+# shipped defaults started as two timers would (a first, b 2 s later; a second round 30 s after
+# the first if there is no tunnel yet), a ping from a every 0.2 s from the start.
+# Prints FACT lines (tests/labfacts.sh): ID.a1 / ID.b1 (/ ID.a2, ID.b2) runs, ID.first_reply
+# (seconds from b's first start to a's first ping reply, "" for none), ID.ep_in_a / ID.ep_in_b
+# (the endpoint each kernel holds for the other), ID.ping_end. tests/natmatrix.py judges them.
 set -u
+umask 077  # keys and the secret
+. /srv/payload/labfacts.sh
+. /srv/payload/natlab.sh
 SRC=/srv/payload/src
 export PYTHONPATH=$SRC
-KINDS=${MATRIX_KINDS:-"full-cone address-restricted port-restricted symmetric cgnat"}
 stamp() { echo "=== $(cut -d' ' -f1 /proc/uptime) s: $*"; }
-uptime_s() { cut -d' ' -f1 /proc/uptime; }
 
-# nat_rules NS KIND INNER: NS translates for INNER (its LAN host) on its interface wan0.
+# nat_rules NS KIND INNER: NS translates for INNER (its LAN host) on its interface wan0. All kinds
+# drop unsolicited inbound traffic in prerouting (natlab.sh says why) unless said otherwise.
 nat_rules() {
     ns=$1; kind=$2; inner=$3
     case $kind in
@@ -19,20 +26,12 @@ nat_rules() {
         *) masq="masquerade";;  # keeps the source port when it is free: endpoint-independent mapping
     esac
     case $kind in
-        full-cone)  # any host may send to the mapped port (a static port forward of WireGuard's port)
-            inbound="iifname \"wan0\" udp dport 51820 dnat to $inner:51820"
-            filter="iifname \"wan0\" ct state established,related accept
-                    iifname \"wan0\" ct status dnat accept
-                    iifname \"wan0\" drop";;
+        full-cone)  # any host may send to the mapped port (a static forward of WireGuard's port)
+            inbound="iifname \"wan0\" udp dport 51820 dnat to $inner:51820";;
         address-restricted)  # any port of a host that INNER sent to may send to the mapped port
-            inbound="iifname \"wan0\" udp dport 51820 ip saddr @contacted dnat to $inner:51820"
-            filter="iifname \"wan0\" ct state established,related accept
-                    iifname \"wan0\" ct status dnat accept
-                    iifname \"wan0\" drop";;
-        *)  # port-restricted, symmetric, cgnat (each of its two levels): only the exact remote
-            inbound=""
-            filter="iifname \"wan0\" ct state established,related accept
-                    iifname \"wan0\" drop";;
+            inbound="iifname \"wan0\" udp dport 51820 ip saddr @contacted dnat to $inner:51820";;
+        *)  # port-restricted, symmetric, each level of cgnat: only the exact remote endpoint
+            inbound="";;
     esac
     ip netns exec "$ns" nft -f - <<NFT
 table ip nat {
@@ -49,7 +48,9 @@ table ip nat {
 }
 table ip filter {
     chain pre { type filter hook prerouting priority 10; policy accept;
-        $filter
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" ct status dnat accept
+        iifname "wan0" drop
     }
 }
 NFT
@@ -85,85 +86,97 @@ side() {
     ip netns exec "nat$x" sysctl -qw net.ipv4.ip_forward=1
 }
 
-teardown() {
-    pkill -f "wgsigd --config /tmp/wgsigd.toml" 2>/dev/null
-    for ns in $(ip netns list | cut -d' ' -f1); do ip netns del "$ns"; done
-    rm -rf /tmp/state-* /tmp/wgsigd-state
-    sleep 0.2
+teardown() {  # every namespace but pub (the servers stay); pub forgets the old NATs' MAC addresses
+    for ns in $(ip netns list | cut -d' ' -f1); do [ "$ns" = pub ] || ip netns del "$ns"; done
+    ip -n pub neigh flush all
+    rm -rf /tmp/state-*
 }
 
-for k in a b; do wg genkey > /tmp/$k.key; wg pubkey < /tmp/$k.key > /tmp/$k.pub; done
-head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret
-cat > /tmp/wgsigd.toml <<'EOF'
-port = 1223
-state_directory = "/tmp/wgsigd-state"
-[group.lab]
-id = 0
-secret_file = "/tmp/secret"
-EOF
-for x in a b; do
-    printf 'state_directory = "/tmp/state-%s"\n[interface.wg0]\nservers = ["192.0.2.1:1223"]\nsecret_file = "/tmp/secret"\n' \
-        "$x" > "/tmp/$x.toml"
-done
+config() {  # config NS [EXTRA LINES...]
+    ns=$1; shift
+    { echo "state_directory = \"/tmp/state-$ns\""; echo "[interface.wg0]"
+      echo 'servers = ["192.0.2.1:1223", "192.0.2.2:1223"]'; echo 'secret_file = "/tmp/secret"'
+      for line in "$@"; do echo "$line"; done; } > "/tmp/$ns.toml"
+}
 
-pair() {  # pair KIND_A KIND_B
-    stamp "pair $1 / $2"
-    ip netns add pub; ip -n pub link set lo up
-    ip -n pub link add br0 type bridge; ip -n pub addr add 192.0.2.1/24 dev br0; ip -n pub link set br0 up
-    side a 11 10.1.0 "$1"; side b 12 10.2.0 "$2"
-    (cd /tmp && ip netns exec pub python3 -m wgsigd --config /tmp/wgsigd.toml >/tmp/wgsigd.log 2>&1 &)
-    for i in $(seq 50); do ip netns exec pub ss -Hlun | grep -q ':1223 ' && break; sleep 0.2; done
-    for x in a b; do
-        case $x in a) o=b; mine=1; theirs=2;; b) o=a; mine=2; theirs=1;; esac
-        ip -n $x link add wg0 type wireguard
-        ip netns exec $x wg set wg0 private-key /tmp/$x.key listen-port 51820 \
-            peer "$(cat /tmp/$o.pub)" allowed-ips "10.99.0.$theirs/32"
-        ip -n $x addr add "10.99.0.$mine/24" dev wg0; ip -n $x link set wg0 up
-    done
-    up=""
-    for round in 1 2; do  # two timer periods
-        ip netns exec a python3 -m wgsigc --config /tmp/a.toml >/tmp/a-$round.out 2>&1 &
+wg_peer() {  # wg_peer NS PORT TUNNEL_IP OTHER_NS OTHER_TUNNEL_IP: fresh keys were made for NS and OTHER_NS
+    ip -n "$1" link add wg0 type wireguard
+    ip netns exec "$1" wg set wg0 private-key "/tmp/$1.key" listen-port "$2" peer "$(cat "/tmp/$4.pub")" \
+        allowed-ips "$5/32"
+    ip -n "$1" addr add "$3/24" dev wg0; ip -n "$1" link set wg0 up
+}
+
+now_s() { date +%s.%N; }
+
+# run_pair ID NS_A PORT_A NS_B PORT_B [CONFIG LINES...]: the two peers' runs and what came of them.
+run_pair() {
+    id=$1; na=$2; pa=$3; nb=$4; pb=$5; shift 5
+    for k in "$na" "$nb"; do wg genkey > "/tmp/$k.key"; wg pubkey < "/tmp/$k.key" > "/tmp/$k.pub"; done
+    wg_peer "$na" "$pa" 10.99.0.1 "$nb" 10.99.0.2
+    wg_peer "$nb" "$pb" 10.99.0.2 "$na" 10.99.0.1
+    config "$na" "$@"; config "$nb" "$@"
+    ip netns exec "$na" ping -D -n -O -i 0.2 -W 1 10.99.0.2 > /tmp/ping.log 2>&1 &
+    pinger=$!
+    t0=""
+    for round in 1 2; do  # two timer periods (the timer starts a run every 30 s)
+        start=$(now_s)
+        ip netns exec "$na" python3 -m wgsigc --config "/tmp/$na.toml" > /tmp/a.out 2>&1 &
         runa=$!
         sleep 2
-        [ "$round" = 1 ] && t0=$(uptime_s)
-        ip netns exec b python3 -m wgsigc --config /tmp/b.toml >/tmp/b-$round.out 2>&1 &
+        [ -n "$t0" ] || t0=$(now_s)
+        ip netns exec "$nb" python3 -m wgsigc --config "/tmp/$nb.toml" > /tmp/b.out 2>&1 &
         runb=$!
-        for i in $(seq 60); do  # until both runs ended (at most converge_seconds, 25 s)
-            if [ -z "$up" ] && ip netns exec a ping -c1 -W1 10.99.0.2 >/dev/null 2>&1; then up=$(uptime_s); fi
-            kill -0 $runa 2>/dev/null || kill -0 $runb 2>/dev/null || break
-            [ -n "$up" ] || sleep 0.3
-            [ -n "$up" ] && sleep 0.5
-        done
-        wait $runa; rca=$?; wait $runb; rcb=$?
-        echo "--- round $round: a exit $rca, b exit $rcb"; tail -n 4 /tmp/a-$round.out /tmp/b-$round.out
-        [ -n "$up" ] && break
-        sleep 4  # the rest of the timer period (the runs took about 25 s)
+        wait "$runa"; rca=$?; wait "$runb"; rcb=$?
+        fact_run "$id.a$round" "$rca" "$(cat /tmp/a.out)"
+        fact_run "$id.b$round" "$rcb" "$(cat /tmp/b.out)"
+        grep -q 'bytes from' /tmp/ping.log && break
+        [ "$round" = 2 ] || sleep "$(awk -v s="$start" -v n="$(now_s)" 'BEGIN {w = 30 - (n - s); print (w > 0 ? w : 0)}')"
     done
-    [ -z "$up" ] && ip netns exec a ping -c1 -W2 10.99.0.2 >/dev/null 2>&1 && up=$(uptime_s)
-    endpoint=$(ip netns exec a wg show wg0 endpoints | awk '{print $2}')
-    recorded=$(ip netns exec a python3 -m wgsigc status --config /tmp/a.toml --json 2>/dev/null | python3 -c '
-import json, sys
-peers = json.load(sys.stdin)["interfaces"][0]["peers"]
-print(next((p["server_endpoint"] or "") for p in peers if p["public_key"] == sys.argv[1]))' "$(cat /tmp/b.pub)" 2>/dev/null)
-    case $endpoint in
-        10.2.0.*) path=LAN;;
-        192.0.2.*) if [ "$endpoint" = "$recorded" ]; then path=public; else path=public-roamed; fi;;
-        *) path=none;;
-    esac
-    if [ -n "$up" ]; then
-        echo "MATRIX $1 $2 yes $path $(awk -v a="$up" -v b="$t0" 'BEGIN {printf "%.1f", a - b}')"
-    else
-        echo "MATRIX $1 $2 no - -"
-        grep -h "symmetric\|NAT\|hairpin" /tmp/a-*.out /tmp/b-*.out | sort -u | head -n 4 | sed 's/^/DIAGNOSIS /'
-    fi
-    echo "a: endpoint of b $endpoint, b's record $recorded"
+    kill "$pinger"; wait "$pinger" 2>/dev/null
+    first=$(awk -F'[][]' '/bytes from/ {print $2; exit}' /tmp/ping.log)
+    fact "$id.first_reply" "$( [ -n "$first" ] && awk -v a="$first" -v b="$t0" 'BEGIN {printf "%.1f", a - b}')"
+    fact_endpoint "$id.ep_in_a" "$na" wg0 "/tmp/$nb.pub"
+    fact_endpoint "$id.ep_in_b" "$nb" wg0 "/tmp/$na.pub"
+    fact_ping "$id.ping_end" "$na" 10.99.0.2
+}
+
+pair() {  # pair ID KIND_A KIND_B: peers a and b behind NATs of those behaviours
+    stamp "pair $1: $2 / $3"
+    side a 11 10.1.0 "$2"; side b 12 10.2.0 "$3"
+    run_pair "$1" a 51820 b 51820
     teardown
 }
 
-stamp "matrix: $KINDS"
-done_kinds=""
-for ka in $KINDS; do
-    done_kinds="$done_kinds $ka"
-    for kb in $done_kinds; do pair "$ka" "$kb"; done
+shared() {  # shared ID KIND: peers l1 and l2 behind one NAT (ports 51820, 51821)
+    stamp "pair $1: $2"
+    natlab_same_lan pub natc 192.0.2.13 10.3.0 l1 l2
+    case $2 in
+        shared) run_pair "$1" l1 51820 l2 51821;;
+        shared-hairpin) natlab_hairpin natc 192.0.2.13 10.3.0 "10.3.0.2:51820 10.3.0.3:51821"
+            run_pair "$1" l1 51820 l2 51821;;
+        shared-hairpin-nocand) natlab_hairpin natc 192.0.2.13 10.3.0 "10.3.0.2:51820 10.3.0.3:51821"
+            run_pair "$1" l1 51820 l2 51821 "candidates = false";;
+    esac
+    teardown
+}
+
+stamp "servers"
+head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret
+ip netns add pub; ip -n pub link set lo up
+ip -n pub link add br0 type bridge; ip -n pub link set br0 up
+for s in 1 2; do
+    ip -n pub addr add "192.0.2.$s/24" dev br0
+    printf 'listen = "192.0.2.%s"\nport = 1223\nstate_directory = "/tmp/wgsigd-%s"\n[group.lab]\nid = 0\nsecret_file = "/tmp/secret"\n' \
+        "$s" "$s" > "/tmp/wgsigd-$s.toml"
+    (cd /tmp && ip netns exec pub python3 -m wgsigd --config "/tmp/wgsigd-$s.toml" > "/tmp/wgsigd-$s.log" 2>&1 &)
 done
+for i in $(seq 50); do
+    [ "$(ip netns exec pub ss -Hlun | grep -c ':1223 ')" = 2 ] && break; sleep 0.2
+done
+fact servers "$(ip netns exec pub ss -Hlun | grep ':1223 ' | awk '{print $4}' | sort | tr '\n' ' ')"
+
+while read -r id ka kb; do
+    [ -n "$id" ] || continue
+    case $ka in shared*) shared "$id" "$ka";; *) pair "$id" "$ka" "$kb";; esac
+done < /srv/payload/pairs.txt
 stamp "matrix done"

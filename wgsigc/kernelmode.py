@@ -13,7 +13,8 @@ Exit codes (per run; the first failing interface's code when several fail):
 0 all went well, 1 socket or netlink error or missing capability, 2 no valid
 answer from any server, 3 no server name could be resolved, 4 interface
 problem (missing, not WireGuard, no key or port), 5 a peer cannot be reached
-(hairpin NAT needed, symmetric NAT, no handshake after its endpoint was set),
+(hairpin NAT needed, no handshake after its endpoint was set; a symmetric NAT
+here is named then, a warning only while every peer is reached),
 6 configuration or secret file error.
 """
 
