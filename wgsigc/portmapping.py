@@ -38,7 +38,7 @@ from wgsigc.portmapplan import LIFETIME, RETRY_AFTER, Decision, Mapping, Step, d
 
 RESEND = 0.25  # seconds before the request is sent a second time
 TIMEOUT = 0.75  # seconds, in all, a protocol is given before the next one is tried
-UPNP_DISCOVER_MS = 500  # miniupnpc's SSDP discovery delay
+UPNP_DISCOVER_MS = 200  # per device type miniupnpc searches: LAN routers answer in milliseconds
 
 
 class PortMapError(Exception):
