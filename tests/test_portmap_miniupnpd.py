@@ -32,7 +32,8 @@ MINIUPNPD = os.environ.get("WGSIG_MINIUPNPD") or shutil.which("miniupnpd") or (
     "/usr/sbin/miniupnpd" if os.path.exists("/usr/sbin/miniupnpd") else None)
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root"),
-    pytest.mark.skipif(MINIUPNPD is None, reason="miniupnpd not installed (miniupnpd-nftables) and no $WGSIG_MINIUPNPD"),
+    pytest.mark.skipif(MINIUPNPD is None,
+                       reason="miniupnpd not installed (miniupnpd-nftables) and no $WGSIG_MINIUPNPD"),
 ]
 WAN, OUTSIDE, GATEWAY = "192.0.3.2", "192.0.3.1", "10.9.0.1"
 NAMESPACES = ("pmin", "pmnat", "pmout")
@@ -132,7 +133,8 @@ print(json.dumps({"announce": outcome.announce, "lines": outcome.lines, "seconds
 
 
 def maintain(lab: Path, mode: str, port: int | None, now: float) -> dict:
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("WGSIG_MINIUPNPC_PATH")])))
+    path = [str(ROOT), os.environ.get("WGSIG_MINIUPNPC_PATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
     out = subprocess.run(in_ns("pmin", sys.executable, "-c", RUN, mode, str(port or 0), str(now),
                                str(lab / "wgsigc-wg0.portmap.json")),
                          check=True, capture_output=True, text=True, timeout=60, env=env)
@@ -158,7 +160,8 @@ def reaches_inside(port: int, external: tuple[str, int]) -> bool:
                                 text=True)
     assert receiver.stdout is not None
     assert receiver.stdout.readline().strip() == "ready"
-    send = f"import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'hello', ('{external[0]}', {external[1]}))"
+    send = ("import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM)"
+            f".sendto(b'hello', ('{external[0]}', {external[1]}))")
     sh(*in_ns("pmout", sys.executable, "-c", send))
     got = receiver.stdout.readline().strip()
     receiver.wait(timeout=10)

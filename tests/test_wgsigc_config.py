@@ -139,7 +139,8 @@ def test_port_mapping_key_off_by_default_one_of_five_modes() -> None:
     base = {"servers": ["s:1"], "secret_file": "k"}
     assert parse_config({"interface": {"wg0": base}}, "f").interfaces[0].port_mapping == "off"
     for mode in ("auto", "pcp", "natpmp", "upnp", "off"):
-        assert parse_config({"interface": {"wg0": {**base, "port_mapping": mode}}}, "f").interfaces[0].port_mapping == mode
+        config = parse_config({"interface": {"wg0": {**base, "port_mapping": mode}}}, "f").interfaces[0]
+        assert config.port_mapping == mode
     for value, message in (("yes", "port_mapping must be one of 'off', 'auto'"), (True, "port_mapping must be a str")):
         with pytest.raises(ConfigError, match=message):
             parse_config({"interface": {"wg0": {**base, "port_mapping": value}}}, "f")

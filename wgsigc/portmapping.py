@@ -4,9 +4,10 @@
 One call per kernel-mode run (``maintain``): read the stored mapping, decide, talk to the router,
 store the result, and return the endpoint to announce to the peers (an X1 MAPPED4 item).
 
-- The router is the IPv4 default gateway, read from ``/proc/net/route`` (this network namespace's
-  main table): one small file, where pyroute2's ``IPRoute`` would cost the run its import time
-  (see ``wgsigc/localaddrs.py``).
+- The router is the IPv4 default gateway, read from ``/proc/self/net/route`` (this network
+  namespace's main table; ``/proc/net`` itself is hidden by wgsigc.service's ProcSubset=pid): one
+  small file, where pyroute2's ``IPRoute`` would cost the run its import time (see
+  ``wgsigc/localaddrs.py``).
 - PCP first (RFC 6887), NAT-PMP when the router answers PCP with NAT-PMP's UNSUPPORTED_VERSION or
   not at all (RFC 6887 section 9), then UPnP-IGD through Debian's ``python3-miniupnpc`` if it is
   installed ("auto"; "pcp", "natpmp" and "upnp" try only that one).
@@ -174,9 +175,9 @@ def parse_proc_route(text: str) -> str | None:
 
 def default_gateway() -> str:
     try:
-        text = Path("/proc/net/route").read_text()
+        text = Path("/proc/self/net/route").read_text()  # /proc/net is hidden by ProcSubset=pid
     except OSError as error:
-        raise PortMapError(f"cannot read /proc/net/route: {error.strerror}") from None
+        raise PortMapError(f"cannot read /proc/self/net/route: {error.strerror}") from None
     gateway = parse_proc_route(text)
     if gateway is None:
         raise PortMapError("no IPv4 default gateway to ask")
