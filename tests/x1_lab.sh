@@ -234,7 +234,9 @@ wgsigc pm_off_m m --config /tmp/m.toml
 wait_bg
 fact_ping pm_off_ping m 10.93.0.1
 
-# 9b: port mapping on in m: PCP to miniupnpd, the mapping announced (X1 MAPPED4), a reaches m
+# 9b: port mapping on in m: PCP to miniupnpd, the mapping announced (X1 MAPPED4), a reaches m.
+# m gets a new key: a first meets it now (no record left from 9a), as a peer that comes online.
+wg genkey > /tmp/m.key; wg pubkey < /tmp/m.key > /tmp/m.pub; fact key_m2 "$(cat /tmp/m.pub)"
 wg_peer a a 51820 10.93.0.1 m 10.93.0.2; wg_peer m m 51820 10.93.0.2 a 10.93.0.1
 config a 192.0.2.1:1223; config m 192.0.2.1:1223 'port_mapping = "auto"'
 for n in nata natp; do ip netns exec $n conntrack -F >/dev/null 2>&1; done
