@@ -30,7 +30,11 @@ After the tunnel is up, with the shipped units and defaults throughout:
 * roaming: b's NAT moves b to a new public port; r's WireGuard follows by itself, and wgsigc on r
   leaves that endpoint alone;
 * wg-quick restart: peer q, a wg-quick interface in the root namespace; the shipped
-  wgsigc-wg-quick@wgq.service writes its endpoints back after ``systemctl restart wg-quick@wgq``.
+  wgsigc-wg-quick@wgq.service writes its endpoints back after ``systemctl restart wg-quick@wgq``;
+* a real reboot, at the end, in the same QEMU process (``run_in_qemu(reboot=True)``; the guest's
+  writes are kept): wgq is brought up at boot by wg-quick@wgq.service and wgr by systemd-networkd,
+  wgsigc.timer and both repair units enabled; the second boot's journal shows in what order the
+  units ran and that wgsigc's first run did not fail (see that test's docstring).
 """
 
 from __future__ import annotations
