@@ -511,6 +511,8 @@ def test_a_reboot_with_wg_quick_and_networkd_interfaces_converges_without_a_fail
     order = [f"{t:.1f} s {text}" for t, text in timeline if text.startswith("systemd[1]: ")
              and ("Finished" in text or "Starting wgsigc.service" in text or "Reached target" in text)]
     print("second boot, seconds since the kernel started:\n  " + "\n  ".join(order))
+    print(f"wg-quick created wgq at {wgq_created[0]:.1f} s, networkd's first line on wgr at {wgr_seen[0]:.1f} s"
+          f" ({wgr_seen[1]})")
     print(f"wgsigc's first run started at {started:.1f} s and ended at {end[0]:.1f} s; first handshake"
           f" with b: wgq {story.figure('boot_handshake_wgq_s'):.0f} s, wgr {story.figure('boot_handshake_wgr_s'):.0f} s"
           " after boot (whole seconds)")
