@@ -487,7 +487,7 @@ def test_a_reboot_with_wg_quick_and_networkd_interfaces_converges_without_a_fail
     first_run = _first(timeline, "Starting wgsigc.service")
     assert first_run is not None, f"wgsigc.service ran in the second boot (the timer, at boot)\n{shown}"
     started = first_run[0]
-    wgq_created = _first(timeline, "ip link add wgq type wireguard")
+    wgq_created = _first(timeline, "wg-quick", "[#] ip link add wgq type wireguard")
     assert wgq_created is not None and wgq_created[0] < started, \
         f"wgsigc's first run started after wg-quick created wgq\n{shown}"
     wgr_seen = _first(timeline, "systemd-networkd", "wgr:")
