@@ -30,7 +30,11 @@ After the tunnel is up, with the shipped units and defaults throughout:
 * roaming: b's NAT moves b to a new public port; r's WireGuard follows by itself, and wgsigc on r
   leaves that endpoint alone;
 * wg-quick restart: peer q, a wg-quick interface in the root namespace; the shipped
-  wgsigc-wg-quick@wgq.service writes its endpoints back after ``systemctl restart wg-quick@wgq``.
+  wgsigc-wg-quick@wgq.service writes its endpoints back after ``systemctl restart wg-quick@wgq``;
+* a real reboot, at the end, in the same QEMU process (``run_in_qemu(reboot=True)``; the guest's
+  writes are kept): wgq is brought up at boot by wg-quick@wgq.service and wgr by systemd-networkd,
+  wgsigc.timer and both repair units enabled; the second boot's journal shows in what order the
+  units ran and that wgsigc's first run did not fail (see that test's docstring).
 """
 
 from __future__ import annotations
@@ -257,7 +261,68 @@ journalctl -q -u wgsigc-wg-quick@wgq.service -u wgsigc.service --no-pager | tail
 echo "--- journal"
 journalctl -q -u wgsigc.service -u wgsigc-b.service -u wgsigd.service --no-pager | tail -n 60
 systemctl list-timers --all --no-pager | grep wgsig
+
+stamp "reboot: wgq and wgr brought up at boot by wg-quick@wgq.service and systemd-networkd"
+# The NAT lab is runtime state (namespaces, bridge, 192.0.2.1): wgsig-lab.service, the test's own,
+# re-creates it at boot before the network (network-pre.target), with peer b's host in it (wgb:
+# its key and peers, no endpoints) -- the other side of the tunnels, and the server's address.
+mkdir -p /etc/wgsig-lab
+cp /srv/payload/natlab.sh /etc/wgsig-lab/; cp /tmp/b.pub /etc/wgsig-lab/b.pub
+cat /proc/sys/kernel/random/boot_id > /etc/wgsig-lab/boot_id
+(umask 077; ip netns exec b wg showconf wgb | grep -v '^Endpoint' > /etc/wgsig-lab/wgb.conf)
+printf '%s\n' '. /etc/wgsig-lab/natlab.sh' 'natlab_setup ""' 'ip -n b link add wgb type wireguard' \
+    'ip netns exec b wg setconf wgb /etc/wgsig-lab/wgb.conf' 'ip -n b addr add 10.99.0.2/24 dev wgb' \
+    'ip -n b link set wgb up' > /etc/wgsig-lab/boot.sh
+printf '[Unit]\nDescription=test lab: NATs and peer b at boot\nBefore=network-pre.target\nWants=network-pre.target\n[Service]\nType=oneshot\nRemainAfterExit=yes\nExecStart=/bin/sh /etc/wgsig-lab/boot.sh\n[Install]\nWantedBy=multi-user.target\n' \
+    > /etc/systemd/system/wgsig-lab.service
+printf '[Unit]\nRequires=wgsig-lab.service\nAfter=wgsig-lab.service\n' > /etc/systemd/system/wgsigc-b.service.d/boot-lab.conf
+# A wg-quick that takes its time before it creates the interface (PreUp: a hook, a DNS wait):
+# wgq is created 8 s after wg-quick@wgq starts. wgq comes first in wgsigc.toml, so a first run
+# that does not wait for wg-quick finds no wgq and fails (exit 4).
+sed -i '/^\[Interface\]/a PreUp = sleep 8' /etc/wireguard/wgq.conf
+printf '[interface.wgq]\nservers = ["192.0.2.1:1223"]\nsecret_file = "keys_group0.key"\n[interface.wgr]\nservers = ["192.0.2.1:1223"]\nsecret_file = "keys_group0.key"\n' \
+    > /etc/wgsig/wgsigc.toml
+systemctl daemon-reload
+check boot_enable systemctl enable systemd-networkd.service wg-quick@wgq.service wgsigc.timer wgsig-lab.service
+check boot_repair_units_enabled systemctl is-enabled wgsigc-networkd.service wgsigc-wg-quick@wgq.service
+touch "$WGSIG_REBOOT_REQUEST"   # the runner reboots the guest; the second boot runs AFTER_REBOOT
 stamp "done"
+"""
+
+# The second boot (WGSIG_STAGE=2): what the boot did, from its journal (journalctl -b).
+AFTER_REBOOT = r"""
+set +e
+. /srv/payload/labfacts.sh
+stamp() { echo "=== $(cut -d' ' -f1 /proc/uptime) s: $*"; }
+stamp "second boot"
+if [ "$(cat /proc/sys/kernel/random/boot_id)" = "$(cat /etc/wgsig-lab/boot_id)" ]; then
+    fact boot_new_boot no; else fact boot_new_boot yes; fi
+b=$(cat /etc/wgsig-lab/b.pub)
+hs() { wg show "$1" latest-handshakes 2>/dev/null | awk -v k="$b" '$1 == k {print $2}'; }
+# wait (at most 120 s) for a handshake with b on both interfaces and for wgsigc.service's first run to end
+for i in $(seq 240); do
+    ended=$(journalctl -b -q -u wgsigc.service --no-pager | grep -c "Finished wgsigc\|Failed to start wgsigc")
+    [ "$(hs wgq)" -gt 0 ] 2>/dev/null && [ "$(hs wgr)" -gt 0 ] 2>/dev/null && [ "$ended" -gt 0 ] && break
+    sleep 0.5
+done
+stamp "waited"
+btime=$(awk '/^btime/ {print $2}' /proc/stat)
+for ifc in wgq wgr; do
+    h=$(hs $ifc)
+    echo "FIGURE boot_handshake_${ifc}_s $(( ${h:-0} > 0 ? ${h:-0} - btime : -1 ))"
+    fact_endpoint boot_endpoint_of_b_in_$ifc "" $ifc /etc/wgsig-lab/b.pub
+    if ping -c1 -W2 -I $ifc 10.99.0.2 >/dev/null 2>&1; then fact boot_ping_$ifc answered; else fact boot_ping_$ifc "no answer"; fi
+done
+fact boot_units_active "$(systemctl is-active wgsig-lab.service systemd-networkd.service wgsigc-networkd.service \
+    wg-quick@wgq.service wgsigc-wg-quick@wgq.service wgsigc.timer)"
+# systemd's start and end lines of the units, wg-quick's commands, networkd's lines about wgr,
+# wgsigc's own lines
+fact boot_timeline "$(journalctl -b -q -o short-monotonic --no-pager -u wgsig-lab.service \
+    -u systemd-networkd.service -u wgsigc-networkd.service -u wg-quick@wgq.service \
+    -u wgsigc-wg-quick@wgq.service -u wgsigc.service -u network-online.target | grep -v 'Consumed')"
+echo "--- wgsigc-b.service in this boot"
+journalctl -b -q -o short-monotonic -u wgsigc-b.service --no-pager | head -n 20
+stamp "second boot done"
 """
 
 
@@ -265,12 +330,14 @@ stamp "done"
 def story(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
     payload = tmp_path_factory.mktemp("deb-vm")
     build_deb(payload)
-    write_payload(payload, "exec sh /srv/payload/story.sh")
+    write_payload(payload, 'if [ "${WGSIG_STAGE:-1}" = 2 ]; then exec sh /srv/payload/after_reboot.sh; fi\n'
+                           "exec sh /srv/payload/story.sh")
     (payload / "story.sh").write_text(STORY.replace("__VERSION__", VERSION))
+    (payload / "after_reboot.sh").write_text(AFTER_REBOOT)
     for lab in ("natlab.sh", "deb_tunnel.sh", "labfacts.sh"):
         shutil.copy(Path(__file__).with_name(lab), payload / lab)
     start = time.monotonic()
-    rc, out = run_in_qemu(payload, timeout=600)
+    rc, out = run_in_qemu(payload, timeout=600, reboot=True)
     print(f"\n[package story VM run: {time.monotonic() - start:.1f} s]")
     print("".join(line + "\n" for line in out.splitlines() if line.startswith("=== ")))
     assert rc == 0, out
@@ -380,3 +447,72 @@ def test_a_moved_peer_is_followed_within_one_timer_period_with_the_shipped_defau
     print(f"tunnel back {after_change:.1f} s after the change, {after_run:.1f} s after a's next run")
     assert after_run <= 30 + 3 + 4, \
         f"back within one timer period + 3 s (+ the timer's randomized delay) of a's run: {after_run} s"
+
+
+def _timeline(story: LabRun) -> list[tuple[float, str]]:
+    """The second boot's journal lines as (seconds since boot, text)."""
+    lines = []
+    for line in story.lines("boot_timeline"):
+        match = re.match(r"\[\s*([0-9.]+)\]\s+\S+\s+(.*)$", line)
+        if match:
+            lines.append((float(match[1]), match[2]))
+    return lines
+
+
+def _first(timeline: list[tuple[float, str]], *needles: str, after: float = -1.0) -> tuple[float, str] | None:
+    return next(((t, text) for t, text in timeline if t > after and all(n in text for n in needles)), None)
+
+
+def test_a_reboot_with_wg_quick_and_networkd_interfaces_converges_without_a_failed_run(story: LabRun) -> None:
+    """Issue 18.5: the guest really reboots (one QEMU process, a new boot id) with the package
+    installed, wgsigc.timer enabled, wgq brought up at boot by wg-quick@wgq.service and wgr by
+    systemd-networkd (a .netdev with [WireGuardPeer] and no Endpoint=), and both repair units
+    enabled as the README says. From that boot's journal: wgsigc.service's first run started after
+    wg-quick had created wgq and networkd had created wgr, after both repair units had finished
+    (their Before=wgsigc.service), and it did not fail (no "does not exist", no failed unit); both
+    interfaces then hold peer b's public endpoint and reach b through the tunnel. The timer fires
+    at once at boot and wgsigc.service and wg-quick@ both only wait for network-online.target, so
+    without the repair units' Before= the run races wg-quick: here wg-quick takes 8 s before it
+    creates wgq (PreUp = sleep 8) and wgq is wgsigc.toml's first interface, so a run that does not
+    wait fails with exit 4 (checked by removing the Before= lines: this test then fails). The
+    networkd side is only observed: networkd has created wgr well before wg-quick is done, so the
+    networkd unit's Before= is not what holds the run back in this boot.
+    Peer b's host and the NAT lab, runtime state, are re-created at boot by the test's own
+    wgsig-lab.service before the network (network-pre.target)."""
+    story.checked(boot_enable="systemctl enable of systemd-networkd, wg-quick@wgq, wgsigc.timer and the lab",
+                  boot_repair_units_enabled="both repair units are enabled")
+    assert story.fact("boot_new_boot") == "yes", "the guest really rebooted (a new boot id)"
+    timeline = _timeline(story)
+    shown = "\n".join(f"{t:8.2f} {text}" for t, text in timeline)
+    first_run = _first(timeline, "Starting wgsigc.service")
+    assert first_run is not None, f"wgsigc.service ran in the second boot (the timer, at boot)\n{shown}"
+    started = first_run[0]
+    wgq_created = _first(timeline, "wg-quick", "[#] ip link add wgq type wireguard")
+    assert wgq_created is not None and wgq_created[0] < started, \
+        f"wgsigc's first run started after wg-quick created wgq\n{shown}"
+    wgr_seen = _first(timeline, "systemd-networkd", "wgr:")
+    assert wgr_seen is not None and wgr_seen[0] < started, \
+        f"wgsigc's first run started after networkd brought up wgr\n{shown}"
+    for unit in ("wgsigc-wg-quick@wgq.service", "wgsigc-networkd.service"):
+        done = _first(timeline, f"Finished {unit}")
+        assert done is not None and done[0] <= started, \
+            f"{unit} finished before wgsigc.service's first run started (Before=wgsigc.service)\n{shown}"
+    end = next(((t, text) for t, text in timeline if t >= started and text.startswith("systemd[1]: ")
+                and ("Finished wgsigc.service" in text or "Failed to start wgsigc.service" in text)), None)
+    assert end is not None and "Finished" in end[1], f"wgsigc.service's first run at boot succeeded\n{shown}"
+    assert not [text for _, text in timeline if "does not exist" in text], \
+        f"no wgsigc run in this boot looked for an interface that did not exist yet\n{shown}"
+    assert not [text for _, text in timeline if "wgsigc.service: Failed" in text], \
+        f"wgsigc.service did not fail in this boot\n{shown}"
+    for ifc in ("wgq", "wgr"):
+        endpoint = story.fact(f"boot_endpoint_of_b_in_{ifc}")
+        assert endpoint.startswith(f"{NAT_B}:"), f"after the boot, {ifc} holds b's public endpoint: {endpoint!r}"
+        assert story.fact(f"boot_ping_{ifc}") == "answered", f"after the boot, {ifc} reaches b through the tunnel"
+    order = [f"{t:.1f} s {text}" for t, text in timeline if text.startswith("systemd[1]: ")
+             and ("Finished" in text or "Starting wgsigc.service" in text or "Reached target" in text)]
+    print("second boot, seconds since the kernel started:\n  " + "\n  ".join(order))
+    print(f"wg-quick created wgq at {wgq_created[0]:.1f} s, networkd's first line on wgr at {wgr_seen[0]:.1f} s"
+          f" ({wgr_seen[1]})")
+    print(f"wgsigc's first run started at {started:.1f} s and ended at {end[0]:.1f} s; first handshake"
+          f" with b: wgq {story.figure('boot_handshake_wgq_s'):.0f} s, wgr {story.figure('boot_handshake_wgr_s'):.0f} s"
+          " after boot (whole seconds)")

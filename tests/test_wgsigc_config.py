@@ -135,6 +135,17 @@ def test_x1_keys() -> None:
             parse_config({"interface": {"wg0": {**base, key: value}}}, "f")
 
 
+def test_port_mapping_key_off_by_default_one_of_five_modes() -> None:
+    base = {"servers": ["s:1"], "secret_file": "k"}
+    assert parse_config({"interface": {"wg0": base}}, "f").interfaces[0].port_mapping == "off"
+    for mode in ("auto", "pcp", "natpmp", "upnp", "off"):
+        config = parse_config({"interface": {"wg0": {**base, "port_mapping": mode}}}, "f").interfaces[0]
+        assert config.port_mapping == mode
+    for value, message in (("yes", "port_mapping must be one of 'off', 'auto'"), (True, "port_mapping must be a str")):
+        with pytest.raises(ConfigError, match=message):
+            parse_config({"interface": {"wg0": {**base, "port_mapping": value}}}, "f")
+
+
 def test_shipped_example_parses() -> None:
     config = load_config(str(ROOT / "packaging" / "examples" / "wgsigc.toml"))
     assert [i.name for i in config.interfaces] == ["wg0"]

@@ -25,6 +25,11 @@ firewalls (inbound only when established or related). Every NAT drops unsolicite
    180 s (the lab waits that long while the other scenarios run), never writing the hairpin one.
 8. a and b dual-stack (IPv4 behind the NATs, IPv6 behind stateful firewalls, a server name with A
    and AAAA): the tunnel goes over IPv6; with IPv6 UDP blocked at b's router, over IPv4.
+9. m behind a symmetric NAT (``masquerade fully-random``) running miniupnpd (Debian's
+   miniupnpd-nftables, PCP/NAT-PMP), a behind NAT A: no tunnel without port mapping; with
+   ``port_mapping = "auto"`` m maps WireGuard's port, announces it (X1 MAPPED4), a reaches m there;
+   status shows the mapping; a later run renews it, one with port mapping off deletes it; with
+   miniupnpd gone the run still succeeds, with one line.
 """
 
 from __future__ import annotations
@@ -171,3 +176,46 @@ def test_a_wrong_first_candidate_is_cycled_past(lab: LabRun) -> None:
     seconds = lab.figure("cycle_seconds")
     print(f"wrong first candidate cycled past in {seconds:.1f} s")
     assert seconds < 25, f"the wrong candidate costs one step, not a timer period: {seconds} s"
+
+
+def test_symmetric_nat_with_port_mapping_gets_a_tunnel(lab: LabRun) -> None:
+    lab.passed(miniupnpd_listens="miniupnpd (miniupnpd-nftables) listens for PCP/NAT-PMP on NAT P",
+               portmap_lab_reaches_server="peer m behind NAT P reaches the server")
+    assert lab.fact("pm_off_ping") == "no answer", \
+        "without port mapping there is no tunnel between m (symmetric NAT) and a (port-restricted NAT)"
+    _succeeded(lab, "pm_a", "pm_m")
+    run = lab.run("pm_m")
+    assert "port mapping obtained: PCP 192.0.3.2:51820 -> port 51820, 120 s" in run.out, \
+        f"m's run obtains a PCP mapping of WireGuard's port from miniupnpd; {run}"
+    assert "dport 51820" in lab.fact("pm_rules"), f"miniupnpd forwards the port: {lab.fact('pm_rules')!r}"
+    _answered(lab, "pm_ping", "m to a through the symmetric NAT, over the mapped port")
+    assert lab.fact("pm_endpoint_of_m_in_a") == "192.0.3.2:51820", \
+        "m's endpoint in a's kernel is the mapped endpoint m announced"
+    print(f"port mapping obtained {lab.figure('portmap_mapping_seconds'):.1f} s after m's run started;"
+          f" tunnel {lab.figure('portmap_tunnel_seconds'):.1f} s after it")
+
+
+def test_status_shows_the_port_mapping(lab: LabRun) -> None:
+    status = lab.run("pm_status_m")
+    assert status.rc == 0, f"wgsigc status succeeds; {status}"
+    assert re.search(r"port mapping: PCP 192\.0\.3\.2:51820 -> port 51820 \(gateway 10\.5\.0\.1\), expires in \d+ s",
+                     status.out), f"status shows the mapping's protocol, external endpoint and expiry; {status}"
+
+
+def test_port_mapping_is_renewed_then_deleted_when_turned_off(lab: LabRun) -> None:
+    _succeeded(lab, "pm_renew_m", "pm_offrun_m")
+    renew = lab.run("pm_renew_m")
+    assert "port mapping renewed: PCP 192.0.3.2:51820 -> port 51820" in renew.out, \
+        f"a run past half the granted lifetime renews the mapping; {renew}"
+    off = lab.run("pm_offrun_m")
+    assert "port mapping PCP 192.0.3.2:51820 -> port 51820 deleted (port mapping was turned off)" in off.out, \
+        f"with port_mapping off the next run deletes the mapping; {off}"
+    assert "dport 51820" not in lab.fact("pm_rules_after_off"), \
+        f"... on the router too: {lab.fact('pm_rules_after_off')!r}"
+
+
+def test_without_a_mapping_server_the_run_succeeds_with_one_line(lab: LabRun) -> None:
+    _succeeded(lab, "pm_absent_m")
+    lines = [line for line in lab.run("pm_absent_m").lines if "port mapping" in line]
+    assert len(lines) == 1 and "warning: no port mapping (PCP: " in lines[0], \
+        f"one line says there is no mapping and why: {lines}"

@@ -124,6 +124,7 @@ def _run(
     timeout: int,
     network: bool,
     result_dir: Path | None,
+    reboot: bool = False,
 ) -> tuple[int, str]:
     ensure_image()
     if not (payload_dir / "run.sh").is_file():
@@ -134,17 +135,20 @@ def _run(
         cmd = [str(script)]
         if network:
             cmd.append("--net")
+        if reboot:
+            cmd.append("--reboot")
         cmd += [str(payload_dir), str(results), str(timeout)]
+        limit = (timeout + _MARGIN[kind]) * (2 if reboot else 1)  # the timeout is per boot
         try:
             proc = subprocess.run(
                 cmd,
                 env=_host_env(),
                 capture_output=True,
                 text=True,
-                timeout=timeout + _MARGIN[kind],
+                timeout=limit,
             )
         except subprocess.TimeoutExpired:
-            return 124, f"[vmlib: {kind} run did not end within {timeout + _MARGIN[kind]} s]"
+            return 124, f"[vmlib: {kind} run did not end within {limit} s]"
         log = results / "output.log"
         output = log.read_text(errors="replace") if log.exists() else ""
         if proc.returncode in (124, 125) and proc.stderr:
@@ -159,6 +163,7 @@ def run_in_qemu(
     timeout: int = 120,
     network: bool = False,
     result_dir: Path | None = None,
+    reboot: bool = False,
 ) -> tuple[int, str]:
     """Run ``payload_dir/run.sh`` in a QEMU TCG VM with Debian's cloud kernel.
 
@@ -166,8 +171,11 @@ def run_in_qemu(
     (then the output ends with the harness message and the serial console's tail).
     *network* gives the guest QEMU user networking (apt can reach the Debian mirror).
     *result_dir* keeps output.log, rc, console.log and artifacts/ there.
+    *reboot* lets run.sh ask for one real reboot of the guest (create ``$WGSIG_REBOOT_REQUEST``
+    and exit 0): run.sh then runs again on the second boot with ``WGSIG_STAGE=2``, the guest's
+    writes kept, its output appended; *timeout* is per boot.
     """
-    return _run("qemu", Path(payload_dir), timeout, network, result_dir)
+    return _run("qemu", Path(payload_dir), timeout, network, result_dir, reboot)
 
 
 def run_in_nspawn(

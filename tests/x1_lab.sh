@@ -175,6 +175,100 @@ echo "FIGURE cycle_seconds $(awk -v a="$(ip netns exec b wg show wg0 latest-hand
 endpoint cycle_endpoint_of_a_in_b b a
 ip -n b addr del 10.1.0.77/24 dev eth0; ip -n natb addr del 10.1.0.2/24 dev lan0
 
+stamp "scenario 9: a symmetric NAT with miniupnpd (PCP/NAT-PMP): port mapping gets a tunnel"
+# NAT P (natp): WAN 192.0.3.2 on pub's bridge (miniupnpd refuses the documentation range 192.0.2.0/24
+# as a "reserved" external address; on-link routes join the two subnets), LAN 10.5.0.1 for peer m
+# (10.5.0.2); a symmetric NAT (masquerade fully-random) that drops unsolicited inbound traffic
+# except what miniupnpd forwards (ct status dnat). miniupnpd grants at most 120 s, so that a later
+# run renews (at half the lifetime) within the lab's time. The other peer is a, behind NAT A.
+# Run before scenario 7's end: its waits overlap with scenario 7's.
+ip netns add natp; ip netns add m; ip -n natp link set lo up; ip -n m link set lo up
+ip link add wan0 netns natp type veth peer name pnatp netns pub
+ip -n pub link set pnatp master br0 up
+ip -n natp addr add 192.0.3.2/24 dev wan0; ip -n natp link set wan0 up
+ip -n natp route add 192.0.2.0/24 dev wan0
+ip -n pub route add 192.0.3.0/24 dev br0; ip -n nata route add 192.0.3.0/24 dev wan0
+ip link add lan0 netns natp type veth peer name eth0 netns m
+ip -n natp addr add 10.5.0.1/24 dev lan0; ip -n natp link set lan0 up
+ip -n m addr add 10.5.0.2/24 dev eth0; ip -n m link set eth0 up; ip -n m route add default via 10.5.0.1
+ip netns exec natp sysctl -qw net.ipv4.ip_forward=1
+ip netns exec natp nft -f - <<'NFT'
+table inet filter {
+    chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }
+    chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd
+        oifname "wan0" masquerade fully-random
+    }
+    chain prerouting_miniupnpd { }
+    chain postrouting_miniupnpd { }
+    # after dstnat: what miniupnpd forwards is accepted, other unsolicited traffic dropped before
+    # it makes a conntrack entry (as natlab_nat_rules)
+    chain pre { type filter hook prerouting priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" ct status dnat accept
+        iifname "wan0" drop
+    }
+    chain forward { type filter hook forward priority filter; policy accept; jump miniupnpd; }
+    chain miniupnpd { }
+}
+NFT
+printf '%s\n' ext_ifname=wan0 listening_ip=lan0 enable_natpmp=yes enable_upnp=no secure_mode=yes \
+    min_lifetime=60 max_lifetime=120 upnp_table_name=filter upnp_nat_table_name=filter \
+    upnp_forward_chain=miniupnpd upnp_nat_chain=prerouting_miniupnpd \
+    upnp_nat_postrouting_chain=postrouting_miniupnpd uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b \
+    "allow 1024-65535 10.5.0.0/24 1024-65535" "deny 0-65535 0.0.0.0/0 0-65535" > /tmp/miniupnpd.conf
+ip netns exec natp miniupnpd -d -f /tmp/miniupnpd.conf -P /tmp/miniupnpd.pid >/tmp/miniupnpd.log 2>&1 &
+MINIUPNPD=$!
+for i in $(seq 50); do ip netns exec natp ss -Hlun | grep -q ':5351 ' && break; sleep 0.2; done
+check miniupnpd_listens sh -c "ip netns exec natp ss -Hlun | grep -q ':5351 '"
+check portmap_lab_reaches_server ip netns exec m ping -c1 -W5 192.0.2.1
+wg genkey > /tmp/m.key; wg pubkey < /tmp/m.key > /tmp/m.pub; fact key_m "$(cat /tmp/m.pub)"
+pm_rules() { ip netns exec natp nft list chain inet filter prerouting_miniupnpd; }
+
+# 9a, the baseline: port mapping off, the symmetric NAT against NAT A: no tunnel
+wg_peer a a 51820 10.93.0.1 m 10.93.0.2; wg_peer m m 51820 10.93.0.2 a 10.93.0.1
+config a 192.0.2.1:1223 "converge_seconds = 10"; config m 192.0.2.1:1223 "converge_seconds = 10"
+for n in nata natp; do ip netns exec $n conntrack -F >/dev/null 2>&1; done
+wgsigc_bg pm_off_a a /tmp/a.toml
+sleep 2
+wgsigc pm_off_m m --config /tmp/m.toml
+wait_bg
+fact_ping pm_off_ping m 10.93.0.1
+
+# 9b: port mapping on in m: PCP to miniupnpd, the mapping announced (X1 MAPPED4), a reaches m.
+# m gets a new key: a first meets it now (no record left from 9a), as a peer that comes online.
+wg genkey > /tmp/m.key; wg pubkey < /tmp/m.key > /tmp/m.pub; fact key_m2 "$(cat /tmp/m.pub)"
+wg_peer a a 51820 10.93.0.1 m 10.93.0.2; wg_peer m m 51820 10.93.0.2 a 10.93.0.1
+config a 192.0.2.1:1223; config m 192.0.2.1:1223 'port_mapping = "auto"'
+for n in nata natp; do ip netns exec $n conntrack -F >/dev/null 2>&1; done
+wgsigc_bg pm_a a /tmp/a.toml
+sleep 4
+pm_start=$(date +%s)
+t0=$(uptime_s)
+( while ! pm_rules | grep -q 'dport 51820'; do sleep 0.05; done
+  echo "FIGURE portmap_mapping_seconds $(awk -v a="$(uptime_s)" -v b="$t0" "BEGIN {print a - b}")" ) &
+POLL=$!
+wgsigc pm_m m --config /tmp/m.toml
+wait_bg
+kill $POLL 2>/dev/null; wait $POLL 2>/dev/null
+fact_ping pm_ping m 10.93.0.1
+echo "FIGURE portmap_tunnel_seconds $(awk -v a="$(ip netns exec a wg show wg0 latest-handshakes | awk '{print $2}')" -v b="$(date +%s)" -v u="$(uptime_s)" -v t="$t0" "BEGIN {print a - (b - (u - t))}")"
+ip netns exec a wg show wg0; ip netns exec m wg show wg0
+endpoint pm_endpoint_of_m_in_a a m
+fact pm_rules "$(pm_rules)"
+wgsigc pm_status_m m status --config /tmp/m.toml
+# 9c: a later run past half the granted lifetime (120 s) renews the mapping
+while [ $(( $(date +%s) - pm_start )) -le 70 ]; do sleep 2; done
+wgsigc pm_renew_m m --config /tmp/m.toml
+# 9d: turned off: the next run deletes the mapping on the router
+config m 192.0.2.1:1223 'port_mapping = "off"'
+wgsigc pm_offrun_m m --config /tmp/m.toml
+fact pm_rules_after_off "$(pm_rules)"
+# 9e: without miniupnpd, port mapping on: the run still succeeds, with one line about it
+kill "$MINIUPNPD"; wait "$MINIUPNPD" 2>/dev/null
+echo "--- miniupnpd log"; tail -n 15 /tmp/miniupnpd.log
+config m 192.0.2.1:1223 'port_mapping = "auto"'
+wgsigc pm_absent_m m --config /tmp/m.toml
+
 stamp "scenario 7, end: the hand-set LAN endpoint after its handshake grew older than 180 s"
 while [ $(( $(date +%s) - handset_at )) -le 185 ]; do sleep 2; done
 ip netns exec h1 wg show wg0 latest-handshakes

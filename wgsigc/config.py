@@ -74,6 +74,8 @@ class InterfaceConfig:
     # While a peer waits for a handshake, a run keeps fetching and judging for this long (seconds):
     # a peer that just came online is reached within seconds, not at the next timer run.
     converge_seconds: float = DEFAULT_CONVERGE
+    # Ask the router to map WireGuard's port and announce the mapping (wgsigc.portmapping).
+    port_mapping: str = "off"
 
 
 @dataclass(frozen=True)
@@ -163,8 +165,9 @@ def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
 _INTERFACE_KEYS = {
     "servers", "group", "secret_file", "encrypt", "max_age", "keepalive", "handshake_threshold",
     "handshake_timeout", "attempts", "timeout", "peer", "state_file", "candidates", "exclude_candidates",
-    "advertise", "ipv6", "converge_seconds",
+    "advertise", "ipv6", "converge_seconds", "port_mapping",
 }
+PORT_MAPPING_MODES = ("off", "auto", "pcp", "natpmp", "upnp")  # wgsigc.portmapplan.MODES
 
 
 def _interface(name: str, table: dict[str, Any], where: str, state_directory: Path | None) -> InterfaceConfig:
@@ -204,6 +207,10 @@ def _interface(name: str, table: dict[str, Any], where: str, state_directory: Pa
     exclude = tuple(_strings(table, "exclude_candidates", where, _network, '["172.16.0.0/12"]'))
     advertise = tuple(_strings(table, "advertise", where, parse_endpoint_text, '["198.51.100.7:51820"]'))
     converge = _number(table, "converge_seconds", where, 0, DEFAULT_CONVERGE)
+    port_mapping = _typed(table, "port_mapping", where, str) if "port_mapping" in table else "off"
+    if port_mapping not in PORT_MAPPING_MODES:
+        raise ConfigError(f"{where}: port_mapping must be one of {', '.join(map(repr, PORT_MAPPING_MODES))},"
+                          f" not {port_mapping!r}")
     if converge > 50:
         raise ConfigError(f"{where}: converge_seconds must be at most 50 (wgsigc.service stops a run after 60 s)")
     return InterfaceConfig(
@@ -211,6 +218,7 @@ def _interface(name: str, table: dict[str, Any], where: str, state_directory: Pa
         keepalive=keepalive, handshake_threshold=threshold, handshake_timeout=handshake_timeout,
         attempts=attempts, timeout=timeout, extra_peers=extra, state_file=state_file, candidates=candidates,
         exclude_candidates=exclude, advertise=advertise, ipv6=ipv6, converge_seconds=converge,
+        port_mapping=port_mapping,
     )
 
 

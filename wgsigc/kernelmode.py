@@ -23,6 +23,7 @@ from __future__ import annotations
 import sys
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 from wgsig.client import GroupCredentials, newest_records
@@ -34,6 +35,7 @@ from wgsigc import localaddrs, netlink, pyroute2load, runrecord
 from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exitcodes import (
+    EXIT_INTERFACE,
     EXIT_NO_ANSWER,
     EXIT_OK,
     EXIT_PEER,
@@ -71,6 +73,8 @@ class Run:
     written: set[PublicKey] = field(default_factory=set)  # peers whose endpoint this run wrote
     refused: set[PublicKey] = field(default_factory=set)  # peers whose unusable record endpoint was reported
     nat: NatView | None = None  # what this host's NAT did with its registrations
+    portmap_path: Path | None = None  # the port mapping's state file (wgsigc.portmapping)
+    port_mapping_done: bool = False
 
     def fail(self, code: int, message: str) -> None:
         if self.code == EXIT_OK:
@@ -104,6 +108,7 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     err = err or sys.stderr
     run = Run(config, dry_run)
     path = state_file_for(config)
+    run.portmap_path = path.with_name(path.stem + ".portmap.json")  # portmapping.state_path, without its import
     last, problem = runrecord.read(path)
     if problem is not None:
         run.messages.append(f"warning: {problem}")
@@ -116,6 +121,8 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     except WgsigcError as error:
         run.code = error.exit_code  # what stopped the run outranks peer problems found before it
         run.messages.append(str(error))
+        if error.exit_code == EXIT_INTERFACE and not run.port_mapping_done:
+            _port_mapping(run, None)  # the interface is gone: delete the mapping made for it
     for message in run.messages:
         print(f"wgsigc: {config.name}: {message}", file=err)
     if run.plan is not None:
@@ -148,7 +155,8 @@ def _run_interface(run: Run, previous: dict[PublicKey, PeerMemory], out: TextIO,
     state = netlink.read_interface(config.name)
     run.servers = resolve_servers(config)
     local, announce = _local_view(run, state)
-    items = own_items(announce, state.listen_port, config.advertise) if config.candidates else []
+    mapped = _port_mapping(run, state.listen_port) if state.listen_port else []
+    items = own_items(announce, state.listen_port, config.advertise + tuple(mapped)) if config.candidates else []
     try:
         if run.dry_run:
             for outcome in run.servers:
@@ -205,6 +213,21 @@ def _converge(run: Run, state: InterfaceState, credentials: GroupCredentials, lo
 
 TICK = 0.5  # how often a converging run re-reads the interface (handshakes, candidate steps)
 POLL_INTERVAL = 0.5  # how often it fetches the servers meanwhile (two small exchanges a second)
+
+
+def _port_mapping(run: Run, listen_port: int | None) -> list[Endpoint]:
+    """Request, renew or delete the router's mapping of WireGuard's port (off by default); the
+    mapped endpoint to announce. Not in a dry run; no import unless mapping is on or was."""
+    assert run.portmap_path is not None
+    run.port_mapping_done = True
+    if run.dry_run or (run.config.port_mapping == "off" and not run.portmap_path.exists()):
+        return []
+    from wgsigc import portmapping
+
+    outcome = portmapping.maintain(run.config.port_mapping, listen_port, run.portmap_path, time.time(),
+                                   f"wgsigc {run.config.name}")
+    run.messages.extend(outcome.lines)
+    return [outcome.announce] if outcome.announce is not None else []
 
 
 def _check_port(state: InterfaceState) -> None:

@@ -16,13 +16,13 @@ from typing import Any
 
 from wgsig.endpoint import endpoint_text
 from wgsigc import runrecord
-from wgsigc.config import ConfigError, load_config, state_file_for
+from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exitcodes import EXIT_OK, EXIT_USAGE, WgsigcError
 from wgsigc.plan import InterfaceState
 
 
 def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState | None, live_error: str | None,
-                now: float) -> dict[str, Any]:
+                now: float, port_mapping: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status of one interface as plain data (pure): the JSON output, and what the text shows."""
     peers: dict[str, dict[str, Any]] = {}
 
@@ -78,6 +78,7 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         "live": live is not None,
         "live_error": live_error,
         "last_run": last_run,
+        "port_mapping": port_mapping,  # wgsigc.portmapping.status_entry
         "peers": sorted(peers.values(), key=lambda p: str(p["public_key"])),
     }
 
@@ -136,6 +137,12 @@ def format_view(view: dict[str, Any], now: float | None = None) -> str:
             lines.append(f"  NAT: {run['nat']}")
         for message in run["messages"]:
             lines.append(f"    {message}")
+    mapping = view.get("port_mapping")
+    if mapping is not None:
+        left = mapping["expires_in"]
+        when = f"expires in {left} s" if left > 0 else f"expired {-left} s ago"
+        lines.append(f"  port mapping: {mapping['protocol']} {mapping['external_endpoint']} -> port"
+                     f" {mapping['internal_port']} (gateway {mapping['gateway']}), {when}")
     for p in view["peers"]:
         lines.append(f"  peer {p['public_key']}")
         record = f" (record {p['record_age']} s old)" if p["record_age"] is not None else ""
@@ -189,13 +196,23 @@ def main_status(argv: list[str]) -> int:
         if problem is not None:
             print(f"wgsigc: {problem}", file=sys.stderr)
         live, live_error = _live(interface.name)
-        views.append(status_view(interface.name, record, live, live_error, now))
+        views.append(status_view(interface.name, record, live, live_error, now, _port_mapping(interface, now)))
     if args.json:
         json.dump({"interfaces": views}, sys.stdout, indent=1)
         sys.stdout.write("\n")
     else:
         sys.stdout.write("\n".join(format_view(v) for v in views))
     return EXIT_OK
+
+
+def _port_mapping(interface: InterfaceConfig, now: float) -> dict[str, Any] | None:
+    path = state_file_for(interface)
+    path = path.with_name(path.stem + ".portmap.json")
+    if not path.exists():
+        return None  # no import of the port mapping shell where it was never used
+    from wgsigc import portmapping
+
+    return portmapping.status_entry(path, now)
 
 
 def _live(name: str) -> tuple[InterfaceState | None, str | None]:

@@ -13,8 +13,10 @@ set -eu
 # autopkgtest: tests/test_autopkgtest.py runs debian/tests with its null runner inside the container;
 # acl: the package's postrm takes its ACL entry off node-exporter's directory with setfacl.
 # python3-cffi-backend: debootstrap does not resolve the virtual python3-cffi-backend-api-* deps.
-PACKAGES=systemd,systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,iproute2,iputils-ping,wireguard-tools,python3,python3-pyroute2,python3-systemd,python3-cryptography,python3-cffi-backend,nftables,procps,conntrack,netbase,autopkgtest,acl
-MASK_UNITS="apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer"
+# miniupnpd-nftables: the X1 lab's router with PCP/NAT-PMP (port mapping); its own unit is masked,
+# the lab starts it in a NAT namespace with its own config.
+PACKAGES=systemd,systemd-sysv,udev,dbus,kmod,linux-image-cloud-amd64,iproute2,iputils-ping,wireguard-tools,python3,python3-pyroute2,python3-systemd,python3-cryptography,python3-cffi-backend,nftables,procps,conntrack,netbase,autopkgtest,acl,miniupnpd-nftables
+MASK_UNITS="apt-daily.timer apt-daily-upgrade.timer dpkg-db-backup.timer e2scrub_all.timer e2scrub_reap.service fstrim.timer miniupnpd.service"
 
 force=0; check=0
 for a in "$@"; do
