@@ -197,3 +197,37 @@ def test_kernel_mode_says_once_per_peer_that_an_unusable_endpoint_is_not_written
         f"warning: peer {PublicKey(OTHER)}: its record's endpoint 224.0.0.9:9 is a multicast address;"
         " never written to the kernel",
     ]
+
+
+def _symmetric_round(age: int, first: int, second: int) -> tuple[Record, list[Record]]:
+    """One registration round of a peer behind a symmetric NAT: each server saw another port
+    (server 1's record a second newer). The merged record and every server's view."""
+    views = [record(PEER, "203.0.113.5", first, age), record(PEER, "203.0.113.5", second, age + 1)]
+    return views[0], views
+
+
+def test_a_peer_behind_a_symmetric_nat_is_not_followed_between_the_servers_views() -> None:
+    """Issue 14: each server sees the peer at another port in the same round. Which of them is the
+    newest changes from run to run; that is not a move: no follow (which would restart the wait
+    and hide the peer's problem), and the problem is still reported on the next run."""
+    settings = Settings(handshake_timeout=15)
+    waiting = PeerState(PEER, ("203.0.113.5", 44498), ("10.0.0.2/32",), 25, 0)
+    merged1, views1 = _symmetric_round(40, 44498, 59214)
+    p1 = plan(state(waiting), records(merged1), settings, NOW - 40, views={PEER: views1})
+    assert p1.writes[0].endpoint == ("203.0.113.5", 44498)
+    # the next run: the other server's view is now the newest
+    merged2, views2 = _symmetric_round(10, 59214, 44498)
+    p2 = plan(state(waiting), records(merged2), settings, NOW, p1.memory({}), views={PEER: views2})
+    (d,) = p2.decisions
+    assert d.action is not Action.FOLLOW, d
+    assert p2.problems and "no handshake 40 s after its endpoint was set" in p2.problems[0]
+
+
+def test_a_peer_that_moved_is_followed_although_a_server_still_holds_its_old_record() -> None:
+    """A server that missed the new registration still has the old endpoint, from an earlier round."""
+    healthy = PeerState(PEER, ("203.0.113.5", 51820), ("10.0.0.2/32",), 25, NOW - 60)
+    old = record(PEER, "203.0.113.5", 51820, 70)
+    memory = plan(state(healthy), records(old), Settings(), NOW - 40, views={PEER: [old]}).memory({})
+    new = record(PEER, "203.0.113.77", 51820, 5)
+    (d,) = plan(state(healthy), records(new), Settings(), NOW, memory, views={PEER: [new, old]}).decisions
+    assert d.action is Action.FOLLOW and d.write is not None and d.write.endpoint == ("203.0.113.77", 51820)

@@ -31,6 +31,7 @@ from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.host.configfile import MetricsDirectory
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import PublicKey
+from wgsig.wire import Record
 from wgsigc import localaddrs, netlink, pyroute2load, runrecord
 from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
@@ -254,6 +255,10 @@ def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[Publ
     config = run.config
     answered = [s for s in run.servers if s.records is not None]
     records = newest_records((s.records or [] for s in answered), time.time())
+    views: dict[bytes, list[Record]] = {}
+    for s in answered:
+        for r in s.records or []:
+            views.setdefault(r.peer_id, []).append(r)
     own = records.get(state.public_key)
     if own is not None and own.port:
         local = LocalView(own.ip, local.onlink, local.global_ipv6)
@@ -262,7 +267,7 @@ def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[Publ
         config.keepalive, config.handshake_threshold, config.handshake_timeout, config.max_age, config.extra_peers
     )
     decided = plan(state, records, settings, time.time(), memory, announced=announced, local=local,
-                   own_before=own_before)
+                   own_before=own_before, views=views)
     for d in decided.decisions:
         # once per peer and run: a converging run decides every half second
         if d.refused is not None and d.public_key not in run.refused:

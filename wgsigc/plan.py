@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -192,11 +192,15 @@ def plan(
     announced: Mapping[bytes, Announced] | None = None,
     local: LocalView | None = None,
     own_before: Endpoint | None = None,
+    views: Mapping[bytes, Sequence[Record]] | None = None,
 ) -> Plan:
     """Decide, per peer of the interface and per record, what to do.
 
     ``own_before`` is this host's public endpoint as the previous run saw it: when it changed
-    (a NAT with a new address), healthy peers get a handshake too (``_reopen``)."""
+    (a NAT with a new address), healthy peers get a handshake too (``_reopen``). ``views`` are
+    every answering server's record of each peer (``records`` holds the newest of them): a peer
+    behind a NAT that maps per destination is seen at a different port by each server, which is
+    not a move (``_seen_elsewhere``)."""
     pending = pending or {}
     announced = announced or {}
     own = records.get(state.public_key)
@@ -227,7 +231,8 @@ def plan(
             decisions.append(_unknown_peer(key, record, announced.get(key), local, settings, now))
         else:
             decisions.append(
-                _known_peer(peer, record, announced.get(key), local, settings, now, pending.get(key))
+                _known_peer(peer, record, announced.get(key), local, settings, now, pending.get(key),
+                            (views or {}).get(peer_id, ()))
             )
     for key, peer in state.peers.items():
         if key not in records:
@@ -300,6 +305,7 @@ def _known_peer(
     settings: Settings,
     now: float,
     memory: PeerMemory | None,
+    views: Sequence[Record] = (),
 ) -> PeerDecision:
     key = peer.public_key
     handshake = peer.latest_handshake
@@ -317,11 +323,13 @@ def _known_peer(
     # Has the peer left the address the kernel points at? It registered from elsewhere since the
     # record that gave it (or stopped announcing that LAN address): following cannot break a
     # working path. An endpoint WireGuard learned by roaming is neither, and is never moved.
-    # An empty announcement says nothing (a server restart loses them).
+    # An empty announcement says nothing (a server restart loses them). Nor does another
+    # server's view of the same registration (a symmetric NAT shows each server another port).
     dropped = set(memory.announced) - set(now_announced) - {record_endpoint} if now_announced else set()
     moved = (
         bool(memory.record_label) and newer and memory.record_endpoint is not None
         and record_endpoint is not None and record_endpoint != memory.record_endpoint
+        and not _seen_elsewhere(memory.record_endpoint, record, views)
     )
     left = kernel is not None and ((moved and kernel == memory.record_endpoint) or kernel in dropped)
     # Forget what worked at addresses it has left.
@@ -421,6 +429,18 @@ def _known_peer(
     detail += f" (last handshake {int(now - handshake)} s ago)" if handshake else " (no handshake yet)"
     return PeerDecision(key, action, detail, write=write, pending=pending, problem=problem,
                         in_use=_describe(chosen), why=why, **base)
+
+
+# Registrations of one run reach every server within a few seconds; a peer's next registration
+# comes a timer period later.
+SAME_ROUND = 10
+
+
+def _seen_elsewhere(endpoint: Endpoint, newest: Record, views: Sequence[Record]) -> bool:
+    """A server still sees the peer at ``endpoint`` in a registration of the same round as the
+    newest record: it has not left it (its NAT maps each destination to another port)."""
+    when = label_seconds(newest.label)
+    return any((r.ip, r.port) == endpoint and when - label_seconds(r.label) <= SAME_ROUND for r in views)
 
 
 def replace_memory(base: PeerMemory, endpoint: Endpoint | None, since: float, waiting_since: float | None,
