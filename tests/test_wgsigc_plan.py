@@ -231,3 +231,17 @@ def test_a_peer_that_moved_is_followed_although_a_server_still_holds_its_old_rec
     new = record(PEER, "203.0.113.77", 51820, 5)
     (d,) = plan(state(healthy), records(new), Settings(), NOW, memory, views={PEER: [new, old]}).decisions
     assert d.action is Action.FOLLOW and d.write is not None and d.write.endpoint == ("203.0.113.77", 51820)
+
+
+def test_a_peer_the_servers_saw_at_several_ports_is_diagnosed_as_behind_a_symmetric_nat() -> None:
+    """Issue 14 point 4: the side that is not symmetric learns from the servers' views where the
+    problem is, and what helps."""
+    waiting = PeerState(PEER, ("203.0.113.5", 44498), ("10.0.0.2/32",), 25, 0)
+    merged, views = _symmetric_round(40, 44498, 59214)
+    memory = plan(state(waiting), records(merged), Settings(), NOW - 40, views={PEER: views}).memory({})
+    p = plan(state(waiting), records(merged), Settings(), NOW, memory, views={PEER: views})
+    (problem,) = p.problems
+    assert "the servers saw it at 203.0.113.5:44498, 203.0.113.5:59214" in problem
+    assert "symmetric NAT" in problem and "port_mapping" in problem and "relay" in problem
+    one = plan(state(waiting), records(merged), Settings(), NOW, memory, views={PEER: views[:1]})
+    assert "the servers saw it at" not in one.problems[0]

@@ -67,8 +67,9 @@ def observe(registrations: Sequence[Registration], listen_port: int,
 
 REACHED = ("peers whose NAT lets any port of this host in (full cone, address-restricted) are still reached,"
            " through WireGuard's roaming")
-TO_DO = ("for the others forward a UDP port to WireGuard (and announce it with advertise = [\"IP:PORT\"]), or"
-         " use a host with a stable mapping or a relay")
+TO_DO = ("for the others (NATs that filter by port, most home routers) turn on port_mapping = \"auto\" if this"
+         " router speaks PCP, NAT-PMP or UPnP, or forward a UDP port to WireGuard (and announce it with"
+         " advertise = [\"IP:PORT\"]), or use a relay")
 
 
 def verdict(view: NatView | None, unreachable: bool) -> tuple[str | None, str | None]:

@@ -350,6 +350,7 @@ def _known_peer(
     worked = worked[:4]
     candidates = tuple(candidate_order(record_endpoint, announced, local, [w[0] for w in worked]))
     refused = _refused(record)
+    spread = _same_round(record, views)
     base: dict[str, Any] = {
         "server_endpoint": record_endpoint, "kernel_endpoint": kernel, "record_time": label_seconds(record.label),
         "latest_handshake": handshake, "candidates": candidates, "refused": refused,
@@ -400,14 +401,14 @@ def _known_peer(
         # Still within this candidate's step, or resting: nothing to write.
         assert index is not None
         pending = replace_memory(remembered, current, memory.since, waiting_since, memory.resting, following)
-        problem = _problem(key, candidates, waiting_since, settings, now)
+        problem = _problem(key, candidates, waiting_since, settings, now, spread)
         why = _why(index, candidates, memory.resting, worked, following)
         detail = f"{'resting on' if memory.resting else 'trying'} {_describe(candidates[index])}" \
                  f" (step {index + 1} of {len(candidates)}, {now - memory.since:.0f} s)"
         return PeerDecision(key, Action.WAITING, detail, pending=pending, problem=problem, in_use=in_use, why=why,
                             **base)
     chosen = candidates[step]
-    problem = _problem(key, candidates, waiting_since, settings, now)
+    problem = _problem(key, candidates, waiting_since, settings, now, spread)
     following = (left or following) and not resting
     pending = replace_memory(remembered, chosen.endpoint, since, waiting_since, resting, following)
     why = _why(step, candidates, resting, worked, following)
@@ -441,6 +442,15 @@ def _seen_elsewhere(endpoint: Endpoint, newest: Record, views: Sequence[Record])
     newest record: it has not left it (its NAT maps each destination to another port)."""
     when = label_seconds(newest.label)
     return any((r.ip, r.port) == endpoint and when - label_seconds(r.label) <= SAME_ROUND for r in views)
+
+
+def _same_round(newest: Record, views: Sequence[Record]) -> tuple[Endpoint, ...]:
+    """Where the servers saw the peer in its newest registration round, when they saw it at more
+    than one endpoint (its NAT maps each destination to another port), else ()."""
+    when = label_seconds(newest.label)
+    seen = sorted({(r.ip, r.port) for r in views if abs(when - label_seconds(r.label)) <= SAME_ROUND}
+                  | {(newest.ip, newest.port)})
+    return tuple(seen) if len(seen) > 1 else ()
 
 
 def replace_memory(base: PeerMemory, endpoint: Endpoint | None, since: float, waiting_since: float | None,
@@ -483,8 +493,9 @@ def _in_use(kernel: Endpoint | None, candidates: tuple[Candidate, ...]) -> str |
 
 
 def _problem(key: PublicKey, candidates: tuple[Candidate, ...], waiting_since: float, settings: Settings,
-             now: float) -> str | None:
-    """One line once every candidate had its step and the peer has waited longer than handshake_timeout."""
+             now: float, spread: tuple[Endpoint, ...] = ()) -> str | None:
+    """One line once every candidate had its step and the peer has waited longer than handshake_timeout.
+    ``spread``: the servers saw the peer at several endpoints (``_same_round``): its NAT is the cause."""
     waited = now - waiting_since
     if waited < settings.handshake_timeout or waited < sum(c.step for c in candidates):
         return None
@@ -496,6 +507,14 @@ def _problem(key: PublicKey, candidates: tuple[Candidate, ...], waiting_since: f
             " run wgsigc with candidates = true on both peers, or give it a LAN endpoint by hand"
         )
     tried = ", ".join(_describe(c) for c in candidates)
+    if spread:
+        return (
+            f"peer {key}: no handshake {int(waited)} s after its endpoint was set (tried {tried}); the servers"
+            f" saw it at {', '.join(_ep(e) for e in spread)}: its NAT maps each destination to a new port"
+            " (symmetric NAT), so a NAT here that filters by port (most home routers) drops its packets;"
+            " that peer needs port_mapping = \"auto\" (if its router speaks PCP, NAT-PMP or UPnP), a forwarded"
+            " UDP port, or a relay"
+        )
     return (
         f"peer {key}: no handshake {int(waited)} s after its endpoint was set (tried {tried});"
         " likely causes: a NAT on either side maps each destination to a new port (symmetric NAT,"
