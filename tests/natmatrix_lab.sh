@@ -2,13 +2,17 @@
 # The NAT behaviour matrix, run inside the QEMU VM by tests/test_natmatrix_vm.py and
 # scripts/natmatrix.sh (tests/natmatrix.py says what each behaviour is and what to expect).
 # One "public" network with two wgsigd (192.0.2.1 and 192.0.2.2: a NAT that maps per destination
-# shows two servers two ports). For each line "ID KIND_A KIND_B" of /srv/payload/pairs.txt: fresh
-# NAT namespaces, fresh keys, two peers with kernel WireGuard and no endpoints, wgsigc with the
-# shipped defaults started as two timers would (a first, b 2 s later; a second round 30 s after
-# the first if there is no tunnel yet), a ping from a every 0.2 s from the start.
+# shows two servers two ports). Each line "ID LANE KIND_A KIND_B" of /srv/payload/pairs.txt is a
+# pair; the lanes run side by side (their pairs one after the other), each with its own addresses
+# (public 192.0.2.(11 + 10 LANE) and up, LANs 10.(10 + LANE).x.0/24), so that the pairs that wait
+# for two timer rounds overlap with the others. Each pair: fresh NAT namespaces, fresh keys, two
+# peers with kernel WireGuard and no endpoints, wgsigc with the shipped defaults started as two
+# timers would (a first, b 2 s later; a second round 30 s after the first if there is no tunnel
+# yet), a ping from a every 0.2 s from the start.
 # Prints FACT lines (tests/labfacts.sh): ID.a1 / ID.b1 (/ ID.a2, ID.b2) runs, ID.first_reply
 # (seconds from b's first start to a's first ping reply, "" for none), ID.ep_in_a / ID.ep_in_b
-# (the endpoint each kernel holds for the other), ID.ping_end. tests/natmatrix.py judges them.
+# (the endpoint each kernel holds for the other), ID.status_a / ID.status_b (wgsigc status
+# afterwards), ID.ping_end. tests/natmatrix.py judges them.
 set -u
 umask 077  # keys and the secret
 . /srv/payload/labfacts.sh
@@ -20,7 +24,7 @@ stamp() { echo "=== $(cut -d' ' -f1 /proc/uptime) s: $*"; }
 # nat_rules NS KIND INNER: NS translates for INNER (its LAN host) on its interface wan0. All kinds
 # drop unsolicited inbound traffic in prerouting (natlab.sh says why) unless said otherwise.
 nat_rules() {
-    ns=$1; kind=$2; inner=$3
+    local ns=$1 kind=$2 inner=$3 masq inbound
     case $kind in
         symmetric) masq="masquerade fully-random";;  # a new public port for each destination
         *) masq="masquerade";;  # keeps the source port when it is free: endpoint-independent mapping
@@ -56,16 +60,52 @@ table ip filter {
 NFT
 }
 
+# pcp_rules NS LAN: a symmetric NAT running miniupnpd (Debian's miniupnpd-nftables, as scenario 9
+# of tests/x1_lab.sh): masquerade fully-random, unsolicited inbound traffic dropped except what
+# miniupnpd forwards; PCP and NAT-PMP for LAN.0/24. Its WAN address is 192.0.3.N: miniupnpd
+# refuses the documentation range 192.0.2.0/24 as a "reserved" external address.
+pcp_rules() {
+    local ns=$1 lan=$2
+    ip netns exec "$ns" nft -f - <<'NFT'
+table inet filter {
+    chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }
+    chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd
+        oifname "wan0" masquerade fully-random
+    }
+    chain prerouting_miniupnpd { }
+    chain postrouting_miniupnpd { }
+    chain pre { type filter hook prerouting priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" ct status dnat accept
+        iifname "wan0" drop
+    }
+    chain forward { type filter hook forward priority filter; policy accept; jump miniupnpd; }
+    chain miniupnpd { }
+}
+NFT
+    printf '%s\n' ext_ifname=wan0 listening_ip=lan0 enable_natpmp=yes enable_upnp=no secure_mode=yes \
+        min_lifetime=60 max_lifetime=120 upnp_table_name=filter upnp_nat_table_name=filter \
+        upnp_forward_chain=miniupnpd upnp_nat_chain=prerouting_miniupnpd \
+        upnp_nat_postrouting_chain=postrouting_miniupnpd uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b \
+        "allow 1024-65535 $lan.0/24 1024-65535" "deny 0-65535 0.0.0.0/0 0-65535" > "/tmp/$ns.miniupnpd.conf"
+    ip netns exec "$ns" miniupnpd -d -f "/tmp/$ns.miniupnpd.conf" -P "/tmp/$ns.miniupnpd.pid" \
+        > "/tmp/$ns.miniupnpd.log" 2>&1 &
+    for _ in $(seq 50); do ip netns exec "$ns" ss -Hlun | grep -q ':5351 ' && break; sleep 0.2; done
+}
+
 # side X N LAN KIND: peer X (LAN.2) behind NAT natX (public 192.0.2.N) of behaviour KIND; a cgnat
-# is a home NAT (100.64.N.2 outside) behind a carrier's NAT cgnX (192.0.2.N), both port-restricted.
+# is a home NAT (100.64.N.2 outside) behind a carrier's NAT cgnX (192.0.2.N), both port-restricted;
+# symmetric-pcp is symmetric with miniupnpd (public 192.0.3.N) and wgsigc's port_mapping = "auto".
 side() {
-    x=$1; n=$2; lan=$3; kind=$4
+    local x=$1 n=$2 lan=$3 kind=$4
     ip netns add "nat$x"; ip netns add "$x"
     ip -n "nat$x" link set lo up; ip -n "$x" link set lo up
+    : > "/tmp/$x.extra"
     if [ "$kind" = cgnat ]; then
         ip netns add "cgn$x"; ip -n "cgn$x" link set lo up
         ip link add wan0 netns "cgn$x" type veth peer name "p$x" netns pub
         ip -n "cgn$x" addr add "192.0.2.$n/24" dev wan0; ip -n "cgn$x" link set wan0 up
+        ip -n "cgn$x" route add 192.0.3.0/24 dev wan0
         ip link add lan0 netns "cgn$x" type veth peer name wan0 netns "nat$x"
         ip -n "cgn$x" addr add "100.64.$n.1/24" dev lan0; ip -n "cgn$x" link set lan0 up
         ip -n "nat$x" addr add "100.64.$n.2/24" dev wan0; ip -n "nat$x" link set wan0 up
@@ -73,9 +113,15 @@ side() {
         ip netns exec "cgn$x" sysctl -qw net.ipv4.ip_forward=1
         nat_rules "cgn$x" port-restricted "100.64.$n.2"
         nat_rules "nat$x" port-restricted "$lan.2"
+    elif [ "$kind" = symmetric-pcp ]; then
+        ip link add wan0 netns "nat$x" type veth peer name "p$x" netns pub
+        ip -n "nat$x" addr add "192.0.3.$n/24" dev wan0; ip -n "nat$x" link set wan0 up
+        ip -n "nat$x" route add 192.0.2.0/24 dev wan0
+        echo 'port_mapping = "auto"' > "/tmp/$x.extra"
     else
         ip link add wan0 netns "nat$x" type veth peer name "p$x" netns pub
         ip -n "nat$x" addr add "192.0.2.$n/24" dev wan0; ip -n "nat$x" link set wan0 up
+        ip -n "nat$x" route add 192.0.3.0/24 dev wan0
         nat_rules "nat$x" "$kind" "$lan.2"
     fi
     ip -n pub link set "p$x" master br0 up
@@ -84,19 +130,29 @@ side() {
     ip -n "$x" addr add "$lan.2/24" dev eth0; ip -n "$x" link set eth0 up
     ip -n "$x" route add default via "$lan.1"
     ip netns exec "nat$x" sysctl -qw net.ipv4.ip_forward=1
+    [ "$kind" = symmetric-pcp ] && pcp_rules "nat$x" "$lan"
+    return 0
 }
 
-teardown() {  # every namespace but pub (the servers stay); pub forgets the old NATs' MAC addresses
-    for ns in $(ip netns list | cut -d' ' -f1); do [ "$ns" = pub ] || ip netns del "$ns"; done
-    ip -n pub neigh flush all
-    rm -rf /tmp/state-*
+# teardown NS...: these namespaces go (and miniupnpd with its NAT); pub forgets their MAC addresses
+# (the lane's next pair has new ones at the same public addresses)
+teardown() {
+    for ns in "$@"; do
+        if [ -f "/tmp/$ns.miniupnpd.pid" ]; then kill "$(cat "/tmp/$ns.miniupnpd.pid")" 2>/dev/null; fi
+        ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null
+        ip netns del "$ns" 2>/dev/null
+        rm -rf "/tmp/state-$ns"
+    done
+    for ip in $LANE_IPS; do ip -n pub neigh flush to "$ip" 2>/dev/null; done
+    return 0
 }
 
 config() {  # config NS [EXTRA LINES...]
     ns=$1; shift
     { echo "state_directory = \"/tmp/state-$ns\""; echo "[interface.wg0]"
       echo 'servers = ["192.0.2.1:1223", "192.0.2.2:1223"]'; echo 'secret_file = "/tmp/secret"'
-      for line in "$@"; do echo "$line"; done; } > "/tmp/$ns.toml"
+      for line in "$@"; do echo "$line"; done
+      [ -f "/tmp/$ns.extra" ] && cat "/tmp/$ns.extra"; } > "/tmp/$ns.toml"
 }
 
 wg_peer() {  # wg_peer NS PORT TUNNEL_IP OTHER_NS OTHER_TUNNEL_IP: fresh keys were made for NS and OTHER_NS
@@ -110,60 +166,78 @@ now_s() { date +%s.%N; }
 
 # run_pair ID NS_A PORT_A NS_B PORT_B [CONFIG LINES...]: the two peers' runs and what came of them.
 run_pair() {
-    id=$1; na=$2; pa=$3; nb=$4; pb=$5; shift 5
+    local id=$1 na=$2 pa=$3 nb=$4 pb=$5 k pinger t0 round start runa runb rca rcb first
+    shift 5
     for k in "$na" "$nb"; do wg genkey > "/tmp/$k.key"; wg pubkey < "/tmp/$k.key" > "/tmp/$k.pub"; done
     wg_peer "$na" "$pa" 10.99.0.1 "$nb" 10.99.0.2
     wg_peer "$nb" "$pb" 10.99.0.2 "$na" 10.99.0.1
     config "$na" "$@"; config "$nb" "$@"
-    ip netns exec "$na" ping -D -n -O -i 0.2 -W 1 10.99.0.2 > /tmp/ping.log 2>&1 &
+    ip netns exec "$na" ping -D -n -O -i 0.2 -W 1 10.99.0.2 > "/tmp/$id.ping" 2>&1 &
     pinger=$!
     t0=""
     for round in 1 2; do  # two timer periods (the timer starts a run every 30 s)
         start=$(now_s)
-        ip netns exec "$na" python3 -m wgsigc --config "/tmp/$na.toml" > /tmp/a.out 2>&1 &
+        ip netns exec "$na" python3 -m wgsigc --config "/tmp/$na.toml" > "/tmp/$id.a.out" 2>&1 &
         runa=$!
         sleep 2
         [ -n "$t0" ] || t0=$(now_s)
-        ip netns exec "$nb" python3 -m wgsigc --config "/tmp/$nb.toml" > /tmp/b.out 2>&1 &
+        ip netns exec "$nb" python3 -m wgsigc --config "/tmp/$nb.toml" > "/tmp/$id.b.out" 2>&1 &
         runb=$!
         wait "$runa"; rca=$?; wait "$runb"; rcb=$?
-        fact_run "$id.a$round" "$rca" "$(cat /tmp/a.out)"
-        fact_run "$id.b$round" "$rcb" "$(cat /tmp/b.out)"
-        grep -q 'bytes from' /tmp/ping.log && break
+        fact_run "$id.a$round" "$rca" "$(cat "/tmp/$id.a.out")"
+        fact_run "$id.b$round" "$rcb" "$(cat "/tmp/$id.b.out")"
+        grep -q 'bytes from' "/tmp/$id.ping" && break
         [ "$round" = 2 ] || sleep "$(awk -v s="$start" -v n="$(now_s)" 'BEGIN {w = 30 - (n - s); print (w > 0 ? w : 0)}')"
     done
     kill "$pinger"; wait "$pinger" 2>/dev/null
-    first=$(awk -F'[][]' '/bytes from/ {print $2; exit}' /tmp/ping.log)
+    first=$(awk -F'[][]' '/bytes from/ {print $2; exit}' "/tmp/$id.ping")
     fact "$id.first_reply" "$( [ -n "$first" ] && awk -v a="$first" -v b="$t0" 'BEGIN {printf "%.1f", a - b}')"
     fact_endpoint "$id.ep_in_a" "$na" wg0 "/tmp/$nb.pub"
     fact_endpoint "$id.ep_in_b" "$nb" wg0 "/tmp/$na.pub"
+    fact "$id.status_a" "$(ip netns exec "$na" python3 -m wgsigc status --config "/tmp/$na.toml" 2>&1)"
+    fact "$id.status_b" "$(ip netns exec "$nb" python3 -m wgsigc status --config "/tmp/$nb.toml" 2>&1)"
     fact_ping "$id.ping_end" "$na" 10.99.0.2
 }
 
-pair() {  # pair ID KIND_A KIND_B: peers a and b behind NATs of those behaviours
-    stamp "pair $1: $2 / $3"
-    side a 11 10.1.0 "$2"; side b 12 10.2.0 "$3"
-    run_pair "$1" a 51820 b 51820
-    teardown
+# pair ID LANE KIND_A KIND_B: peers aLANE and bLANE behind NATs of those behaviours
+pair() {
+    local id=$1 l=$2 ha=$((11 + 10 * $2)) hb=$((12 + 10 * $2))
+    LANE_IPS="192.0.2.$ha 192.0.2.$hb 192.0.3.$ha 192.0.3.$hb"
+    stamp "pair $id (lane $l): $3 / $4"
+    side "a$l" "$ha" "10.$((10 + l)).1" "$3"; side "b$l" "$hb" "10.$((10 + l)).2" "$4"
+    run_pair "$id" "a$l" 51820 "b$l" 51820
+    teardown "a$l" "b$l" "nata$l" "natb$l" "cgna$l" "cgnb$l"
 }
 
-shared() {  # shared ID KIND: peers l1 and l2 behind one NAT (ports 51820, 51821)
-    stamp "pair $1: $2"
-    natlab_same_lan pub natc 192.0.2.13 10.3.0 l1 l2
-    case $2 in
-        shared) run_pair "$1" l1 51820 l2 51821;;
-        shared-hairpin) natlab_hairpin natc 192.0.2.13 10.3.0 "10.3.0.2:51820 10.3.0.3:51821"
-            run_pair "$1" l1 51820 l2 51821;;
-        shared-hairpin-nocand) natlab_hairpin natc 192.0.2.13 10.3.0 "10.3.0.2:51820 10.3.0.3:51821"
-            run_pair "$1" l1 51820 l2 51821 "candidates = false";;
+# shared ID LANE KIND: peers lLANE and mLANE behind one NAT (ports 51820, 51821)
+shared() {
+    local id=$1 l=$2 wan="192.0.2.$((13 + 10 * $2))" lan="10.$((10 + $2)).3"
+    LANE_IPS=$wan
+    stamp "pair $id (lane $l): $3"
+    natlab_same_lan pub "natc$l" "$wan" "$lan" "l$l" "m$l"
+    : > "/tmp/l$l.extra"; : > "/tmp/m$l.extra"
+    case $3 in
+        shared) run_pair "$id" "l$l" 51820 "m$l" 51821;;
+        shared-hairpin) natlab_hairpin "natc$l" "$wan" "$lan" "$lan.2:51820 $lan.3:51821"
+            run_pair "$id" "l$l" 51820 "m$l" 51821;;
+        shared-hairpin-nocand) natlab_hairpin "natc$l" "$wan" "$lan" "$lan.2:51820 $lan.3:51821"
+            run_pair "$id" "l$l" 51820 "m$l" 51821 "candidates = false";;
     esac
-    teardown
+    teardown "l$l" "m$l" "natc$l"
+}
+
+lane() {  # lane L: this lane's pairs, one after the other
+    while read -r id l ka kb; do
+        [ "$l" = "$1" ] || continue
+        case $ka in shared*) shared "$id" "$l" "$ka";; *) pair "$id" "$l" "$ka" "$kb";; esac
+    done < /srv/payload/pairs.txt
 }
 
 stamp "servers"
 head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret
 ip netns add pub; ip -n pub link set lo up
 ip -n pub link add br0 type bridge; ip -n pub link set br0 up
+ip -n pub route add 192.0.3.0/24 dev br0 2>/dev/null || true  # symmetric-pcp NATs: on-link as well
 for s in 1 2; do
     ip -n pub addr add "192.0.2.$s/24" dev br0
     printf 'listen = "192.0.2.%s"\nport = 1223\nstate_directory = "/tmp/wgsigd-%s"\n[group.lab]\nid = 0\nsecret_file = "/tmp/secret"\n' \
@@ -175,8 +249,8 @@ for i in $(seq 50); do
 done
 fact servers "$(ip netns exec pub ss -Hlun | grep ':1223 ' | awk '{print $4}' | sort | tr '\n' ' ')"
 
-while read -r id ka kb; do
-    [ -n "$id" ] || continue
-    case $ka in shared*) shared "$id" "$ka";; *) pair "$id" "$ka" "$kb";; esac
-done < /srv/payload/pairs.txt
+lanes=$(awk '{print $2}' /srv/payload/pairs.txt | sort -u)
+for l in $lanes; do lane "$l" > "/tmp/lane$l.log" 2>&1 & done
+wait
+for l in $lanes; do cat "/tmp/lane$l.log"; done
 stamp "matrix done"

@@ -245,3 +245,17 @@ def test_a_peer_the_servers_saw_at_several_ports_is_diagnosed_as_behind_a_symmet
     assert "symmetric NAT" in problem and "port_mapping" in problem and "relay" in problem
     one = plan(state(waiting), records(merged), Settings(), NOW, memory, views={PEER: views[:1]})
     assert "the servers saw it at" not in one.problems[0]
+
+
+def test_a_symmetric_peers_endpoint_stays_on_the_view_in_use_while_the_newest_view_changes() -> None:
+    """No rewrite, no restarted step, when the other server's view becomes the newest."""
+    settings = Settings(handshake_timeout=15)
+    merged1, views1 = _symmetric_round(40, 44498, 59214)
+    p1 = plan(state(PeerState(PEER, None, ("10.0.0.2/32",), 25, 0)), records(merged1), settings, NOW - 40,
+              views={PEER: views1})
+    on = PeerState(PEER, ("203.0.113.5", 44498), ("10.0.0.2/32",), 25, 0)
+    merged2, views2 = _symmetric_round(39, 59214, 44498)
+    p2 = plan(state(on), records(merged2), settings, NOW - 39, p1.memory({}), views={PEER: views2})
+    (d,) = p2.decisions
+    assert d.action is Action.WAITING and p2.writes == [], d
+    assert p2.memory({})[PEER].record_endpoint == ("203.0.113.5", 44498)

@@ -348,9 +348,13 @@ def _known_peer(
             succeeded or adopted or now - handshake < settings.handshake_threshold):
         worked = [(kernel, float(handshake))] + [w for w in worked if w[0] != kernel]
     worked = worked[:4]
+    spread = _same_round(record, views)
+    if memory.record_endpoint in spread and not stale_record:
+        # Which server's view of a symmetric NAT is the newest changes from fetch to fetch: stay
+        # on the one already in use instead of rewriting the endpoint each time.
+        record_endpoint = memory.record_endpoint
     candidates = tuple(candidate_order(record_endpoint, announced, local, [w[0] for w in worked]))
     refused = _refused(record)
-    spread = _same_round(record, views)
     base: dict[str, Any] = {
         "server_endpoint": record_endpoint, "kernel_endpoint": kernel, "record_time": label_seconds(record.label),
         "latest_handshake": handshake, "candidates": candidates, "refused": refused,
