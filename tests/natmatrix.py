@@ -1,6 +1,7 @@
 """The NAT behaviour matrix: run tests/natmatrix_lab.sh in the QEMU VM, judge it, make its table.
 
-    python3 -m tests.natmatrix [--update-readme] [--lanes N]     (scripts/natmatrix.sh runs this)
+    python3 -m tests.natmatrix [--update-readme] [--lanes N] [--pairs A:B,...] [--from-log FILE]
+    (scripts/natmatrix.sh runs this)
 
 The behaviours (RFC 4787 terms), built with nftables in namespaces; every NAT drops unsolicited
 inbound traffic unless said:
@@ -283,15 +284,23 @@ def main() -> int:
     parser.add_argument("--update-readme", action="store_true", help="write the table into README.md")
     parser.add_argument("--lanes", type=int, default=LANES, help=f"pairs side by side (default {LANES})")
     parser.add_argument("--pairs", help="only these pairs, e.g. symmetric:full-cone,shared:shared")
+    parser.add_argument("--from-log", type=Path, metavar="FILE",
+                        help="no VM run: the output of an earlier one (e.g. pytest -s tests/test_natmatrix_vm.py)")
     args = parser.parse_args()
-    from tests.vmlib import ensure_image
-
-    ensure_image()
     wanted = all_pairs()
     if args.pairs:
         wanted = [(a, b) for a, b in (item.split(":") for item in args.pairs.split(","))]
     start = time.monotonic()
-    facts, out = run_matrix(wanted, args.lanes)
+    if args.from_log is not None:
+        from tests.labfacts import LabRun
+
+        out = args.from_log.read_text()
+        facts = LabRun(out).facts
+    else:
+        from tests.vmlib import ensure_image
+
+        ensure_image()
+        facts, out = run_matrix(wanted, args.lanes)
     pairs = parse(facts, wanted)
     if len(pairs) != len(wanted):
         print(out)
