@@ -43,9 +43,10 @@ SHARED = ("shared", "shared-hairpin", "shared-hairpin-nocand")
 # Hard to get through: a new port per destination, or filtering by address and port.
 HARD = frozenset({"symmetric"})
 FILTERS_BY_PORT = frozenset({"port-restricted", "cgnat", "symmetric"})
-# Pairs side by side in the VM (tests/natmatrix_lab.sh): one. With three, the emulated VM's two
-# CPUs could not keep up: both wgsigd went silent for 7 s (a run's three attempts) while three
-# pairs' runs converged at once. --lanes tries more on a faster (KVM) host.
+# Pairs side by side in the VM (tests/natmatrix_lab.sh): one. In a trial with three, one run got
+# no answer from either wgsigd for its three attempts (7 s) and a pair failed; the cause was not
+# found (the emulated VM's load or the lab's plumbing), so CI runs the pairs one after another
+# (about 7.5 minutes). --lanes tries more.
 LANES = 1
 BEGIN, END = "<!-- natmatrix: begin (sh scripts/natmatrix.sh --update-readme) -->", "<!-- natmatrix: end -->"
 NAMES = {

@@ -194,8 +194,12 @@ run_pair() {
     fact "$id.first_reply" "$( [ -n "$first" ] && awk -v a="$first" -v b="$t0" 'BEGIN {printf "%.1f", a - b}')"
     fact_endpoint "$id.ep_in_a" "$na" wg0 "/tmp/$nb.pub"
     fact_endpoint "$id.ep_in_b" "$nb" wg0 "/tmp/$na.pub"
-    fact "$id.status_a" "$(ip netns exec "$na" python3 -m wgsigc status --config "/tmp/$na.toml" 2>&1)"
-    fact "$id.status_b" "$(ip netns exec "$nb" python3 -m wgsigc status --config "/tmp/$nb.toml" 2>&1)"
+    # both status commands at once (each is a Python start, seconds in the emulated VM)
+    ip netns exec "$na" python3 -m wgsigc status --config "/tmp/$na.toml" > "/tmp/$id.a.status" 2>&1 &
+    ip netns exec "$nb" python3 -m wgsigc status --config "/tmp/$nb.toml" > "/tmp/$id.b.status" 2>&1
+    wait $!
+    fact "$id.status_a" "$(cat "/tmp/$id.a.status")"
+    fact "$id.status_b" "$(cat "/tmp/$id.b.status")"
     fact_ping "$id.ping_end" "$na" 10.99.0.2
 }
 
