@@ -46,7 +46,7 @@ FILTERS_BY_PORT = frozenset({"port-restricted", "cgnat", "symmetric"})
 # Pairs side by side in the VM (tests/natmatrix_lab.sh): one. In a trial with three, one run got
 # no answer from either wgsigd for its three attempts (7 s) and a pair failed; the cause was not
 # found (the emulated VM's load or the lab's plumbing), so CI runs the pairs one after another
-# (about 7.5 minutes). --lanes tries more.
+# (about 7 minutes). --lanes tries more.
 LANES = 1
 BEGIN, END = "<!-- natmatrix: begin (sh scripts/natmatrix.sh --update-readme) -->", "<!-- natmatrix: end -->"
 NAMES = {
