@@ -107,3 +107,6 @@ def test_port_mapping_gets_a_symmetric_nat_through_to_a_port_restricted_one(
     mapping = pair.side("symmetric-pcp")
     assert pair.tunnel and pair.path == "mapped", pair
     assert "port mapping: " in mapping.status, mapping.status
+    said = "\n".join(line for line in mapping.out.splitlines() if line.startswith("wgsigc: "))
+    assert "is announced (port mapping or advertise)" in said and "turn on port_mapping" not in said, \
+        f"its NAT line names the mapping in place, not the advice to turn it on: {mapping.out}"

@@ -90,3 +90,15 @@ def test_an_unreachable_peer_behind_a_cone_nat_says_what_this_hosts_nat_did() ->
     assert run.code == 5
     assert any("no handshake" in m and "the same public endpoint for every server" in m for m in run.messages), \
         run.messages
+
+
+def test_a_symmetric_nat_with_an_announced_way_in_is_not_told_to_turn_on_port_mapping() -> None:
+    """With the port mapping (or a forward in advertise) announced, the advice is about that."""
+    registrations = [Registration(S1, ("198.51.100.1", 3000)), Registration(S2, ("198.51.100.1", 4000))]
+    view = observe(registrations, 51820, (), [("198.51.100.1", 51820)])
+    assert view is not None and view.per_destination
+    failure, warning = verdict(view, unreachable=False)
+    assert failure is None and warning is not None
+    assert "198.51.100.1:51820 is announced" in warning and "port_mapping" not in warning
+    failure, warning = verdict(view, unreachable=True)
+    assert warning is None and failure is not None and "check that the router forwards it" in failure

@@ -181,7 +181,7 @@ def _run_interface(run: Run, previous: dict[PublicKey, PeerMemory], out: TextIO,
     run.plan = _decide(run, state, local, memory, own_before)  # later ticks: this host did not move again
     run.nat = observe(
         [Registration(s.name, s.registered) for s in run.servers if s.registered is not None], state.listen_port,
-        announce,
+        announce, config.advertise + tuple(mapped),
     )
     if run.dry_run:
         _problems(run)

@@ -33,6 +33,7 @@ class Registration:
 class NatView:
     summary: str  # one line for the admin, naming what the servers saw
     per_destination: bool  # a new public endpoint per destination: a symmetric NAT
+    forwarded: tuple[Endpoint, ...] = ()  # announced ways in: the port mapping's, advertise's
 
 
 def _ep(endpoint: Endpoint) -> str:
@@ -40,8 +41,9 @@ def _ep(endpoint: Endpoint) -> str:
 
 
 def observe(registrations: Sequence[Registration], listen_port: int,
-            own_addresses: Sequence[str] = ()) -> NatView | None:
-    """This host's NAT as the registrations of one run show it (None when no server saw one)."""
+            own_addresses: Sequence[str] = (), forwarded: Sequence[Endpoint] = ()) -> NatView | None:
+    """This host's NAT as the registrations of one run show it (None when no server saw one).
+    ``forwarded``: the endpoints announced as ways in (port mapping, ``advertise``)."""
     if not registrations:
         return None
     where = ", ".join(f"{r.server} saw {_ep(r.endpoint)}" for r in registrations)
@@ -52,7 +54,7 @@ def observe(registrations: Sequence[Registration], listen_port: int,
         else:
             what = (f"maps WireGuard's port {listen_port} to a different public port per destination:"
                     " a symmetric NAT (e.g. 'masquerade fully-random')")
-        return NatView(f"this host's NAT {what} ({where})", True)
+        return NatView(f"this host's NAT {what} ({where})", True, tuple(forwarded))
     ip, port = registrations[0].endpoint
     if ip in own_addresses:
         return NatView(f"no NAT: the servers see this host's own address ({where})", False)
@@ -77,6 +79,13 @@ def verdict(view: NatView | None, unreachable: bool) -> tuple[str | None, str | 
     peer could not be reached; otherwise it is named as a warning, since the tunnels are up."""
     if view is None or not view.per_destination:
         return None, None
+    if view.forwarded:
+        ways = ", ".join(_ep(e) for e in view.forwarded)
+        if unreachable:
+            return (f"{view.summary}; a peer was not reached although {ways} is announced (port mapping or"
+                    " advertise): check that the router forwards it to WireGuard's port"), None
+        return None, (f"{view.summary}; {ways} is announced (port mapping or advertise): peers reach"
+                      " WireGuard there whatever their own NAT does")
     if unreachable:
         return f"{view.summary}; hole punching cannot work through it: {REACHED}; {TO_DO}", None
     return None, f"{view.summary}; {REACHED}; {TO_DO}"
