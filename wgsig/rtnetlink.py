@@ -108,6 +108,11 @@ def messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
         raise RtnetlinkError(f"{len(data) - offset} trailing bytes after the last netlink message")
 
 
+def done_errno(body: bytes) -> int:
+    """The error an NLMSG_DONE carries (a dump the kernel stopped after its first part), 0 if none."""
+    return -_ERRNO.unpack_from(body)[0] if len(body) >= _ERRNO.size else 0
+
+
 def attributes(data: bytes, offset: int) -> dict[int, bytes]:
     """The attributes from ``offset`` on, by type (the first of each type)."""
     found: dict[int, bytes] = {}
