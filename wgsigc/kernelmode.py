@@ -133,8 +133,10 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
             runrecord.save(path, record)
         except OSError as error:
             print(f"wgsigc: {config.name}: cannot save the run record {path}: {error.strerror}", file=err)
-        if metrics is not None:
-            from wgsigc import metricsfile  # only where metrics are asked for: every import delays the run
+        if metrics is not None and metrics.in_use():
+            # only where metrics are written (by default where node-exporter's directory exists):
+            # every import delays the run
+            from wgsigc import metricsfile
 
             metricsfile.write(metrics, config.name, run.code, time.time(), time.monotonic() - started, run.plan, err)
     return run
