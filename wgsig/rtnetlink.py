@@ -14,7 +14,8 @@ import socket
 import struct
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from wgsig.plainclass import dataclass
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3

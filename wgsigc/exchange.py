@@ -13,12 +13,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from wgsig import x1
 from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
 from wgsig.label import label_from_ns
+from wgsig.plainclass import dataclass, field
 from wgsig.wire import Record
 
 # The C server compares labels with 16.8 ms granularity: keep our requests apart.

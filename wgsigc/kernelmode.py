@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,7 +29,8 @@ from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.host.configfile import MetricsDirectory
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import PublicKey
-from wgsigc import localaddrs, netlink, pyroute2load, runrecord
+from wgsig.plainclass import dataclass, field
+from wgsigc import localaddrs, netlink, runrecord
 from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exitcodes import (
@@ -284,6 +284,8 @@ def _apply(run: Run, state: InterfaceState, out: TextIO) -> None:
         return
     config = run.config
     try:
+        from wgsigc import pyroute2load  # only a run that writes loads pyroute2
+
         fixed_flags = pyroute2load.sends_kernel_peer_flags()
         errors = netlink.apply_writes(config.name, run.plan.writes, fixed_flags)
     except netlink.InterfaceError as error:

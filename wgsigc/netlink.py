@@ -25,7 +25,6 @@ from wgsig.endpoint import Endpoint
 from wgsig.keys import PublicKey
 from wgsig.rtnetlink import RtnetlinkError
 from wgsig.wire import KEY_SIZE
-from wgsigc import pyroute2load
 from wgsigc.exitcodes import EXIT_INTERFACE, EXIT_SOCKET, CapabilityMissing, WgsigcError
 from wgsigc.plan import InterfaceState, PeerState, PeerWrite
 
@@ -212,6 +211,8 @@ def link_exists(name: str) -> bool:
 
 def _wireguard_class() -> Any:
     try:
+        from wgsigc import pyroute2load  # importlib.util and pyroute2: writes only
+
         return pyroute2load.wireguard_class()
     except ImportError:
         raise NetlinkFailure("pyroute2 is not installed (Debian: apt install python3-pyroute2)") from None
