@@ -13,6 +13,7 @@ subprocess on loopback that the peers registered with, UDP registration, the pla
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +36,7 @@ NOT_IMPORTED = (
     "dataclasses", "inspect",  # a dataclass costs a compile per method at every start
     "logging", "systemd",
     "importlib.util",  # wgsigc.pyroute2load: writes only
+    "threading", "encodings.idna",  # name resolution: the servers here are addresses
     "tempfile", "shutil",  # the run record is written without them (wgsig.host.atomicfile)
 )
 
@@ -139,3 +141,24 @@ def test_plain_forms_skip_argparse() -> None:
     assert kernel_mode_args(["--interface=wg1", "--dry-run"]) == (None, "wg1", True, False)
     for other in (["-h"], ["--conf", "a"], ["a", "b", "c", "d", "e"], ["--config"], ["--config", "-v"]):
         assert kernel_mode_args(other) is None
+
+
+@pytest.mark.parametrize(("host", "family"), [
+    ("192.0.2.1", socket.AF_INET), ("192.0.2.1", socket.AF_UNSPEC), ("2001:db8::1", socket.AF_UNSPEC),
+    ("2001:DB8:0::1", socket.AF_INET6), ("127.0.0.1", socket.AF_INET6), ("::1", socket.AF_INET),
+    ("localhost", socket.AF_UNSPEC), ("fe80::1%lo", socket.AF_INET6), ("1.2.3", socket.AF_INET),
+])
+def test_address_literals_resolve_as_getaddrinfo_resolves_them(host: str, family: int) -> None:
+    """Server addresses are answered without getaddrinfo (which loads the IDNA codec): the same
+    result, or getaddrinfo's own answer where the shortcut does not apply."""
+    from wgsigc import exchange
+
+    try:
+        expected = [(i[0], i[4][:2]) for i in socket.getaddrinfo(host, 1223, family, socket.SOCK_DGRAM)]
+    except socket.gaierror:
+        expected = None
+    try:
+        got = [(i[0], i[4][:2]) for i in exchange._getaddrinfo(host, 1223, family, 2.0)]
+    except exchange.ExchangeError:
+        got = None
+    assert got == expected
