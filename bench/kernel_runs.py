@@ -97,13 +97,21 @@ PROFILE = r"""
 for flags in "" "-I" "-I -S"; do
     for i in 1 2 3; do measure "python3_$(echo "$flags" | tr -d ' -')" python3 $flags -c pass; done
 done
+# what an idle run costs beside its own work: ip netns exec, the standard library it needs, its imports
+printf 'import sys\nfrom wgsigc.cli import main\nsys.exit(main())\n' > /tmp/wgsigc-script  # as /usr/bin/wgsigc
+for i in 1 2 3; do
+    measure netns_pass ip netns exec a python3 -c pass
+    measure stdlib_floor ip netns exec a python3 -c 'import socket, typing, tomllib, json, pathlib, ipaddress, hmac'
+    measure imports_only ip netns exec a python3 -c 'import wgsigc.cli, wgsigc.kernelmode'
+    measure idle_script ip netns exec a python3 /tmp/wgsigc-script --config /tmp/a.toml
+done
 echo "PROFILE imports (self us, cumulative us, module), the 40 slowest by self time:"
 sed -n 's/^import time: *\([0-9]*\) | *\([0-9]*\) | \(.*\)$/\1 \2 \3/p' /tmp/imports.log | sort -rn | head -40
 echo "PROFILE imports, top level (cumulative):"
 grep -E '^import time: +[0-9]+ \| +[0-9]+ \| [^ ]' /tmp/imports.log | sort -t'|' -k2 -rn | head -25
 ip netns exec a python3 -m cProfile -o /tmp/idle.prof -m wgsigc --config /tmp/a.toml >/dev/null 2>&1
-python3 -c "import pstats; s = pstats.Stats('/tmp/idle.prof'); s.sort_stats('cumulative').print_stats(45)
-s.sort_stats('tottime').print_stats(30)" | cut -c1-160
+python3 -c "import pstats; s = pstats.Stats('/tmp/idle.prof'); s.sort_stats('cumulative').print_stats(30)
+s.sort_stats('cumulative').print_stats('/srv/payload/src', 40); s.sort_stats('tottime').print_stats(30)" | cut -c1-160
 """
 
 
@@ -155,6 +163,11 @@ def main() -> int:
     if args.profile:
         for flags in ("", "I", "IS"):
             line(f"python3 {'-' + ' -'.join(flags) if flags else ''} -c pass", figures(out, f"python3_{flags}"))
+        line("ip netns exec a python3 -c pass", figures(out, "netns_pass"))
+        line("the standard library an idle run needs (socket, typing, tomllib, json, pathlib, ipaddress, hmac)",
+             figures(out, "stdlib_floor"))
+        line("import wgsigc.cli, wgsigc.kernelmode", figures(out, "imports_only"))
+        line("idle run as /usr/bin/wgsigc starts it (a script, not -m)", figures(out, "idle_script"))
         print(out[out.find("PROFILE imports"):])
     return 0
 
