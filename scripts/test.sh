@@ -30,7 +30,7 @@ fi
 # for the VM tests, bash-completion is the helpers tests/test_completion.py runs the completions with.
 PKGS="python3 python3-venv python3-pip python3-pytest python3-hypothesis python3-cryptography
 python3-systemd python3-pyroute2 systemd gcc iproute2 procps nftables dpkg-dev build-essential
-bash-completion"
+bash-completion python3-miniupnpc"
 missing=
 for p in $PKGS; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"
@@ -49,20 +49,31 @@ if [ ! -x "$LINT/bin/ruff" ] || [ ! -x "$LINT/bin/mypy" ]; then
     python3 -m venv --system-site-packages "$LINT"  # mypy sees the Debian packages
     "$LINT/bin/pip" install -q "ruff==0.8.6" "mypy==1.14.1"
 fi
-# Debian's node-exporter binary, unpacked from its .deb (not installed: installing creates
-# /var/lib/prometheus/node-exporter and starts a service): tests/test_metrics_node_exporter.py
-# checks that it reads the metrics files. Skipped by that test if the download fails.
-NODE_EXPORTER_DIR=${WGSIG_NODE_EXPORTER_CACHE:-$HOME/.cache/wgsig/node-exporter}
-if [ ! -x "$NODE_EXPORTER_DIR/usr/bin/prometheus-node-exporter" ]; then
-    mkdir -p "$NODE_EXPORTER_DIR"
+# Binaries the tests run but that must not be installed (installing starts a service and creates
+# directories): unpacked from Debian's .deb into a cache. The test that needs one is skipped with a
+# reason if the download fails.
+#   prometheus-node-exporter: tests/test_metrics_node_exporter.py checks that it reads the metrics
+#   miniupnpd-nftables: tests/test_portmap_miniupnpd.py runs it on a namespace NAT
+fetch_deb() {  # PACKAGE DIR
+    (cd "$2" && apt-get download -qq "$1" >/dev/null 2>&1 && dpkg-deb -x "$1"_*.deb . && rm -f "$1"_*.deb)
+}
+unpack_deb() {  # PACKAGE DIR BINARY
+    [ -x "$2/$3" ] && return 0
+    mkdir -p "$2"
     # stale package lists (nothing else was missing, so no update ran): update once and retry
-    fetch_node_exporter() { (cd "$NODE_EXPORTER_DIR" && apt-get download -qq prometheus-node-exporter >/dev/null 2>&1 &&
-        dpkg-deb -x prometheus-node-exporter_*.deb . && rm -f prometheus-node-exporter_*.deb); }
-    fetch_node_exporter || { $SUDO apt-get update -qq && fetch_node_exporter; } ||
-        echo "test.sh: could not fetch prometheus-node-exporter; its test will be skipped" >&2
-fi
+    fetch_deb "$1" "$2" || { $SUDO apt-get update -qq && fetch_deb "$1" "$2"; } ||
+        echo "test.sh: could not fetch $1; its test will be skipped" >&2
+}
+NODE_EXPORTER_DIR=${WGSIG_NODE_EXPORTER_CACHE:-$HOME/.cache/wgsig/node-exporter}
+unpack_deb prometheus-node-exporter "$NODE_EXPORTER_DIR" usr/bin/prometheus-node-exporter
 WGSIG_NODE_EXPORTER=${WGSIG_NODE_EXPORTER:-$NODE_EXPORTER_DIR/usr/bin/prometheus-node-exporter}
+MINIUPNPD_DIR=${WGSIG_MINIUPNPD_CACHE:-$HOME/.cache/wgsig/miniupnpd}
+unpack_deb miniupnpd-nftables "$MINIUPNPD_DIR" usr/sbin/miniupnpd
 export WGSIG_NODE_EXPORTER
+if [ -z "${WGSIG_MINIUPNPD:-}" ] && [ -x "$MINIUPNPD_DIR/usr/sbin/miniupnpd" ]; then
+    WGSIG_MINIUPNPD=$MINIUPNPD_DIR/usr/sbin/miniupnpd
+    export WGSIG_MINIUPNPD
+fi
 
 echo "== ruff" >&2
 "$LINT/bin/ruff" check wgsig wgsigd wgsigc

@@ -44,6 +44,17 @@ def unprivileged_prefix() -> list[str]:
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 
+def run_python_in_readonly_dir(directory: Path, code: str) -> subprocess.CompletedProcess[str]:
+    """Run *code* (``sys.argv[1]`` is *directory*) in a fresh interpreter, *directory* mode 0555 and
+    file permissions applying even as root (``unprivileged_prefix``); the mode is restored after."""
+    directory.chmod(0o555)
+    try:
+        return subprocess.run([*unprivileged_prefix(), sys.executable, "-c", code, str(directory)],
+                              capture_output=True, text=True, env=env(), check=True, timeout=30)
+    finally:
+        directory.chmod(0o755)
+
+
 def write_secret(path: Path, secret: bytes) -> Path:
     path.write_bytes(secret)
     path.chmod(0o600)

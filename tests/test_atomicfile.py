@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.procs import env, unprivileged_prefix
+from tests.procs import run_python_in_readonly_dir
 from wgsig.host import atomicfile
 from wgsig.host.atomicfile import replace_file
 
@@ -30,17 +28,12 @@ def test_writes_with_the_mode_asked_whatever_the_umask(tmp_path: Path) -> None:
 
 def test_unwritable_directory_raises_and_leaves_nothing(tmp_path: Path) -> None:
     """In a subprocess without CAP_DAC_OVERRIDE (the tests may run as root)."""
-    tmp_path.chmod(0o555)
     code = (
         "import sys; from pathlib import Path; from wgsig.host.atomicfile import replace_file\n"
         "try:\n    replace_file(Path(sys.argv[1]) / 'a.prom', b'x 1\\n')\n"
         "except PermissionError as e:\n    print('refused', e.strerror)\n"
     )
-    try:
-        done = subprocess.run([*unprivileged_prefix(), sys.executable, "-c", code, str(tmp_path)],
-                              capture_output=True, text=True, env=env(), check=True, timeout=30)
-    finally:
-        tmp_path.chmod(0o755)
+    done = run_python_in_readonly_dir(tmp_path, code)
     assert done.stdout == "refused Permission denied\n", done.stderr
     assert os.listdir(tmp_path) == []
 

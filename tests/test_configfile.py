@@ -5,13 +5,11 @@ Pure tests, but for the environment variable, set with monkeypatch.
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.procs import env, unprivileged_prefix
+from tests.procs import run_python_in_readonly_dir
 from wgsig.host.configfile import (
     DEFAULT_METRICS_DIRECTORY,
     ConfigError,
@@ -70,16 +68,11 @@ def test_metrics_directory_default_configured_and_off(tmp_path: Path) -> None:
 
 def test_default_metrics_directory_unwritable_is_quietly_not_used(tmp_path: Path) -> None:
     """In a subprocess without CAP_DAC_OVERRIDE (the tests may run as root): a 0555 directory."""
-    tmp_path.chmod(0o555)
     code = (
         "import sys; from pathlib import Path; from wgsig.host.configfile import MetricsDirectory as M\n"
         "d = Path(sys.argv[1]); print(M(d).in_use(), M(d, configured=True).in_use())\n"
     )
-    try:
-        done = subprocess.run([*unprivileged_prefix(), sys.executable, "-c", code, str(tmp_path)],
-                              capture_output=True, text=True, env=env(), check=True, timeout=30)
-    finally:
-        tmp_path.chmod(0o755)
+    done = run_python_in_readonly_dir(tmp_path, code)
     assert done.stdout == "False True\n", done.stderr
 
 

@@ -96,14 +96,7 @@ def test_bad_config_is_exit_6_with_one_line(tmp_path: Path, capsys: pytest.Captu
 @pytest.mark.skipif(os.geteuid() != 0, reason="netlink reads need CAP_NET_ADMIN")
 def test_missing_interface_is_exit_4_and_recorded(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("pyroute2")
-    secret = tmp_path / "s"
-    secret.write_bytes(bytes(32))
-    secret.chmod(0o600)
-    path = tmp_path / "c.toml"
-    path.write_text(
-        f'state_directory = "{tmp_path}"\n[interface.wgsigtest9]\nservers = ["127.0.0.1:1"]\n'
-        f'secret_file = "{secret}"\n'
-    )
+    path = _config_with_state(tmp_path, "wgsigtest9")
     assert main(["--config", str(path)]) == 4
     err = capsys.readouterr().err
     assert "wgsigc: wgsigtest9: interface wgsigtest9 does not exist" in err and err.count("\n") == 1

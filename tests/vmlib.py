@@ -65,26 +65,20 @@ def ensure_image() -> None:
         _unavailable("VM tests need root (debootstrap, systemd-nspawn)")
     if shutil.which("dpkg", path=SYSTEM_PATH) is None:
         _unavailable("VM tests need a Debian host (dpkg, apt-get)")
-    deps = subprocess.run(
-        [str(VM_DIR / "install-host-deps.sh")],
-        env=_host_env(),
-        capture_output=True,
-        text=True,
-    )
+    deps = _run_vm_script("install-host-deps.sh")
     if deps.returncode != 0:
         _unavailable(f"cannot install host packages: {deps.stderr.strip()[-500:]}")
-    build = subprocess.run(
-        [str(VM_DIR / "build-rootfs.sh")],
-        env=_host_env(),
-        capture_output=True,
-        text=True,
-    )
+    build = _run_vm_script("build-rootfs.sh")
     if build.returncode != 0:
         pytest.fail(
             f"tests/vm/build-rootfs.sh failed ({build.returncode}):\n{build.stderr[-3000:]}",
             pytrace=False,
         )
     _image_ready = True
+
+
+def _run_vm_script(name: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(VM_DIR / name)], env=_host_env(), capture_output=True, text=True)
 
 
 def write_payload(payload_dir: Path, script: str) -> Path:
