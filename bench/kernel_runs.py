@@ -89,6 +89,29 @@ ip netns exec a python3 -X importtime -m wgsigc --config /tmp/a.toml 2>/tmp/impo
 echo "FIGURE modules $(grep -c '^import time:' /tmp/imports.log) $(grep -c '| *pyroute2' /tmp/imports.log)"
 grep -q 'pyroute2.ndb' /tmp/imports.log && echo "FIGURE imports_ndb 1" || echo "FIGURE imports_ndb 0"
 grep -q 'wgsig.metrics' /tmp/imports.log && echo "FIGURE imports_metrics 1" || echo "FIGURE imports_metrics 0"
+__PROFILE__
+"""
+
+# --profile: where an idle run's time goes (the interpreter's own start, imports, functions)
+PROFILE = r"""
+for flags in "" "-I" "-I -S"; do
+    for i in 1 2 3; do measure "python3_$(echo "$flags" | tr -d ' -')" python3 $flags -c pass; done
+done
+# what an idle run costs beside its own work: ip netns exec, the standard library it needs, its imports
+printf 'import sys\nfrom wgsigc.cli import main\nsys.exit(main())\n' > /tmp/wgsigc-script  # as /usr/bin/wgsigc
+for i in 1 2 3; do
+    measure netns_pass ip netns exec a python3 -c pass
+    measure stdlib_floor ip netns exec a python3 -c 'import socket, typing, tomllib, json, pathlib, ipaddress, hmac'
+    measure imports_only ip netns exec a python3 -c 'import wgsigc.cli, wgsigc.kernelmode'
+    measure idle_script ip netns exec a python3 /tmp/wgsigc-script --config /tmp/a.toml
+done
+echo "PROFILE imports (self us, cumulative us, module), the 40 slowest by self time:"
+sed -n 's/^import time: *\([0-9]*\) | *\([0-9]*\) | \(.*\)$/\1 \2 \3/p' /tmp/imports.log | sort -rn | head -40
+echo "PROFILE imports, top level (cumulative):"
+grep -E '^import time: +[0-9]+ \| +[0-9]+ \| [^ ]' /tmp/imports.log | sort -t'|' -k2 -rn | head -25
+ip netns exec a python3 -m cProfile -o /tmp/idle.prof -m wgsigc --config /tmp/a.toml >/dev/null 2>&1
+python3 -c "import pstats; s = pstats.Stats('/tmp/idle.prof'); s.sort_stats('cumulative').print_stats(30)
+s.sort_stats('cumulative').print_stats('/srv/payload/src', 40); s.sort_stats('tottime').print_stats(30)" | cut -c1-160
 """
 
 
@@ -102,6 +125,8 @@ def figures(output: str, name: str) -> list[list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="idle runs and baseline runs (default 5)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also the interpreter's start, the slowest imports and a cProfile of an idle run")
     args = parser.parse_args()
     ensure_image()
     with tempfile.TemporaryDirectory() as tmp:
@@ -110,7 +135,8 @@ def main() -> int:
             shutil.copytree(ROOT / package, payload / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "tests" / "natlab.sh", payload / "natlab.sh")
         compileall.compile_dir(payload, quiet=2)  # as the package's postinst does
-        (payload / "runs.sh").write_text(GUEST.replace("__REPEAT__", str(args.repeat)))
+        (payload / "runs.sh").write_text(GUEST.replace("__REPEAT__", str(args.repeat)).replace(
+            "__PROFILE__", PROFILE if args.profile else ""))
         write_payload(payload, "exec bash /srv/payload/runs.sh")
         rc, out = run_in_qemu(payload, timeout=300 + 60 * args.repeat)
     if rc != 0 or "tunnel up" not in out:
@@ -134,6 +160,15 @@ def main() -> int:
           f"{pyroute2_modules:.0f} of them pyroute2's; pyroute2's NDB imported: "
           f"{'yes' if figures(out, 'imports_ndb')[0][0] else 'no'}; metrics code imported: "
           f"{'yes' if figures(out, 'imports_metrics')[0][0] else 'no'}")
+    if args.profile:
+        for flags in ("", "I", "IS"):
+            line(f"python3 {'-' + ' -'.join(flags) if flags else ''} -c pass", figures(out, f"python3_{flags}"))
+        line("ip netns exec a python3 -c pass", figures(out, "netns_pass"))
+        line("the standard library an idle run needs (socket, typing, tomllib, json, pathlib, ipaddress, hmac)",
+             figures(out, "stdlib_floor"))
+        line("import wgsigc.cli, wgsigc.kernelmode", figures(out, "imports_only"))
+        line("idle run as /usr/bin/wgsigc starts it (a script, not -m)", figures(out, "idle_script"))
+        print(out[out.find("PROFILE imports"):])
     return 0
 
 

@@ -97,6 +97,40 @@ wait_handshake_older_than() {  # wait until a's latest handshake is older than $
     done
 }
 
+fact_reader() {  # fact_reader TAG IFNAME: the stdlib reader (wgsig.wgnetlink) beside pyroute2's on the real kernel
+    ip netns exec a env PYTHONPATH="$PYPATH" python3 -c '
+import sys
+from wgsig.rtnetlink import RtnetlinkError
+from wgsigc import netlink, pyroute2load
+name = sys.argv[1]
+ours = netlink.read_interface(name)
+print("pyroute2_loaded_by_read", "pyroute2" in sys.modules)
+parts = len(netlink.device_messages(name))
+codes = []
+for other in ("gone0", "eth0"):  # vanished, not WireGuard
+    try:
+        netlink.device_messages(other)
+        codes.append("none")
+    except RtnetlinkError as error:
+        codes.append(str(error.errno))
+wg = pyroute2load.wireguard_class()()
+messages = []
+for m in wg.info(name):
+    peers = [{"public_key": p.get_attr("WGPEER_A_PUBLIC_KEY"), "endpoint": p.get_attr("WGPEER_A_ENDPOINT"),
+              "allowed_ips": [ip["addr"] for ip in p.get_attr("WGPEER_A_ALLOWEDIPS") or () if ip.get("addr")],
+              "keepalive": p.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL"),
+              "latest_handshake": p.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME")} for p in m.get_attr("WGDEVICE_A_PEERS") or ()]
+    messages.append({"public_key": m.get_attr("WGDEVICE_A_PUBLIC_KEY"), "fwmark": m.get_attr("WGDEVICE_A_FWMARK"),
+                     "listen_port": m.get_attr("WGDEVICE_A_LISTEN_PORT"), "peers": peers})
+theirs = netlink.merge_device(messages, name)
+again = netlink.read_interface(name)  # a handshake between two reads changes one: either read may match
+print("reader_matches_pyroute2", theirs in (ours, again), len(ours.peers), parts)
+print("reader_error_codes", *codes)
+if theirs not in (ours, again):
+    print("ours", ours, "pyroute2", theirs)
+' "$2" | while read -r key value; do fact "${1}_${2}_$key" "$value"; done
+}
+
 scenario_connect() {  # scenario_connect TAG
     tag=$1
     setup_wg $tag
@@ -132,6 +166,21 @@ for call in (lambda: wg.info("gone0"), lambda: wg.set("gone0", peer=peer), lambd
     fact_endpoint ${tag}_endpoint_of_b_in_a a wg0 /tmp/b.pub
     fact_endpoint ${tag}_endpoint_of_a_in_b b wg0 /tmp/a.pub
     fact_ips ${tag}_connected
+    fact_reader $tag wg0
+    # a device whose dump the kernel splits over several messages (and peers' allowed IPs with it)
+    ip -n a link del wgbig 2>/dev/null || true
+    ip -n a link add wgbig type wireguard
+    python3 -c '
+import base64, os
+print("[Interface]\nPrivateKey =", base64.b64encode(os.urandom(32)).decode(), "\nListenPort = 51999\nFwMark = 0x51")
+for i in range(300):
+    print("[Peer]\nPublicKey =", base64.b64encode(os.urandom(32)).decode())
+    print(f"AllowedIPs = 10.{i // 250}.{i % 250}.1/32, fd00:{i:x}::/64, 10.128.{i // 250}.{i % 250}/32")
+    print(f"Endpoint = 192.0.2.{i % 250 + 1}:{1000 + i}\nPersistentKeepalive = {i % 30}")
+' > /tmp/wgbig.conf
+    ip netns exec a wg setconf wgbig /tmp/wgbig.conf
+    fact_reader $tag wgbig
+    ip -n a link del wgbig
     ip netns exec a wg show wg0
     # handshake_threshold is 5 s in these configs (to test recovery quickly); slow emulation
     # can take longer than that between handshake and this run, so check with 120 s

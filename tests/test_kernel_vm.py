@@ -133,6 +133,21 @@ def test_real_pyroute2_errors_match_the_fake_kernel(lab: LabRun, tag: str) -> No
 
 
 @pytest.mark.parametrize("tag", TAGS)
+@pytest.mark.parametrize("interface", ["wg0", "wgbig"])
+def test_stdlib_reader_matches_pyroute2_on_the_real_kernel(lab: LabRun, tag: str, interface: str) -> None:
+    """wgsig/wgnetlink.py reads what pyroute2 reads (wg0 with a tunnel up: endpoints, handshakes; wgbig:
+    300 peers, which the kernel's dump splits over several messages), without loading pyroute2, and
+    the kernel refuses a vanished and a non-WireGuard interface with the fake kernel's codes."""
+    assert lab.fact(f"{tag}_{interface}_reader_matches_pyroute2").startswith("True"), lab.tail()
+    if interface == "wgbig":
+        _, peers, parts = lab.fact(f"{tag}_{interface}_reader_matches_pyroute2").split()
+        assert int(peers) == 300 and int(parts) > 1, "the dump was split over several messages"
+    assert lab.fact(f"{tag}_{interface}_pyroute2_loaded_by_read") == "False"
+    codes = [int(c) for c in lab.fact(f"{tag}_{interface}_reader_error_codes").split()]
+    assert codes == [errno.ENODEV, errno.EOPNOTSUPP]
+
+
+@pytest.mark.parametrize("tag", TAGS)
 def test_interface_down_registers_from_the_port_itself_without_raw_socket(lab: LabRun, tag: str) -> None:
     lab.passed(raw_denied_without_cap="the lab's setpriv really denies raw sockets")
     assert lab.fact(f"{tag}_listeners_on_51820_while_down") == "", "with wg0 down nothing listens on port 51820"

@@ -1,12 +1,12 @@
 """An interface that vanishes, is replaced or is re-keyed while wgsigc runs: exit code 4, one
 clear line, no traceback, no peer removed, nothing written after the interface changed.
 
-FAKE: the kernel. ``FakeKernel`` replaces the ``pyroute2`` module (WireGuard), and the host's
-addresses by none, and
-raises what real pyroute2 raises -- the real ``pyroute2.netlink.exceptions.NetlinkError`` with
-ENODEV (19) for a vanished interface and EOPNOTSUPP (95) for a non-WireGuard one, as
-``WireGuard().info()``/``.set()`` do in 0.7.2 and 0.9.5 (checked against the real kernel by
-``fake_errors_match`` in tests/kernel_lab.sh). Everything else is real: the configuration
+FAKE: the kernel. ``FakeKernel`` replaces the device read (``netlink.device_messages``), the
+``pyroute2`` module (WireGuard, for the writes) and the host's addresses by none, and raises what
+the real ones raise: the kernel's ENODEV (19) for a vanished interface and EOPNOTSUPP (95) for a
+non-WireGuard one, as ``wgsig.rtnetlink.RtnetlinkError`` from the read and as the real
+``pyroute2.netlink.exceptions.NetlinkError`` from ``WireGuard().set()`` in 0.7.2 and 0.9.5
+(both checked against the real kernel in tests/kernel_lab.sh). Everything else is real: the configuration
 file, a wgsigd subprocess on loopback, UDP registration from the (free) listen port, the plan.
 """
 
@@ -26,6 +26,7 @@ import pytest
 from tests.procs import write_secret
 from tests.test_wgsigc_register import SECRET, free_port, server  # noqa: F401  (the wgsigd fixture)
 from wgsig.client import GroupCredentials
+from wgsig.rtnetlink import RtnetlinkError
 from wgsigc import localaddrs, netlink, runrecord
 from wgsigc.exchange import exchange
 from wgsigc.exitcodes import EXIT_INTERFACE
@@ -43,26 +44,9 @@ def b64(key: bytes) -> str:
     return base64.b64encode(key).decode()
 
 
-class Attrs:
-    """A netlink message stand-in: get_attr() and item access, like pyroute2's."""
-
-    def __init__(self, attrs: dict[str, Any], **items: Any) -> None:
-        self.attrs = attrs
-        self.items = items
-
-    def get_attr(self, name: str) -> Any:
-        return self.attrs.get(name)
-
-    def get_nested(self, *names: str) -> Any:
-        return self.attrs.get(names[-1])
-
-    def __getitem__(self, name: str) -> Any:
-        return self.items[name]
-
-
 class FakeKernel:
     """One WireGuard interface 'wg0'. ``vanish_at`` names the call that finds it gone:
-    ('info', n) = the n-th WireGuard().info(), ('set', n) = the n-th WireGuard().set()."""
+    ('info', n) = the n-th read of the device, ('set', n) = the n-th WireGuard().set()."""
 
     def __init__(self, listen_port: int, vanish_at: tuple[str, int] | None = None, errno_code: int = errno.ENODEV,
                  rekey_at_info: int | None = None, version: str = "0.7.2") -> None:
@@ -81,27 +65,28 @@ class FakeKernel:
             raise NetlinkError(self.errno_code, MESSAGES[self.errno_code])
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        """The fake kernel for one test: pyroute2's WireGuard, wg0 exists, a host without addresses
-        (the LAN candidates' rtnetlink dump)."""
+        """The fake kernel for one test: the device read (``netlink.device_messages``), pyroute2's
+        WireGuard for the writes, wg0 exists, a host without addresses (the LAN candidates' dump)."""
         monkeypatch.setitem(sys.modules, "pyroute2", self.module())
+        monkeypatch.setattr(netlink, "device_messages", self.device_messages)
         monkeypatch.setattr(netlink, "link_exists", lambda name: name == "wg0")
         monkeypatch.setattr(localaddrs, "read_local", lambda wireguard, *args: localaddrs.select([], [], wireguard))
+
+    def device_messages(self, name: str) -> list[dict[str, Any]]:
+        """What the stdlib reader returns (keys as raw bytes), or the kernel's refusal as it raises it."""
+        try:
+            self._call("info")
+        except NetlinkError as error:
+            raise RtnetlinkError(f"the kernel refused the dump: errno {error.code}", error.code) from None
+        key = OWN if self.rekey_at_info is None or self.calls["info"] < self.rekey_at_info else EXTRA
+        peers = [{"public_key": k, "allowed_ips": list(ips), "keepalive": 0,
+                  "latest_handshake": {"tv_sec": 0, "tv_nsec": 0}} for k, ips in PEERS.items()]
+        return [{"public_key": key, "listen_port": self.listen_port, "fwmark": 0, "peers": peers}]
 
     def module(self) -> types.ModuleType:
         kernel = self
 
         class WireGuard:
-            def info(self, name: str) -> list[Attrs]:
-                kernel._call("info")
-                key = OWN if kernel.rekey_at_info is None or kernel.calls["info"] < kernel.rekey_at_info else EXTRA
-                peers = [
-                    Attrs({"WGPEER_A_PUBLIC_KEY": b64(k), "WGPEER_A_ALLOWEDIPS": [{"addr": ip} for ip in ips],
-                           "WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL": 0, "WGPEER_A_LAST_HANDSHAKE_TIME": {"tv_sec": 0}})
-                    for k, ips in PEERS.items()
-                ]
-                return [Attrs({"WGDEVICE_A_PUBLIC_KEY": b64(key), "WGDEVICE_A_LISTEN_PORT": kernel.listen_port,
-                               "WGDEVICE_A_FWMARK": 0, "WGDEVICE_A_PEERS": peers})]
-
             def set(self, name: str, peer: dict[str, Any]) -> None:
                 try:
                     kernel._call("set")

@@ -13,11 +13,11 @@ here does I/O: the caller sends, receives and keeps time.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 
 from wgsig import x1
 from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, envelope_key, seal, unseal
 from wgsig.label import label_seconds
+from wgsig.plainclass import dataclass, field
 from wgsig.wire import (
     RECORDS_PER_DATAGRAM,
     RESPONSE_SIZE,
@@ -72,21 +72,21 @@ def build_request(
     return seal(clear, credentials.group_id, envelope_key(credentials.secret), nonce, pad)
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Accepted:
     """A valid datagram of the answer; ``complete`` once all have arrived."""
 
     complete: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Ignored:
     """A datagram that is not part of a valid answer, and why."""
 
     reason: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Stale(Ignored):
     """An authentic datagram older than the version of it already held: not an authentication failure."""
 

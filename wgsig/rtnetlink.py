@@ -14,7 +14,8 @@ import socket
 import struct
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
+
+from wgsig.plainclass import dataclass
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3
@@ -106,6 +107,11 @@ def messages(data: bytes) -> Iterator[tuple[int, int, bytes]]:
         offset += (length + 3) & ~3
     if offset < len(data):
         raise RtnetlinkError(f"{len(data) - offset} trailing bytes after the last netlink message")
+
+
+def done_errno(body: bytes) -> int:
+    """The error an NLMSG_DONE carries (a dump the kernel stopped after its first part), 0 if none."""
+    return -_ERRNO.unpack_from(body)[0] if len(body) >= _ERRNO.size else 0
 
 
 def attributes(data: bytes, offset: int) -> dict[int, bytes]:

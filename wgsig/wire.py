@@ -24,9 +24,9 @@ import hmac
 import ipaddress
 import struct
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from wgsig.label import LABEL_SIZE, is_valid_label
+from wgsig.plainclass import dataclass
 
 KEY_SIZE = 32
 SECRET_SIZE = 32
@@ -109,7 +109,7 @@ def mac_ok(secret: bytes, signed: bytes, tag: bytes) -> bool:
 # --- requests ---------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Request:
     """A decoded 82-byte request (its HMAC is checked separately)."""
 
@@ -139,7 +139,7 @@ def decode_request(data: bytes) -> Request:
 # --- records ----------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Record:
     """One peer's entry in a group table."""
 
@@ -176,7 +176,7 @@ def decode_record(data: bytes) -> Record | None:
 # --- responses --------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Response:
     """A decoded, authenticated 540-byte response datagram."""
 

@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from wgsig.endpoint import Endpoint, unusable_reason
+from wgsig.plainclass import dataclass
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -1,16 +1,22 @@
-"""wgsigc's command line: the C client's form, or the kernel mode from a config file."""
+"""wgsigc's command line: the C client's form, or the kernel mode from a config file.
+
+The systemd unit runs ``wgsigc --config FILE`` every 30 s on every peer: that form, and the
+other plain kernel-mode forms, are read without argparse (``kernel_mode_args``), and print mode's
+modules load only for print mode. Anything else (help, print mode, a mistake) goes to argparse.
+"""
 
 from __future__ import annotations
 
-import argparse
 import sys
+from typing import TYPE_CHECKING
 
-from wgsig.client import GroupCredentials
-from wgsig.endpoint import parse_port
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
-from wgsig.keys import PublicKey
 from wgsigc.exitcodes import EXIT_USAGE, WgsigcError
-from wgsigc.printmode import PrintOptions, run_print_mode
+
+if TYPE_CHECKING:
+    import argparse
+
+    from wgsigc.printmode import PrintOptions
 
 DEFAULT_CONFIG = "/etc/wgsig/wgsigc.toml"
 
@@ -21,12 +27,13 @@ class UsageError(WgsigcError):
     exit_code = EXIT_USAGE
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UsageError(message)
-
-
 def parser() -> argparse.ArgumentParser:
+    import argparse
+
+    class _Parser(argparse.ArgumentParser):
+        def error(self, message: str) -> None:  # type: ignore[override]
+            raise UsageError(message)
+
     p = _Parser(
         prog="wgsigc",
         description=(
@@ -56,7 +63,36 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def kernel_mode_args(argv: list[str]) -> tuple[str | None, str | None, bool, bool] | None:
+    """``(config, interface, dry_run, check)`` when ``argv`` is only kernel mode's options, each
+    spelled out in full and with a value that is not an option (what argparse would read alike);
+    None for anything else, which argparse then reads (help, print mode, abbreviations, mistakes)."""
+    values: dict[str, str] = {}
+    flags = {"--dry-run": False, "--check": False}
+    rest = list(argv)
+    while rest:
+        token = rest.pop(0)
+        if token in flags:
+            flags[token] = True
+            continue
+        name, equals, value = token.partition("=")
+        if name not in ("--config", "--interface"):
+            return None
+        if not equals:
+            if not rest:
+                return None
+            value = rest.pop(0)
+        if not value or value.startswith("-"):
+            return None
+        values[name] = value
+    return values.get("--config"), values.get("--interface"), flags["--dry-run"], flags["--check"]
+
+
 def print_options(args: argparse.Namespace) -> PrintOptions:
+    from wgsig.client import GroupCredentials
+    from wgsig.keys import PublicKey
+    from wgsigc.printmode import PrintOptions
+
     server, port_text, pubkey, secret_file, local_text = args.positional
     port = _port(port_text, "PORT")
     local_port = _port(local_text, "LOCAL_PORT")
@@ -76,6 +112,8 @@ def print_options(args: argparse.Namespace) -> PrintOptions:
 
 
 def _port(text: str, name: str) -> int:
+    from wgsig.endpoint import parse_port
+
     try:
         return parse_port(text, name)
     except ValueError as error:
@@ -115,18 +153,25 @@ def main(argv: list[str] | None = None) -> int:
             from wgsigc.status import main_status
 
             return main_status(argv[1:])
-        args = parser().parse_args(argv)
-        if args.positional:
-            if len(args.positional) != 5:
-                raise UsageError("print mode takes SERVER PORT PUBKEY_BASE64 SECRET_FILE LOCAL_PORT")
-            if args.config or args.interface or args.dry_run or args.check:
-                raise UsageError("--config, --interface, --dry-run and --check belong to kernel mode, not print mode")
-            return run_print_mode(print_options(args))
-        if args.check:
-            return check_config(args.config or DEFAULT_CONFIG, args.interface)
+        kernel = kernel_mode_args(argv)
+        if kernel is None:
+            args = parser().parse_args(argv)
+            if args.positional:
+                if len(args.positional) != 5:
+                    raise UsageError("print mode takes SERVER PORT PUBKEY_BASE64 SECRET_FILE LOCAL_PORT")
+                if args.config or args.interface or args.dry_run or args.check:
+                    raise UsageError("--config, --interface, --dry-run and --check belong to kernel mode, not print"
+                                     " mode")
+                from wgsigc.printmode import run_print_mode
+
+                return run_print_mode(print_options(args))
+            kernel = args.config, args.interface, args.dry_run, args.check
+        config, interface, dry_run, check = kernel
+        if check:
+            return check_config(config or DEFAULT_CONFIG, interface)
         from wgsigc.kernelmode import run_kernel_mode
 
-        return run_kernel_mode(args.config or DEFAULT_CONFIG, args.interface, args.dry_run)
+        return run_kernel_mode(config or DEFAULT_CONFIG, interface, dry_run)
     except UsageError as error:
         print(f"wgsigc: {error} (see wgsigc --help)", file=sys.stderr)
         return error.exit_code

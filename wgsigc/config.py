@@ -13,7 +13,6 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -22,6 +21,7 @@ from wgsig.host import configfile
 from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
 from wgsig.host.configfile import MetricsDirectory
 from wgsig.keys import PublicKey
+from wgsig.plainclass import dataclass, field
 
 DEFAULT_SERVER_PORT = 1223
 DEFAULT_STATE_DIRECTORY = "/var/lib/wgsig"

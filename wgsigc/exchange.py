@@ -10,15 +10,14 @@ import ipaddress
 import os
 import select
 import socket
-import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 from wgsig import x1
 from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
 from wgsig.label import label_from_ns
+from wgsig.plainclass import dataclass, field
 from wgsig.wire import Record
 
 # The C server compares labels with 16.8 ms granularity: keep our requests apart.
@@ -56,9 +55,14 @@ def _getaddrinfo(host: str, port: int, family: int, deadline: float | None) -> l
     runs in a daemon thread that is left behind when the deadline passes (the process ends soon
     after, or the thread ends when glibc gives up).
     """
+    literal = _literal(host, port, family)
+    if literal is not None:
+        return literal
     try:
-        if deadline is None or _is_address(host):
+        if deadline is None:
             return socket.getaddrinfo(host, port, family, socket.SOCK_DGRAM)
+        import threading  # only for names: most configurations give addresses
+
         done: list[Any] = []
         failed: list[BaseException] = []
 
@@ -84,12 +88,21 @@ def _getaddrinfo(host: str, port: int, family: int, deadline: float | None) -> l
         raise ExchangeError(f"cannot resolve server name {host!r}: not a valid host name") from None
 
 
-def _is_address(host: str) -> bool:
+def _literal(host: str, port: int, family: int) -> list[Any] | None:
+    """What getaddrinfo answers for an address literal, without asking it (it would load the
+    IDNA codec to encode the text); None for names, scoped IPv6 addresses and a family the address
+    is not of, which it answers."""
+    if "%" in host:
+        return None
     try:
-        ipaddress.ip_address(host)
+        address = ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return True
+        return None
+    if address.version == 4 and family in (socket.AF_INET, socket.AF_UNSPEC):
+        return [(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP, "", (str(address), port))]
+    if address.version == 6 and family in (socket.AF_INET6, socket.AF_UNSPEC):
+        return [(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP, "", (str(address), port, 0, 0))]
+    return None  # an IPv6 literal asked for as IPv4: getaddrinfo's own error
 
 
 def resolve(host: str, port: int, deadline: float | None = None) -> tuple[str, int]:

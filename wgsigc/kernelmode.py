@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,8 +30,9 @@ from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.host.configfile import MetricsDirectory
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsig.keys import PublicKey
+from wgsig.plainclass import dataclass, field
 from wgsig.wire import Record
-from wgsigc import localaddrs, netlink, pyroute2load, runrecord
+from wgsigc import localaddrs, netlink, runrecord
 from wgsigc.candidates import LocalView
 from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
 from wgsigc.exitcodes import (
@@ -137,8 +137,10 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
             runrecord.save(path, record)
         except OSError as error:
             print(f"wgsigc: {config.name}: cannot save the run record {path}: {error.strerror}", file=err)
-        if metrics is not None:
-            from wgsigc import metricsfile  # only where metrics are asked for: every import delays the run
+        if metrics is not None and metrics.in_use():
+            # only where metrics are written (by default where node-exporter's directory exists):
+            # every import delays the run
+            from wgsigc import metricsfile
 
             metricsfile.write(metrics, config.name, run.code, time.time(), time.monotonic() - started, run.plan, err)
     return run
@@ -299,6 +301,8 @@ def _apply(run: Run, state: InterfaceState, out: TextIO) -> None:
         return
     config = run.config
     try:
+        from wgsigc import pyroute2load  # only a run that writes loads pyroute2
+
         fixed_flags = pyroute2load.sends_kernel_peer_flags()
         errors = netlink.apply_writes(config.name, run.plan.writes, fixed_flags)
     except netlink.InterfaceError as error:

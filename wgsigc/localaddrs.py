@@ -18,9 +18,9 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 from wgsig import rtnetlink
+from wgsig.plainclass import dataclass
 
 IFA_F_TEMPORARY = 0x01
 IFA_F_DADFAILED = 0x08

@@ -1,8 +1,10 @@
 """The thin netlink shell: read a WireGuard interface, carry out a plan's writes.
 
-Everything version-dependent about pyroute2 is decided by pure functions here
-(``peer_updates``, ``merge_device``) so that it can be unit-tested; the I/O
-functions only talk to the kernel, through the classes ``pyroute2load`` loads.
+Reads go over the standard library's netlink socket with the core's codec
+(``wgsig.wgnetlink``); writes go through pyroute2's WireGuard class, which
+``pyroute2load`` loads only when a run has something to write.  Everything
+version-dependent about pyroute2 is decided by pure functions here
+(``peer_updates``, ``merge_device``) so that it can be unit-tested.
 
 pyroute2 0.7.2 (Debian bookworm) through 0.9.2 send the wrong peer flags: each
 ``set()`` with a peer replaces that peer's allowed IPs (clearing them when none
@@ -18,9 +20,11 @@ import socket
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from wgsig import rtnetlink, wgnetlink
 from wgsig.endpoint import Endpoint
 from wgsig.keys import PublicKey
-from wgsigc import pyroute2load
+from wgsig.rtnetlink import RtnetlinkError
+from wgsig.wire import KEY_SIZE
 from wgsigc.exitcodes import EXIT_INTERFACE, EXIT_SOCKET, CapabilityMissing, WgsigcError
 from wgsigc.plan import InterfaceState, PeerState, PeerWrite
 
@@ -72,7 +76,9 @@ def peer_updates(write: PeerWrite, fixed_flags: bool) -> list[dict[str, Any]]:
 
 
 def _key(value: Any) -> PublicKey:
-    """A key attribute: pyroute2 gives the key's base64 text, as str or as bytes."""
+    """A key attribute: the 32 bytes (``wgsig.wgnetlink``), or pyroute2's base64 text as str or bytes."""
+    if isinstance(value, bytes) and len(value) == KEY_SIZE:
+        return PublicKey(value)
     key = PublicKey.parse(value.decode("ascii", "replace") if isinstance(value, bytes) else value)
     if key is not None:
         return key
@@ -125,30 +131,9 @@ def merge_device(messages: Iterable[Mapping[str, Any]], name: str) -> InterfaceS
 # --- the shell --------------------------------------------------------------
 
 
-def _plain(message: Any) -> dict[str, Any]:
-    """A pyroute2 device message as plain data (both 0.7 and 0.9 decode alike)."""
-    peers = []
-    for peer in message.get_attr("WGDEVICE_A_PEERS") or ():
-        peers.append(
-            {
-                "public_key": peer.get_attr("WGPEER_A_PUBLIC_KEY"),
-                "endpoint": peer.get_attr("WGPEER_A_ENDPOINT"),
-                "allowed_ips": [ip["addr"] for ip in peer.get_attr("WGPEER_A_ALLOWEDIPS") or () if ip.get("addr")],
-                "keepalive": peer.get_attr("WGPEER_A_PERSISTENT_KEEPALIVE_INTERVAL"),
-                "latest_handshake": peer.get_attr("WGPEER_A_LAST_HANDSHAKE_TIME"),
-            }
-        )
-    return {
-        "public_key": message.get_attr("WGDEVICE_A_PUBLIC_KEY"),
-        "listen_port": message.get_attr("WGDEVICE_A_LISTEN_PORT"),
-        "fwmark": message.get_attr("WGDEVICE_A_FWMARK"),
-        "peers": peers,
-    }
-
-
 def _failure(error: Exception, doing: str) -> WgsigcError:
-    code = getattr(error, "code", None)
-    if code is None and isinstance(error, OSError):
+    code = getattr(error, "code", None)  # pyroute2's NetlinkError
+    if code is None and isinstance(error, OSError | RtnetlinkError):
         code = error.errno
     if code == errno.EPERM:
         return CapabilityMissing(f"{doing}: operation not permitted: wgsigc needs CAP_NET_ADMIN (run as root)")
@@ -162,26 +147,56 @@ def read_interface(name: str) -> InterfaceState:
     """The interface and all its peers, or InterfaceError / CapabilityMissing / NetlinkFailure.
 
     Only WireGuard's generic netlink is asked: it says ENODEV for a missing interface and
-    EOPNOTSUPP for one that is not WireGuard, so rtnetlink (pyroute2's IPRoute, a second import
-    that costs seconds on a small board) stays off the path to the first registration."""
+    EOPNOTSUPP for one that is not WireGuard. The read uses the standard library's netlink
+    socket and the core's codec (``wgsig.wgnetlink``): a run that writes nothing (every peer
+    healthy, most runs) never loads pyroute2."""
     missing = InterfaceError(f"interface {name} does not exist: create it ('ip link add {name} type wireguard')")
     if not link_exists(name):
         raise missing
-    wireguard = _wireguard_class()
     try:
-        wg = wireguard()
-        try:
-            messages = [_plain(m) for m in wg.info(name)]
-        finally:
-            wg.close()
-    except Exception as error:
-        code = getattr(error, "code", None) or getattr(error, "errno", None)
+        messages = device_messages(name)
+    except (OSError, RtnetlinkError) as error:
+        code = error.errno
         if code == errno.ENODEV:
             raise missing from None
-        if code == errno.ENOENT:  # no WireGuard family: the module is not loaded, so this link is not WireGuard
+        if code in (errno.ENOENT, errno.EOPNOTSUPP):  # ENOENT: no WireGuard family, so no WireGuard link
             raise InterfaceError(f"interface {name} is not a WireGuard interface") from None
-        raise _interface_problem(error, name) or _failure(error, f"reading interface {name}") from None
+        raise _failure(error, f"reading interface {name}") from None
     return merge_device(messages, name)
+
+
+def device_messages(name: str) -> list[dict[str, Any]]:
+    """The kernel's dump of one WireGuard device (``wgsig.wgnetlink.device`` per message).
+    OSError or RtnetlinkError, whose ``errno`` is the kernel's answer (ENODEV, EOPNOTSUPP, ...)."""
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, wgnetlink.NETLINK_GENERIC) as sock:
+        sock.settimeout(_NETLINK_TIMEOUT)
+        (answer,) = _answers(sock, wgnetlink.family_request(1), 1)
+        family = wgnetlink.family_id(answer)
+        return [wgnetlink.device(body) for body in _answers(sock, wgnetlink.device_request(family, 2, name), 2)]
+
+
+_NETLINK_TIMEOUT = 2.0  # the kernel answers at once; a bound in case it never does
+_NETLINK_BUFFER = 65536  # wider than any one message of a dump (the kernel fills about a page)
+
+
+def _answers(sock: socket.socket, request: bytes, sequence: int) -> list[bytes]:
+    """The bodies of the answers to one request: a dump's records until its NLMSG_DONE, or the
+    one answer to a plain request (the controller's family lookup)."""
+    sock.send(request)
+    dump = bool(rtnetlink.NLMSGHDR.unpack_from(request)[2] & rtnetlink.NLM_F_DUMP)
+    bodies: list[bytes] = []
+    while True:
+        for kind, seq, body in rtnetlink.messages(sock.recv(_NETLINK_BUFFER)):
+            if seq != sequence:
+                continue  # a late part of an earlier request
+            if kind == rtnetlink.NLMSG_DONE:
+                code = rtnetlink.done_errno(body)
+                if code:
+                    raise RtnetlinkError(f"the kernel stopped the dump: errno {code}", code)
+                return bodies
+            bodies.append(body)
+            if not dump:
+                return bodies
 
 
 def link_exists(name: str) -> bool:
@@ -196,6 +211,8 @@ def link_exists(name: str) -> bool:
 
 def _wireguard_class() -> Any:
     try:
+        from wgsigc import pyroute2load  # importlib.util and pyroute2: writes only
+
         return pyroute2load.wireguard_class()
     except ImportError:
         raise NetlinkFailure("pyroute2 is not installed (Debian: apt install python3-pyroute2)") from None

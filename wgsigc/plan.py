@@ -18,15 +18,14 @@ Unknown peers are added only when the configuration gives their allowed IPs.
 
 from __future__ import annotations
 
-import dataclasses
 import enum
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from wgsig.endpoint import NO_IPV4_ENDPOINT, Endpoint, endpoint_text, unusable_reason
 from wgsig.keys import PublicKey
 from wgsig.label import label_seconds
+from wgsig.plainclass import dataclass, field, replace
 from wgsig.wire import Record
 from wgsigc.candidates import (
     Announced,
@@ -260,7 +259,7 @@ def _reopen(decision: PeerDecision, peer: PeerState | None, before: Endpoint, no
                       old_keepalive=peer.keepalive)
     detail = f"public endpoint {_ep(before)} -> {_ep(now)}: handshake with {_ep(peer.endpoint)} so that our NAT" \
              " lets its answer in"
-    return dataclasses.replace(decision, action=Action.REOPEN, detail=detail, write=write)
+    return replace(decision, action=Action.REOPEN, detail=detail, write=write)
 
 
 def _refused(record: Record) -> str | None:

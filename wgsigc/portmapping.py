@@ -27,13 +27,13 @@ import os
 import select
 import socket
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wgsig import portmap
 from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.host.atomicfile import replace_file
+from wgsig.plainclass import dataclass, field
 from wgsig.wire import DecodeError
 from wgsigc.portmapplan import LIFETIME, RETRY_AFTER, Decision, Mapping, Step, decide, mapping_from_json, protocols_for
 

@@ -14,11 +14,11 @@ import os
 import socket
 import sys
 import time
-from dataclasses import dataclass
 
 from wgsig.client import GroupCredentials, fresh_records
 from wgsig.endpoint import unusable_reason
 from wgsig.keys import PublicKey
+from wgsig.plainclass import dataclass
 from wgsig.wire import NO_ENDPOINT_UPDATE, Record
 from wgsigc.exchange import ExchangeError, diagnose, exchange, ignored_lines, resolve
 from wgsigc.exitcodes import EXIT_NO_ANSWER, EXIT_OK, EXIT_RESOLVE, EXIT_SOCKET

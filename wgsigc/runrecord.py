@@ -11,11 +11,11 @@ import contextlib
 import json
 import math
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from wgsig.endpoint import Endpoint, endpoint_text, parse_endpoint
+from wgsig.host.atomicfile import create_temporary
 from wgsig.keys import PublicKey
 from wgsig.label import is_valid_label
 from wgsigc.plan import PeerMemory, Plan
@@ -263,7 +263,7 @@ def _non_finite(value: Any, where: str = "a value") -> str | None:
 def save(path: Path, record: dict[str, Any]) -> None:
     """Write atomically: a reader sees the old record or the new one, never half of one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = create_temporary(path)
     try:
         with os.fdopen(fd, "w") as file:
             json.dump(record, file, indent=1, sort_keys=True)

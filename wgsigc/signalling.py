@@ -21,13 +21,13 @@ import os
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from wgsig import x1
 from wgsig.client import GroupCredentials, build_request
 from wgsig.endpoint import endpoint_text
 from wgsig.label import label_from_ns
+from wgsig.plainclass import dataclass, field
 from wgsig.wire import NO_ENDPOINT_UPDATE, NO_LABEL_UPDATE, Record
 from wgsigc.candidates import Announced
 from wgsigc.config import InterfaceConfig

@@ -10,8 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
 from pathlib import Path
+
+
+def create_temporary(path: Path) -> tuple[int, str]:
+    """A new file ``.NAME.XXXXXXXX`` beside ``path`` (mode 0600), open for writing: its descriptor
+    and name.  What ``tempfile.mkstemp`` does, without importing tempfile (with shutil, random and
+    the compression modules: most of the time wgsigc spent writing its run record at start-up)."""
+    for _ in range(100):
+        name = str(path.parent / f".{path.name}.{os.urandom(4).hex()}")
+        try:
+            return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no unused temporary name beside {path}")
 
 
 def replace_file(path: Path, data: bytes, mode: int = 0o644, durable: bool = False) -> None:
@@ -22,7 +34,7 @@ def replace_file(path: Path, data: bytes, mode: int = 0o644, durable: bool = Fal
     state) flushes the data before the rename and the directory after it, so a crash leaves the
     old content or the new one.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = create_temporary(path)
     try:
         try:
             os.fchmod(fd, mode)

@@ -14,9 +14,10 @@ import math
 import os
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar, overload
+
+from wgsig.plainclass import dataclass
 
 _T = TypeVar("_T")
 
