@@ -16,9 +16,9 @@ make every timer run fail.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from wgsig.endpoint import Endpoint, endpoint_text
+from wgsig.plainclass import dataclass  # wgsigc loads it on every run: no dataclasses module
 
 
 @dataclass(frozen=True)
