@@ -241,6 +241,9 @@ sleep 6
 wgsigc random_b2 b --config /tmp/b.toml
 sleep 6
 wgsigc random_b3 b --config /tmp/b.toml
+# a started waiting for b at random_a (or at its first run after the tunnel went quiet): only
+# once each of its candidates had its step can it tell that b is not reached
+wgsigc random_a2 a --config /tmp/a.toml
 fact_ping random_ping a 10.99.0.2
 fact_ips random
 fact random_peers_of_a "$(ip netns exec a wg show wg0 peers)"
