@@ -27,7 +27,11 @@ natlab_setup() {
     _pub=$1
     for _n in nata natb a b $_pub; do ip netns add "$_n"; ip -n "$_n" link set lo up; done
     _in_pub() { if [ -n "$_pub" ]; then ip -n "$_pub" "$@"; else ip "$@"; fi; }
-    _in_pub link add br0 type bridge
+    # A fixed address: a bridge without one takes its ports' lowest, so it changes as scenarios
+    # attach namespaces, and a neighbour that cached the old one (a ping at set-up) blackholes
+    # its traffic for the ~8 s its entry takes to be probed and re-resolved (frames to a port's
+    # address reach the bridge as PACKET_OTHERHOST and IP drops them).
+    _in_pub link add br0 address 02:00:00:00:02:01 type bridge
     _in_pub addr add 192.0.2.1/24 dev br0
     _in_pub link set br0 up
     for _x in a b; do
@@ -57,7 +61,7 @@ natlab_same_lan() {
     ip link add wan0 netns "$_nat" type veth peer name "p$_nat" netns "$_pub"
     ip -n "$_pub" link set "p$_nat" master br0 up
     ip -n "$_nat" addr add "$_wan/24" dev wan0; ip -n "$_nat" link set wan0 up
-    ip -n "$_nat" link add lanbr type bridge
+    ip -n "$_nat" link add lanbr address "02:00:00:00:$(echo "$_wan" | awk -F. '{printf "%02x", $4}'):01" type bridge  # fixed: see br0
     ip -n "$_nat" addr add "$_lan.1/24" dev lanbr; ip -n "$_nat" link set lanbr up
     _i=2
     for _p in $5 $6; do

@@ -240,7 +240,8 @@ lane() {  # lane L: this lane's pairs, one after the other
 stamp "servers"
 head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret
 ip netns add pub; ip -n pub link set lo up
-ip -n pub link add br0 type bridge; ip -n pub link set br0 up
+# a fixed address, or the bridge takes its lowest port's and changes as NATs attach (tests/natlab.sh)
+ip -n pub link add br0 address 02:00:00:00:02:01 type bridge; ip -n pub link set br0 up
 ip -n pub route add 192.0.3.0/24 dev br0 2>/dev/null || true  # symmetric-pcp NATs: on-link as well
 for s in 1 2; do
     ip -n pub addr add "192.0.2.$s/24" dev br0
