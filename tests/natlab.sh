@@ -146,3 +146,40 @@ table ip6 v6fw {
 NFT
     done
 }
+
+# natlab_miniupnpd NS LAN24: NS (its WAN wan0, its LAN lan0) becomes a symmetric NAT running
+# miniupnpd (Debian's miniupnpd-nftables): masquerade fully-random, unsolicited inbound traffic
+# dropped except what miniupnpd forwards; PCP and NAT-PMP for LAN24.0/24; its pid in
+# NATLAB_MINIUPNPD, its log in /tmp/NS.miniupnpd.log. Its WAN address is 192.0.3.N: miniupnpd
+# refuses the documentation range 192.0.2.0/24 as a "reserved" external address.
+natlab_miniupnpd() {
+    _ns=$1; _lan=$2
+    ip netns exec "$_ns" nft -f - <<'NFT'
+table inet filter {
+    chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }
+    chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd
+        oifname "wan0" masquerade fully-random
+    }
+    chain prerouting_miniupnpd { }
+    chain postrouting_miniupnpd { }
+    # after dstnat: what miniupnpd forwards is accepted, other unsolicited traffic dropped before
+    # it makes a conntrack entry (as natlab_nat_rules)
+    chain pre { type filter hook prerouting priority filter; policy accept;
+        iifname "wan0" ct state established,related accept
+        iifname "wan0" ct status dnat accept
+        iifname "wan0" drop
+    }
+    chain forward { type filter hook forward priority filter; policy accept; jump miniupnpd; }
+    chain miniupnpd { }
+}
+NFT
+    printf '%s\n' ext_ifname=wan0 listening_ip=lan0 enable_natpmp=yes enable_upnp=no secure_mode=yes \
+        min_lifetime=60 max_lifetime=120 upnp_table_name=filter upnp_nat_table_name=filter \
+        upnp_forward_chain=miniupnpd upnp_nat_chain=prerouting_miniupnpd \
+        upnp_nat_postrouting_chain=postrouting_miniupnpd uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b \
+        "allow 1024-65535 $_lan.0/24 1024-65535" "deny 0-65535 0.0.0.0/0 0-65535" > "/tmp/$_ns.miniupnpd.conf"
+    ip netns exec "$_ns" miniupnpd -d -f "/tmp/$_ns.miniupnpd.conf" -P "/tmp/$_ns.miniupnpd.pid" \
+        > "/tmp/$_ns.miniupnpd.log" 2>&1 &
+    NATLAB_MINIUPNPD=$!
+    for _ in $(seq 50); do ip netns exec "$_ns" ss -Hlun | grep -q ':5351 ' && break; sleep 0.2; done
+}

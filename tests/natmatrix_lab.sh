@@ -60,39 +60,6 @@ table ip filter {
 NFT
 }
 
-# pcp_rules NS LAN: a symmetric NAT running miniupnpd (Debian's miniupnpd-nftables, as scenario 9
-# of tests/x1_lab.sh): masquerade fully-random, unsolicited inbound traffic dropped except what
-# miniupnpd forwards; PCP and NAT-PMP for LAN.0/24. Its WAN address is 192.0.3.N: miniupnpd
-# refuses the documentation range 192.0.2.0/24 as a "reserved" external address.
-pcp_rules() {
-    local ns=$1 lan=$2
-    ip netns exec "$ns" nft -f - <<'NFT'
-table inet filter {
-    chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }
-    chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd
-        oifname "wan0" masquerade fully-random
-    }
-    chain prerouting_miniupnpd { }
-    chain postrouting_miniupnpd { }
-    chain pre { type filter hook prerouting priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        iifname "wan0" ct status dnat accept
-        iifname "wan0" drop
-    }
-    chain forward { type filter hook forward priority filter; policy accept; jump miniupnpd; }
-    chain miniupnpd { }
-}
-NFT
-    printf '%s\n' ext_ifname=wan0 listening_ip=lan0 enable_natpmp=yes enable_upnp=no secure_mode=yes \
-        min_lifetime=60 max_lifetime=120 upnp_table_name=filter upnp_nat_table_name=filter \
-        upnp_forward_chain=miniupnpd upnp_nat_chain=prerouting_miniupnpd \
-        upnp_nat_postrouting_chain=postrouting_miniupnpd uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b \
-        "allow 1024-65535 $lan.0/24 1024-65535" "deny 0-65535 0.0.0.0/0 0-65535" > "/tmp/$ns.miniupnpd.conf"
-    ip netns exec "$ns" miniupnpd -d -f "/tmp/$ns.miniupnpd.conf" -P "/tmp/$ns.miniupnpd.pid" \
-        > "/tmp/$ns.miniupnpd.log" 2>&1 &
-    for _ in $(seq 50); do ip netns exec "$ns" ss -Hlun | grep -q ':5351 ' && break; sleep 0.2; done
-}
-
 # side X N LAN KIND: peer X (LAN.2) behind NAT natX (public 192.0.2.N) of behaviour KIND; a cgnat
 # is a home NAT (100.64.N.2 outside) behind a carrier's NAT cgnX (192.0.2.N), both port-restricted;
 # symmetric-pcp is symmetric with miniupnpd (public 192.0.3.N) and wgsigc's port_mapping = "auto".
@@ -130,7 +97,7 @@ side() {
     ip -n "$x" addr add "$lan.2/24" dev eth0; ip -n "$x" link set eth0 up
     ip -n "$x" route add default via "$lan.1"
     ip netns exec "nat$x" sysctl -qw net.ipv4.ip_forward=1
-    [ "$kind" = symmetric-pcp ] && pcp_rules "nat$x" "$lan"
+    [ "$kind" = symmetric-pcp ] && natlab_miniupnpd "nat$x" "$lan"
     return 0
 }
 

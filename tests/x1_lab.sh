@@ -192,33 +192,8 @@ ip link add lan0 netns natp type veth peer name eth0 netns m
 ip -n natp addr add 10.5.0.1/24 dev lan0; ip -n natp link set lan0 up
 ip -n m addr add 10.5.0.2/24 dev eth0; ip -n m link set eth0 up; ip -n m route add default via 10.5.0.1
 ip netns exec natp sysctl -qw net.ipv4.ip_forward=1
-ip netns exec natp nft -f - <<'NFT'
-table inet filter {
-    chain prerouting { type nat hook prerouting priority dstnat; policy accept; jump prerouting_miniupnpd; }
-    chain postrouting { type nat hook postrouting priority srcnat; policy accept; jump postrouting_miniupnpd
-        oifname "wan0" masquerade fully-random
-    }
-    chain prerouting_miniupnpd { }
-    chain postrouting_miniupnpd { }
-    # after dstnat: what miniupnpd forwards is accepted, other unsolicited traffic dropped before
-    # it makes a conntrack entry (as natlab_nat_rules)
-    chain pre { type filter hook prerouting priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        iifname "wan0" ct status dnat accept
-        iifname "wan0" drop
-    }
-    chain forward { type filter hook forward priority filter; policy accept; jump miniupnpd; }
-    chain miniupnpd { }
-}
-NFT
-printf '%s\n' ext_ifname=wan0 listening_ip=lan0 enable_natpmp=yes enable_upnp=no secure_mode=yes \
-    min_lifetime=60 max_lifetime=120 upnp_table_name=filter upnp_nat_table_name=filter \
-    upnp_forward_chain=miniupnpd upnp_nat_chain=prerouting_miniupnpd \
-    upnp_nat_postrouting_chain=postrouting_miniupnpd uuid=3d3cec3a-8cf0-11e0-98ee-001a6bd2d07b \
-    "allow 1024-65535 10.5.0.0/24 1024-65535" "deny 0-65535 0.0.0.0/0 0-65535" > /tmp/miniupnpd.conf
-ip netns exec natp miniupnpd -d -f /tmp/miniupnpd.conf -P /tmp/miniupnpd.pid >/tmp/miniupnpd.log 2>&1 &
-MINIUPNPD=$!
-for i in $(seq 50); do ip netns exec natp ss -Hlun | grep -q ':5351 ' && break; sleep 0.2; done
+natlab_miniupnpd natp 10.5.0
+MINIUPNPD=$NATLAB_MINIUPNPD
 check miniupnpd_listens sh -c "ip netns exec natp ss -Hlun | grep -q ':5351 '"
 check portmap_lab_reaches_server ip netns exec m ping -c1 -W5 192.0.2.1
 wg genkey > /tmp/m.key; wg pubkey < /tmp/m.key > /tmp/m.pub; fact key_m "$(cat /tmp/m.pub)"
@@ -265,7 +240,7 @@ wgsigc pm_offrun_m m --config /tmp/m.toml
 fact pm_rules_after_off "$(pm_rules)"
 # 9e: without miniupnpd, port mapping on: the run still succeeds, with one line about it
 kill "$MINIUPNPD"; wait "$MINIUPNPD" 2>/dev/null
-echo "--- miniupnpd log"; tail -n 15 /tmp/miniupnpd.log
+echo "--- miniupnpd log"; tail -n 15 /tmp/natp.miniupnpd.log
 config m 192.0.2.1:1223 'port_mapping = "auto"'
 wgsigc pm_absent_m m --config /tmp/m.toml
 
