@@ -3,9 +3,12 @@ records stand in for the kernel and the servers: no I/O)."""
 
 from __future__ import annotations
 
+import ipaddress
+
 from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import Record
+from wgsigc.candidates import Announced, LocalView
 from wgsigc.plan import (
     Action,
     InterfaceState,
@@ -259,3 +262,26 @@ def test_a_symmetric_peers_endpoint_stays_on_the_view_in_use_while_the_newest_vi
     (d,) = p2.decisions
     assert d.action is Action.WAITING and p2.writes == [], d
     assert p2.memory({})[PEER].record_endpoint == ("203.0.113.5", 44498)
+
+
+def test_a_peer_that_just_registered_behind_this_public_ip_gets_a_moment_for_its_lan_candidates() -> None:
+    """An X1 peer announces its LAN addresses in the request after its registration: the hairpin
+    endpoint, the only candidate until they arrive, waits CANDIDATES_GRACE (3 s) for them; a peer
+    that announces nothing (a C peer) gets the hairpin endpoint after that."""
+    peer = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
+    own = record(OWN, "198.51.100.1", 51820)
+    fresh = records(own, record(PEER, "198.51.100.1", 40000, age=1))
+    (waiting,) = plan(state(peer), fresh, Settings(), NOW).decisions
+    assert waiting.action is Action.WAITING and waiting.write is None and "LAN candidates" in waiting.detail
+    # A second later the server has its LAN address: that one is written, not the hairpin one.
+    local = LocalView("198.51.100.1", (ipaddress.ip_network("10.1.0.0/24"),))
+    announced = {PEER: Announced(host=(("10.1.0.7", 51820),))}
+    (lan,) = plan(state(peer), fresh, Settings(), NOW + 1, announced=announced, local=local).decisions
+    assert lan.write is not None and lan.write.endpoint == ("10.1.0.7", 51820)
+    older = records(own, record(PEER, "198.51.100.1", 40000, age=4))
+    (hairpin,) = plan(state(peer), older, Settings(), NOW).decisions
+    assert hairpin.write is not None and hairpin.write.endpoint == ("198.51.100.1", 40000)
+    # Not for a peer behind another public IP, however fresh its record.
+    elsewhere = records(own, record(PEER, "203.0.113.5", 40000, age=0))
+    (public,) = plan(state(peer), elsewhere, Settings(), NOW).decisions
+    assert public.write is not None and public.write.endpoint == ("203.0.113.5", 40000)

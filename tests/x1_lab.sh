@@ -106,7 +106,7 @@ stamp "scenario 2a: same NAT, no hairpinning, candidates off: no tunnel, and the
 wg_peer l1 l1 51820 10.97.0.1 l2 10.97.0.2
 wg_peer l2 l2 51821 10.97.0.2 l1 10.97.0.1
 config l1 192.0.2.1:1223 "candidates = false" "converge_seconds = 0"
-config l2 192.0.2.1:1223 "candidates = false" "converge_seconds = 12" "handshake_timeout = 8"
+config l2 192.0.2.1:1223 "candidates = false" "converge_seconds = 16" "handshake_timeout = 8"
 wgsigc nohairpin_l1 l1 --config /tmp/l1.toml
 wgsigc nohairpin_l2 l2 --config /tmp/l2.toml
 fact_ping nohairpin_ping l2 10.97.0.1

@@ -365,6 +365,10 @@ def _known_peer(
         candidates=tuple(c.endpoint for c in candidates),
     )
     in_use = _in_use(kernel, candidates)
+    if _candidates_on_their_way(record, kernel, now_announced, candidates, now):
+        detail = (f"waiting for its LAN candidates: it registered {now - label_seconds(record.label):.0f} s ago"
+                  " from this host's public IP and announces them in its next request")
+        return PeerDecision(key, Action.WAITING, detail, pending=remembered, in_use=in_use, why=detail, **base)
     # After following a moved peer its handshake (through the old address) is still young: it is
     # healthy again only once a handshake came after the follow.
     following = memory.following and memory.waiting_since is not None and handshake < int(memory.waiting_since)
@@ -438,6 +442,20 @@ def _known_peer(
 # Registrations of one run reach every server within a few seconds; a peer's next registration
 # comes a timer period later.
 SAME_ROUND = 10
+# An X1 peer registers first and announces its LAN addresses in its next request, a moment later:
+# a peer behind this host's public IP that registered less than this long ago may be one whose
+# LAN candidates are on their way, so the hairpin endpoint (the only candidate until then) waits.
+# Once taken and working, the hairpin path would stay (a healthy peer is never moved).
+CANDIDATES_GRACE = 3
+
+
+def _candidates_on_their_way(record: Record, kernel: Endpoint | None, announced: Sequence[Endpoint],
+                             candidates: Sequence[Candidate], now: float) -> bool:
+    """Whether to wait a moment for a just-registered peer's LAN candidates (pure)."""
+    return (
+        kernel is None and not announced and bool(candidates) and all(c.kind == "hairpin" for c in candidates)
+        and now - label_seconds(record.label) < CANDIDATES_GRACE
+    )
 
 
 def _seen_elsewhere(endpoint: Endpoint, newest: Record, views: Sequence[Record]) -> bool:
