@@ -85,7 +85,7 @@ def adopt_sockets(fds: list[int]) -> list[socket.socket]:
         )
     socks = [adopt_socket(fd) for fd in fds]
     if len(socks) == 2 and not is_reuseport_pair(socks[0], socks[1]):
-        names = " and ".join(str(s.getsockname()[:2]) for s in socks)
+        names = " and ".join(_name(s) for s in socks)
         for sock in socks:
             sock.detach()  # not ours to close
         raise ActivationError(
@@ -94,6 +94,11 @@ def adopt_sockets(fds: list[int]) -> list[socket.socket]:
             " (wgsigd.socket: two identical ListenDatagram= lines and ReusePort=yes)"
         )
     return socks
+
+
+def _name(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
 def adopt_socket(fd: int) -> socket.socket:

@@ -1,0 +1,194 @@
+"""Known sources first (issue 12, point 7): wgsigd on a passed pair of SO_REUSEPORT sockets.
+
+Real wgsigd processes on loopback, on sockets bound and passed as systemd passes them
+(bench/pair_activate.py: LISTEN_FDS, descriptors 3 and 4, one reuseport group).  Which socket
+queued a datagram is read from /proc/net/udp (rx_queue and drops, by the socket's inode).  To
+saturate a queue deterministically, wgsigd is stopped (SIGSTOP) while the flood fills it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.procs import free_udp_port, write_secret
+from wgsig.client import AnswerCollector, GroupCredentials, build_request
+from wgsig.label import label_from_ns
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = bytes(range(3, 35))
+CREDENTIALS = GroupCredentials(0, SECRET)
+KNOWN, NEW, FLOOD, PROBE = "127.0.3.1", "127.0.3.2", "127.0.3.200", "127.0.3.9"
+
+
+def start(tmp_path: Path, sockets: int) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """wgsigd on ``sockets`` (1 or 2) passed sockets of 127.0.0.1; returns once it answers."""
+    port = free_udp_port()
+    secret = write_secret(tmp_path / "zero.key", SECRET)
+    config = tmp_path / "wgsigd.toml"
+    config.write_text(f'listen = "127.0.0.1"\nport = {port}\n[group.zero]\nid = 0\nsecret_file = "{secret}"\n')
+    log = tmp_path / "wgsigd.log"
+    command = [sys.executable, str(ROOT / "bench" / "pair_activate.py"), "127.0.0.1", str(port),
+               *(["--one"] if sockets == 1 else []), "--", sys.executable, "-m", "wgsigd", "--config", str(config)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
+                                env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    deadline = time.monotonic() + 15
+    while ask(port, PROBE, b"\x09" * 32, timeout=0.2) is None:
+        if time.monotonic() > deadline or proc.poll() is not None:
+            proc.kill()
+            pytest.fail(f"wgsigd did not answer: {log.read_text()}")
+    return proc, port, log
+
+
+def ask(
+    port: int, source: str, peer_id: bytes, timeout: float = 2.0, sock: socket.socket | None = None
+) -> float | None:
+    """One registration from ``source``; seconds until its whole answer, or None."""
+    own = sock is None
+    if sock is None:
+        sock = bound(source, port)
+    try:
+        started = time.monotonic()
+        sock.send(build_request(CREDENTIALS, peer_id, label_from_ns(time.time_ns()), 0, os.urandom))
+        sock.settimeout(timeout)
+        collector = AnswerCollector(CREDENTIALS)
+        try:
+            while not collector.complete:
+                collector.receive_datagram(sock.recv(4096))
+        except (TimeoutError, ConnectionRefusedError):
+            return None
+        return time.monotonic() - started
+    finally:
+        if own:
+            sock.close()
+
+
+def bound(source: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind((source, 0))
+    sock.connect(("127.0.0.1", port))
+    return sock
+
+
+def queues(pid: int, count: int) -> list[tuple[int, int]]:
+    """(bytes queued, drops) of the passed sockets at descriptors 3.. of ``pid``, in that order."""
+    inodes = [int(os.readlink(f"/proc/{pid}/fd/{3 + i}").split("[")[1].rstrip("]")) for i in range(count)]
+    found: dict[int, tuple[int, int]] = {}
+    for name in ("/proc/net/udp", "/proc/net/udp6"):
+        for line in Path(name).read_text().splitlines()[1:]:
+            fields = line.split()
+            found[int(fields[9])] = (int(fields[4].split(":")[1], 16), int(fields[-1]))
+    return [found[inode] for inode in inodes]
+
+
+def garbage(rng: random.Random) -> bytes:
+    """82 random bytes for group 0: the socket filter keeps them, only the HMAC tells."""
+    data = bytearray(rng.randbytes(82))
+    data[46:50] = bytes(4)
+    return bytes(data)
+
+
+def fill(port: int, pid: int, sockets: int, index: int) -> None:
+    """Flood from FLOOD until socket ``index`` (of a stopped wgsigd) drops datagrams: its queue is full."""
+    rng = random.Random(7)
+    with bound(FLOOD, port) as sock:
+        before = queues(pid, sockets)[index][1]
+        for _ in range(200):
+            for _ in range(500):
+                sock.send(garbage(rng))
+            if queues(pid, sockets)[index][1] > before:
+                return
+    pytest.fail("the queue did not fill")
+
+
+def wait_known(port: int, pid: int, source: str, peer_id: bytes) -> None:
+    """Register from ``source`` until, with wgsigd stopped, its request queues on the first socket."""
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        assert ask(port, source, peer_id) is not None
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            with bound(source, port) as sock:
+                sock.send(build_request(CREDENTIALS, peer_id, label_from_ns(time.time_ns()), 0, os.urandom))
+                time.sleep(0.05)
+                first, second = queues(pid, 2)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        if first[0] and not second[0]:
+            while queues(pid, 2)[0][0] and time.monotonic() < deadline:  # let wgsigd read it
+                time.sleep(0.01)
+            return
+        time.sleep(0.3)  # the program is rebuilt at most once a second
+    pytest.fail(f"{source} never steered to the known sources' socket")
+
+
+def test_a_known_peer_is_answered_while_the_other_queue_is_full(tmp_path: Path) -> None:
+    proc, port, log = start(tmp_path, 2)
+    try:
+        wait_known(port, proc.pid, KNOWN, b"\xa1" * 32)
+        with bound(KNOWN, port) as peer:
+            os.kill(proc.pid, signal.SIGSTOP)
+            try:
+                fill(port, proc.pid, 2, 1)
+                (queued_first, drops_first), (queued_second, _) = queues(proc.pid, 2)
+                assert queued_first == 0 and drops_first == 0, "the flood reached the known sources' socket"
+                assert queued_second > 1 << 20
+            finally:
+                os.kill(proc.pid, signal.SIGCONT)
+            # Thousands of flood datagrams wait on the other socket; the known peer's request is read first.
+            latency = ask(port, KNOWN, b"\xa1" * 32, timeout=2.0, sock=peer)
+        assert latency is not None, log.read_text()
+        assert queues(proc.pid, 2)[0][1] == 0
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, log.read_text()
+    text = log.read_text()
+    assert "(a pair: known sources first)" in text, text
+    assert "cannot attach" not in text, text
+
+
+def test_a_new_peer_is_registered_and_then_known(tmp_path: Path) -> None:
+    proc, port, log = start(tmp_path, 2)
+    try:
+        assert ask(port, NEW, b"\xb2" * 32) is not None  # through the other sources' socket
+        wait_known(port, proc.pid, NEW, b"\xb2" * 32)
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, log.read_text()
+
+
+def test_one_passed_socket_is_served_as_before(tmp_path: Path) -> None:
+    """One socket: no reuseport program, and a full queue drops a known peer's request too."""
+    proc, port, log = start(tmp_path, 1)
+    try:
+        assert ask(port, KNOWN, b"\xa1" * 32) is not None
+        time.sleep(1.2)
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            fill(port, proc.pid, 1, 0)
+            with bound(KNOWN, port) as peer:
+                dropped = queues(proc.pid, 1)[0][1]
+                peer.send(build_request(CREDENTIALS, b"\xa1" * 32, label_from_ns(time.time_ns()), 0, os.urandom))
+                time.sleep(0.05)
+                assert queues(proc.pid, 1)[0][1] == dropped + 1  # the known peer's request was dropped
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        deadline = time.monotonic() + 10
+        while queues(proc.pid, 1)[0][0] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ask(port, KNOWN, b"\xa1" * 32) is not None  # once the queue is read
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, log.read_text()
+    text = log.read_text()
+    assert "known sources" not in text, text
+    assert "wgsigd serving on 127.0.0.1:" in text, text
