@@ -6,7 +6,9 @@
 Binds two UDP sockets to ADDRESS:PORT with SO_REUSEPORT (one reuseport group, in this order, as
 wgsigd.socket's two ListenDatagram= lines with ReusePort=yes make them), each with a 4 MiB receive
 buffer (the unit's ReceiveBuffer=), puts them at descriptors 3 and 4 and execs COMMAND with
-LISTEN_FDS=2 and LISTEN_PID set to its own PID (exec keeps it).  ``--one`` passes one socket.
+LISTEN_FDS=2 and LISTEN_PID set to its own PID (exec keeps it).  ``--one`` passes one socket;
+``--swap`` passes the pair the other way round (descriptor 3 the socket that joined the group
+second), as the group can be after systemd reopened a socket.
 For the flood bench and the tests on loopback; systemd-socket-activate has no ReusePort=.
 """
 
@@ -47,6 +49,8 @@ def main(argv: list[str]) -> int:
     count = 1 if "--one" in options else 2
     address, port = options[0], int(options[1])
     socks = bind_pair(address, port, count)
+    if "--swap" in options:
+        socks.reverse()
     fds = [os.dup(s.fileno()) for s in socks]  # above 4 first: the originals may be 3 or 4
     for s in socks:
         s.close()

@@ -29,15 +29,17 @@ CREDENTIALS = GroupCredentials(0, SECRET)
 KNOWN, NEW, FLOOD, PROBE = "127.0.3.1", "127.0.3.2", "127.0.3.200", "127.0.3.9"
 
 
-def start(tmp_path: Path, sockets: int) -> tuple[subprocess.Popen[bytes], int, Path]:
-    """wgsigd on ``sockets`` (1 or 2) passed sockets of 127.0.0.1; returns once it answers."""
+def start(tmp_path: Path, sockets: int, swap: bool = False) -> tuple[subprocess.Popen[bytes], int, Path]:
+    """wgsigd on ``sockets`` (1 or 2) passed sockets of 127.0.0.1 (``swap``: the pair passed the other way
+    round); returns once it answers."""
     port = free_udp_port()
     secret = write_secret(tmp_path / "zero.key", SECRET)
     config = tmp_path / "wgsigd.toml"
     config.write_text(f'listen = "127.0.0.1"\nport = {port}\n[group.zero]\nid = 0\nsecret_file = "{secret}"\n')
     log = tmp_path / "wgsigd.log"
     command = [sys.executable, str(ROOT / "bench" / "pair_activate.py"), "127.0.0.1", str(port),
-               *(["--one"] if sockets == 1 else []), "--", sys.executable, "-m", "wgsigd", "--config", str(config)]
+               *(["--one"] if sockets == 1 else []), *(["--swap"] if swap else []), "--",
+               sys.executable, "-m", "wgsigd", "--config", str(config)]
     with log.open("wb") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
                                 env=dict(os.environ, PYTHONPATH=str(ROOT)))
@@ -110,8 +112,9 @@ def fill(port: int, pid: int, sockets: int, index: int) -> None:
     pytest.fail("the queue did not fill")
 
 
-def wait_known(port: int, pid: int, source: str, peer_id: bytes) -> None:
-    """Register from ``source`` until, with wgsigd stopped, its request queues on the first socket."""
+def wait_known(port: int, pid: int, source: str, peer_id: bytes, known: int = 0) -> None:
+    """Register from ``source`` until, with wgsigd stopped, its request queues on the passed socket
+    ``known`` (0: descriptor 3, 1: descriptor 4), not on the other."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         assert ask(port, source, peer_id) is not None
@@ -120,40 +123,51 @@ def wait_known(port: int, pid: int, source: str, peer_id: bytes) -> None:
             with bound(source, port) as sock:
                 sock.send(build_request(CREDENTIALS, peer_id, label_from_ns(time.time_ns()), 0, os.urandom))
                 time.sleep(0.05)
-                first, second = queues(pid, 2)
+                steered, other = queues(pid, 2)[known], queues(pid, 2)[1 - known]
         finally:
             os.kill(pid, signal.SIGCONT)
-        if first[0] and not second[0]:
-            while queues(pid, 2)[0][0] and time.monotonic() < deadline:  # let wgsigd read it
+        if steered[0] and not other[0]:
+            while queues(pid, 2)[known][0] and time.monotonic() < deadline:  # let wgsigd read it
                 time.sleep(0.01)
             return
         time.sleep(0.3)  # the program is rebuilt at most once a second
     pytest.fail(f"{source} never steered to the known sources' socket")
 
 
-def test_a_known_peer_is_answered_while_the_other_queue_is_full(tmp_path: Path) -> None:
-    proc, port, log = start(tmp_path, 2)
+@pytest.mark.parametrize("swap", [False, True], ids=["in-order", "swapped"])
+def test_a_known_peer_is_answered_while_the_other_queue_is_full(tmp_path: Path, swap: bool) -> None:
+    """``swapped``: descriptor 3 is the socket that joined the reuseport group second; wgsigd notices
+    that known sources arrive on the socket it reads second and reads that one first."""
+    known, other = (1, 0) if swap else (0, 1)
+    proc, port, log = start(tmp_path, 2, swap)
     try:
-        wait_known(port, proc.pid, KNOWN, b"\xa1" * 32)
+        wait_known(port, proc.pid, KNOWN, b"\xa1" * 32, known)
+        if swap:
+            deadline = time.monotonic() + 15
+            while "reading it first" not in log.read_text() and time.monotonic() < deadline:
+                assert ask(port, KNOWN, b"\xa1" * 32) is not None
+                time.sleep(0.2)
+            assert "reading it first" in log.read_text(), log.read_text()
         with bound(KNOWN, port) as peer:
             os.kill(proc.pid, signal.SIGSTOP)
             try:
-                fill(port, proc.pid, 2, 1)
-                (queued_first, drops_first), (queued_second, _) = queues(proc.pid, 2)
-                assert queued_first == 0 and drops_first == 0, "the flood reached the known sources' socket"
-                assert queued_second > 1 << 20
+                fill(port, proc.pid, 2, other)
+                queued_known, drops_known = queues(proc.pid, 2)[known]
+                assert queued_known == 0 and drops_known == 0, "the flood reached the known sources' socket"
+                assert queues(proc.pid, 2)[other][0] > 1 << 20
             finally:
                 os.kill(proc.pid, signal.SIGCONT)
             # Thousands of flood datagrams wait on the other socket; the known peer's request is read first.
             latency = ask(port, KNOWN, b"\xa1" * 32, timeout=2.0, sock=peer)
         assert latency is not None, log.read_text()
-        assert queues(proc.pid, 2)[0][1] == 0
+        assert queues(proc.pid, 2)[known][1] == 0
     finally:
         proc.terminate()
         assert proc.wait(15) == 0, log.read_text()
     text = log.read_text()
     assert "(a pair: known sources first)" in text, text
     assert "cannot attach" not in text, text
+    assert ("reading it first" in text) == swap, text
 
 
 def test_a_new_peer_is_registered_and_then_known(tmp_path: Path) -> None:

@@ -97,6 +97,12 @@ class Daemon:
         self._known: dict[str, bool] | None = {} if others is not None else None
         self._known_changed = False
         self._steering_failed = False
+        # The order check: the sources of the program attached at the last interval's end or before
+        # (steered for a whole interval), and how many of their authenticated requests were read
+        # from each socket.
+        self._steered: frozenset[str] = frozenset()
+        self._checked: frozenset[str] = frozenset()
+        self._on_first = self._on_second = 0
         self.hooks = hooks or Hooks()
         self._reload_config = reload_config
         self._replay_cache = ReplayCache(config.window)  # kept across reloads
@@ -197,15 +203,18 @@ class Daemon:
             for ip in list(known)[: len(known) - MAX_STEERED_SOURCES]:
                 del known[ip]
         addresses: list[int] = []
+        steered: list[str] = []
         for ip in reversed(known):
             try:
                 packed = socket.inet_aton(ip[7:] if ip.startswith("::ffff:") else ip)
             except OSError:
                 continue  # IPv6: always from the other sources' socket
             addresses.append(int.from_bytes(packed, "big"))
+            steered.append(ip)
             if len(addresses) == MAX_STEERED_SOURCES:
                 break
         if attach_source_steering(self.sock, addresses):
+            self._steered = frozenset(steered)
             if self._steering_failed:
                 log.info("known sources first again: %d addresses", len(addresses))
             self._steering_failed = False
@@ -213,6 +222,23 @@ class Daemon:
             self._steering_failed = True
             log.warning("cannot attach the program that queues the datagrams of known sources first:"
                         " both sockets are read alike until it can be")
+
+    def _check_order(self) -> None:
+        """Swap the pair's roles when the known sources arrive on the second socket.
+
+        The program steers known sources to the socket that joined the reuseport group first, which
+        is the first passed one unless the group changed under systemd (after a daemon-reload with
+        two identical ListenDatagram= lines, systemd may reopen the second socket, and the kernel
+        fills the first one's place with the last one when it closes).  Checked each interval: at
+        least 3 authenticated requests of sources steered for a whole interval read from the
+        second socket and none from the first.
+        """
+        if self._on_second >= 3 and self._on_first == 0 and self.others is not None and not self._steering_failed:
+            self.sock, self.others = self.others, self.sock
+            log.info("known sources arrive on the second passed socket (the reuseport group's order changed):"
+                     " reading it first")
+        self._on_first = self._on_second = 0
+        self._checked = self._steered  # in place for a whole interval from now on
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -234,10 +260,10 @@ class Daemon:
             self.config.metrics_interval if self.metrics is not None else None,
         )
         last_datagram = time.monotonic()
-        others = self.others
-        readable = [self.sock, wake] if others is None else [self.sock, others, wake]
+        pair = self.others is not None
         next_steering = time.monotonic() + STEERING_INTERVAL
         while not self._stop:
+            others = self.others  # the pair may swap roles (_check_order)
             handled = self._answer_queued(CHORE_EVERY)
             busy = handled == CHORE_EVERY
             if others is not None:
@@ -248,7 +274,8 @@ class Daemon:
             if handled:
                 last_datagram = now
             timeout = self._chores(chores, now)  # also under full load: saves, status, watchdog
-            if others is not None and now >= next_steering:
+            if pair and now >= next_steering:
+                self._check_order()
                 if self._known_changed:
                     self._update_steering()
                 next_steering = now + STEERING_INTERVAL
@@ -263,9 +290,9 @@ class Daemon:
                     log.info("no datagram for %g s: exiting (the socket unit keeps the port)", idle_exit)
                     return
                 timeout = min(timeout, last_datagram + idle_exit - now)
-            if others is not None and self._known_changed:
+            if pair and self._known_changed:
                 timeout = min(timeout, max(0.0, next_steering - now))
-            ready = select.select(readable, [], [], max(0.0, timeout))[0]
+            ready = select.select([*self._sockets(), wake], [], [], max(0.0, timeout))[0]
             if wake in ready:
                 _drain(wake)
 
@@ -276,7 +303,7 @@ class Daemon:
         sock = self.sock if sock is None else sock
         recvfrom, sendto = sock.recvfrom, sock.sendto
         receive, events, wall_clock = self.server.receive_datagram, self.events, time.time
-        known = self._known
+        known, checked, first = self._known, self._checked, sock is self.sock
         for count in range(limit):
             try:
                 data, source = recvfrom(RECV_SIZE)
@@ -293,9 +320,15 @@ class Daemon:
             events(event)
             if known is not None and event.__class__ is Answered:
                 # the most recently seen last; a new one is steered at the next rebuild
-                if known.pop(source[0], False) is False:
+                ip = source[0]
+                if known.pop(ip, False) is False:
                     self._known_changed = True
-                known[source[0]] = True
+                known[ip] = True
+                if ip in checked:
+                    if first:
+                        self._on_first += 1
+                    else:
+                        self._on_second += 1
         return limit
 
     def _chores(self, chores: _Chores, now: float) -> float:
