@@ -29,13 +29,14 @@ CREDENTIALS = GroupCredentials(0, SECRET)
 KNOWN, NEW, FLOOD, PROBE = "127.0.3.1", "127.0.3.2", "127.0.3.200", "127.0.3.9"
 
 
-def start(tmp_path: Path, sockets: int, swap: bool = False) -> tuple[subprocess.Popen[bytes], int, Path]:
+def start(tmp_path: Path, sockets: int, swap: bool = False, port: int = 0) -> tuple[subprocess.Popen[bytes], int, Path]:
     """wgsigd on ``sockets`` (1 or 2) passed sockets of 127.0.0.1 (``swap``: the pair passed the other way
     round); returns once it answers."""
-    port = free_udp_port()
+    port = port or free_udp_port()
     secret = write_secret(tmp_path / "zero.key", SECRET)
     config = tmp_path / "wgsigd.toml"
-    config.write_text(f'listen = "127.0.0.1"\nport = {port}\n[group.zero]\nid = 0\nsecret_file = "{secret}"\n')
+    config.write_text(f'listen = "127.0.0.1"\nport = {port}\nstate_directory = "{tmp_path / "state"}"\n'
+                      f'[group.zero]\nid = 0\nsecret_file = "{secret}"\n')
     log = tmp_path / "wgsigd.log"
     command = [sys.executable, str(ROOT / "bench" / "pair_activate.py"), "127.0.0.1", str(port),
                *(["--one"] if sockets == 1 else []), *(["--swap"] if swap else []), "--",
@@ -175,6 +176,29 @@ def test_a_new_peer_is_registered_and_then_known(tmp_path: Path) -> None:
     try:
         assert ask(port, NEW, b"\xb2" * 32) is not None  # through the other sources' socket
         wait_known(port, proc.pid, NEW, b"\xb2" * 32)
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, log.read_text()
+
+
+def test_the_loaded_records_addresses_are_known_at_start(tmp_path: Path) -> None:
+    proc, port, log = start(tmp_path, 2)
+    try:
+        assert ask(port, KNOWN, b"\xa1" * 32) is not None
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, log.read_text()
+    proc, port, log = start(tmp_path, 2, port=port)  # loads the record of KNOWN
+    try:
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            with bound(KNOWN, port) as sock:
+                sock.send(build_request(CREDENTIALS, b"\xa1" * 32, label_from_ns(time.time_ns()), 0, os.urandom))
+                time.sleep(0.05)
+                first, second = queues(proc.pid, 2)
+            assert first[0] and not second[0], (first, second)
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
     finally:
         proc.terminate()
         assert proc.wait(15) == 0, log.read_text()
