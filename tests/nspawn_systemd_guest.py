@@ -184,6 +184,14 @@ def first_datagram() -> None:
     check("allocator_environment_applied",
           b"PYTHONMALLOC=malloc" in environ and b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in environ,
           repr([e for e in environ if e.startswith((b"PYTHON", b"GLIBC"))]))
+    fds = sorted(os.listdir(f"/proc/{pid}/fd"), key=int)
+    sockets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in ("3", "4") if fd in fds]
+    started = " ".join(e.get("MESSAGE", "") for e in journal("-u", "wgsigd.service") if "serving on" in
+                       str(e.get("MESSAGE", "")) or "cannot attach" in str(e.get("MESSAGE", "")))
+    check("socket_passes_known_sources_pair",
+          len(sockets) == 2 and all(s.startswith("socket:") for s in sockets)
+          and "(a pair: known sources first)" in started and "cannot attach" not in started,
+          f"{sockets} {started!r}")
     status = prop("wgsigd.service", "StatusText")
     check("notify_status_text", re.match(r"1 groups, \d+ records, \d+ requests answered", status) is not None,
           status)

@@ -34,6 +34,7 @@ CHECKS = [
     "socket_listens_dual_stack",
     "service_not_started_before_first_datagram",
     "first_datagram_starts_service_and_is_answered",
+    "socket_passes_known_sources_pair",
     "runs_as_dynamic_user",
     "allocator_environment_applied",
     "notify_status_text",
