@@ -14,6 +14,9 @@
    requests answered completely within 1 s, the p50/p99 latency (an
    unanswered request counts as later than 1 s), the answers the flood got
    (must be 0), and what the kernel dropped at the server's socket.
+   ``--sockets 2`` serves from a known-sources pair passed as wgsigd.socket
+   passes it (bench/pair_activate.py); ``--spoof-peers`` floods from 16 of
+   the peers' own addresses (what spoofing known sources does).
 2. Amplification: an attacker without the secret replays captured requests
    (and garbage) from the victim's address; prints bytes out / bytes in per
    strategy, and the worst.
@@ -145,12 +148,12 @@ def flood_datagrams(real: list[bytes], rng: random.Random, mix: tuple[int, int, 
 
 
 def python_flooder(port: int, rate: float, seconds: float, datagrams: list[bytes],
-                   counts: Any) -> None:
+                   counts: Any, prefix: str = "127.0.2.") -> None:
     """Sends ``datagrams`` round and round at ``rate`` a second from 16 sources; counts answers."""
     socks = []
     for i in range(FLOOD_SOCKETS):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((f"127.0.2.{1 + i}", 0))
+        s.bind((f"{prefix}{1 + i}", 0))
         s.connect(("127.0.0.1", port))
         s.setblocking(False)
         socks.append(s)
@@ -269,8 +272,10 @@ def each_socket_drops(port: int) -> dict[int, int]:
 
 
 def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, peers_count: int,
-                mix: tuple[int, int, int], sockets: int = 0) -> dict[str, Any]:
-    """One run: a fresh server, ``peers_count`` peers, and a flood from Python or C."""
+                mix: tuple[int, int, int], sockets: int = 0, spoof: bool = False) -> dict[str, Any]:
+    """One run: a fresh server, ``peers_count`` peers, and a flood from Python or C (``spoof``: from
+    the first 16 peers' addresses, 127.0.1.1-16, instead of 127.0.2.1-16)."""
+    prefix = "127.0.1." if spoof else "127.0.2."
     server = start_server(tmp, port, sockets)
     creds = GroupCredentials(GROUP, SECRET)
     try:
@@ -292,11 +297,11 @@ def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, pe
             write_datagram_file(tmp / "flood.bin", datagrams)
             flooder = subprocess.Popen(
                 [*pinned, str(tmp / "flooder"), str(port), str(seconds), str(rate), str(tmp / "flood.bin"),
-                 str(FLOOD_SOCKETS), "127.0.2."], stdout=subprocess.PIPE, text=True)
+                 str(FLOOD_SOCKETS), prefix], stdout=subprocess.PIPE, text=True)
         else:
             counts = multiprocessing.Array("q", 2)
             flooder_proc = multiprocessing.Process(target=python_flooder,
-                                                   args=(port, rate, seconds, datagrams, counts))
+                                                   args=(port, rate, seconds, datagrams, counts, prefix))
             flooder_proc.start()
             if pinned:
                 subprocess.run(["taskset", "-p", "-c", FLOODER_CPU, str(flooder_proc.pid)],
@@ -326,7 +331,7 @@ def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, pe
         "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("inf"),
         "max": answered[-1] if answered else float("inf"), "flood_answers": answered_flood,
         "drops": drops, "overflows": overflows, "server": stop[-1] if stop else "no stop line", "mix": mix,
-        "sockets": sockets, "load": os.getloadavg()[0], "each": each,
+        "sockets": sockets, "load": os.getloadavg()[0], "each": each, "spoof": spoof,
     }
 
 
@@ -342,7 +347,8 @@ def print_flood(result: dict[str, Any]) -> None:
 
     print(f"flood from {'C' if r['mode'] == 'c' else 'Python'}: {r['offered']:,.0f} datagrams/s offered"
           f" ({r['sent']:,} in all; every length 0-{FLOOD_MAX_LENGTH} : bit-flipped : exact replays"
-          f" = {':'.join(map(str, r['mix']))}); server on {SOCKET_MODES[r['sockets']]}; load average {r['load']:.2f}")
+          f" = {':'.join(map(str, r['mix']))}); server on {SOCKET_MODES[r['sockets']]}; load average {r['load']:.2f}"
+          + ("; the flood spoofs 16 peers' addresses" if r["spoof"] else ""))
     print(f"  peers' requests answered completely within 1 s: {r['answered']} of {r['requests']} = {share:.1%};"
           f" latency p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max answered {ms(r['max'])}")
     print(f"  answers to the flood: {r['flood_answers']}")
@@ -432,6 +438,8 @@ def main() -> int:
     parser.add_argument("--sockets", type=int, choices=(0, 1, 2), default=0,
                         help="flood runs: 0, wgsigd's own socket (default); 1, one passed socket; 2, a passed"
                         " known-sources pair (two SO_REUSEPORT sockets, bench/pair_activate.py)")
+    parser.add_argument("--spoof-peers", action="store_true",
+                        help="flood from the first 16 peers' addresses (known sources) instead of 16 others")
     parser.add_argument("--skip-flood", action="store_true")
     parser.add_argument("--skip-amplification", action="store_true")
     args = parser.parse_args()
@@ -455,7 +463,8 @@ def main() -> int:
             for mode in modes:
                 for _ in range(args.repeat):
                     rate = args.c_rate if mode == "c" else args.python_rate
-                    print_flood(flood_phase(Path(tmp), port, mode, rate, args.seconds, args.peers, mix, args.sockets))
+                    print_flood(flood_phase(Path(tmp), port, mode, rate, args.seconds, args.peers, mix, args.sockets,
+                                            args.spoof_peers))
                     sys.stdout.flush()
         if not args.skip_amplification:
             server = start_server(Path(tmp), port)
