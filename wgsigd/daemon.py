@@ -8,8 +8,9 @@ authenticated request, and those of the loaded records) on the first socket
 and every other on the second: the loop reads the first until it is empty
 (at most CHORE_EVERY at a time) and then at most OTHERS_BATCH of the second,
 so a flood from unknown addresses delays a known peer's request by at most
-that batch.  The set is rebuilt at most every STEERING_INTERVAL seconds.  Saving is periodic
-(while records change) and on exit, and never blocks answering; so is writing
+that batch.  The set is rebuilt at most every STEERING_INTERVAL seconds.
+
+Saving is periodic (while records change) and on exit, and never blocks answering; so is writing
 the metrics file (every ``metrics_interval`` seconds, and on exit).
 """
 
@@ -131,9 +132,10 @@ class Daemon:
         self.server.dirty = False
         log.info("loaded %d records of %d groups from %s", self.server.record_count(), len(tables), self.store.path)
         if self._known is not None:
+            mapped = "::ffff:" if self.sock.family == socket.AF_INET6 else ""  # as a dual-stack socket names them
             for table in tables.values():
                 for record in table.records():
-                    self._known[record.ip] = True
+                    self._known[mapped + record.ip] = True
             self._known_changed = True
 
     def snapshot(self) -> dict[int, bytes]:
@@ -303,7 +305,7 @@ class Daemon:
         sock = self.sock if sock is None else sock
         recvfrom, sendto = sock.recvfrom, sock.sendto
         receive, events, wall_clock = self.server.receive_datagram, self.events, time.time
-        known, checked, first = self._known, self._checked, sock is self.sock
+        known, steered, checked, first = self._known, self._steered, self._checked, sock is self.sock
         for count in range(limit):
             try:
                 data, source = recvfrom(RECV_SIZE)
@@ -319,11 +321,12 @@ class Daemon:
                     log.debug("cannot answer %s: %s", source, error.strerror)
             events(event)
             if known is not None and event.__class__ is Answered:
-                # the most recently seen last; a new one is steered at the next rebuild
+                # the most recently seen last; an IPv4 one not steered yet is at the next rebuild
                 ip = source[0]
-                if known.pop(ip, False) is False:
-                    self._known_changed = True
+                known.pop(ip, None)
                 known[ip] = True
+                if ip not in steered and "." in ip:
+                    self._known_changed = True
                 if ip in checked:
                     if first:
                         self._on_first += 1
