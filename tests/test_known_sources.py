@@ -230,3 +230,41 @@ def test_one_passed_socket_is_served_as_before(tmp_path: Path) -> None:
     text = log.read_text()
     assert "known sources" not in text, text
     assert "wgsigd serving on 127.0.0.1:" in text, text
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6], ids=["ipv4", "dual-stack"])
+def test_the_kernel_steers_as_the_program_says(family: socket.AddressFamily) -> None:
+    """The largest program (MAX_STEERED_SOURCES addresses) on a real pair: every decision right, on an
+    IPv4 pair and on a dual-stack one (IPv4 datagrams arrive with their IPv4 header; IPv6 is unknown)."""
+    from bench.pair_activate import bind_pair
+    from wgsig.sockfilter import MAX_STEERED_SOURCES
+    from wgsigd.shedding import attach_source_steering, is_reuseport_pair
+
+    known = [f"127.0.{4 + i // 250}.{1 + i % 250}" for i in range(MAX_STEERED_SOURCES)]
+    pair = bind_pair("::" if family == socket.AF_INET6 else "127.0.0.1", 0)
+    try:
+        assert is_reuseport_pair(*pair)
+        assert attach_source_steering(pair[1], [int.from_bytes(socket.inet_aton(ip), "big") for ip in known])
+        port = pair[0].getsockname()[1]
+        probes = [*random.Random(3).sample(known, 40), "127.0.3.250", "127.0.12.1", "127.0.4.251", "127.0.0.1"]
+        for source in probes:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.bind((source, 0))
+                sock.sendto(source.encode(), ("127.0.0.1", port))
+        if family == socket.AF_INET6:
+            with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as sock:
+                sock.sendto(b"::1", ("::1", port))
+            probes.append("::1")
+        time.sleep(0.1)
+        arrived = {}
+        for index, sock in enumerate(pair):
+            sock.setblocking(False)
+            while True:
+                try:
+                    arrived[sock.recv(64).decode()] = index
+                except BlockingIOError:
+                    break
+        assert arrived == {ip: 0 if ip in known else 1 for ip in probes}
+    finally:
+        for sock in pair:
+            sock.close()
