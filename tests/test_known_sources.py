@@ -8,6 +8,7 @@ saturate a queue deterministically, wgsigd is stopped (SIGSTOP) while the flood 
 
 from __future__ import annotations
 
+import logging
 import os
 import random
 import signal
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -265,6 +267,61 @@ def test_the_kernel_steers_as_the_program_says(family: socket.AddressFamily) -> 
                 except BlockingIOError:
                     break
         assert arrived == {ip: 0 if ip in known else 1 for ip in probes}
+    finally:
+        for sock in pair:
+            sock.close()
+
+
+def pair_daemon(tmp_path: Path) -> tuple[Any, list[socket.socket]]:
+    """A Daemon (not run) on a real pair, for its steering chores."""
+    from bench.pair_activate import bind_pair
+    from wgsigd.config import load_config
+    from wgsigd.daemon import Daemon
+
+    secret = write_secret(tmp_path / "zero.key", SECRET)
+    (tmp_path / "c.toml").write_text(f'port = 1\n[group.zero]\nid = 0\nsecret_file = "{secret}"\n')
+    pair = bind_pair("127.0.0.1", 0)
+    return Daemon(load_config(str(tmp_path / "c.toml")), pair[0], others=pair[1]), pair
+
+
+def test_a_refused_program_is_one_warning_and_then_one_line_when_it_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import wgsigd.daemon
+
+    caplog.set_level(logging.INFO, logger="wgsigd")
+    daemon, pair = pair_daemon(tmp_path)
+    try:
+        monkeypatch.setattr(wgsigd.daemon, "attach_source_steering", lambda sock, addresses: False)
+        daemon._known.update({"127.0.3.1": True, "::1": True})
+        for _ in range(3):
+            daemon._update_steering()
+        assert [r.levelname for r in caplog.records] == ["WARNING"], caplog.text
+        assert "1 known sources" in caplog.text
+        seen: list[list[int]] = []
+        monkeypatch.setattr(wgsigd.daemon, "attach_source_steering",
+                            lambda sock, addresses: seen.append(addresses) or True)
+        daemon._update_steering()
+        assert seen == [[0x7F000301]]  # IPv6 is never steered
+        assert "known sources first again: 1 addresses" in caplog.text
+    finally:
+        for sock in pair:
+            sock.close()
+
+
+def test_the_roles_swap_only_on_known_sources_read_from_the_second_socket_alone(tmp_path: Path) -> None:
+    d, pair = pair_daemon(tmp_path)
+    try:
+        d._on_second, d._on_first = 3, 1
+        d._check_order()
+        assert (d.sock, d.others) == (pair[0], pair[1])
+        d._on_second = 2
+        d._check_order()
+        assert (d.sock, d.others) == (pair[0], pair[1])
+        d._on_second = 3
+        d._check_order()
+        assert (d.sock, d.others) == (pair[1], pair[0])
+        assert (d._on_first, d._on_second) == (0, 0)
     finally:
         for sock in pair:
             sock.close()

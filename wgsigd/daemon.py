@@ -222,8 +222,9 @@ class Daemon:
             self._steering_failed = False
         elif not self._steering_failed:
             self._steering_failed = True
-            log.warning("cannot attach the program that queues the datagrams of known sources first:"
-                        " both sockets are read alike until it can be")
+            log.warning("cannot attach the program that queues the datagrams of %d known sources first: the"
+                        " previous one stays (with none, the kernel spreads datagrams over both sockets)",
+                        len(addresses))
 
     def _check_order(self) -> None:
         """Swap the pair's roles when the known sources arrive on the second socket.
