@@ -47,6 +47,7 @@ CHECKS = [
     "reactivation_answers_waiting_datagrams_with_saved_records",
     "restart_keeps_records",
     "reload_adds_group_keeps_records",
+    "daemon_reload_keeps_pair",
     "sigterm_saves_and_exits_0",
     "ip_firewall_enforced_but_not_on_passed_socket",
     "rejections_logged_at_debug_and_rate_limited",
