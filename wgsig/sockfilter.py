@@ -152,8 +152,8 @@ def _check(sizes: Sequence[SizeRange]) -> None:
 # --- known sources first: the reuseport program --------------------------------------------------
 
 IPV4_VERSION_AT, IPV4_SOURCE_AT = 0, 12  # in the IPv4 header: version (high nibble), source address
-# Sorted addresses are searched in a binary tree whose leaves compare up to this many one by one:
-# about 1.25 instructions per address, and about 8 + log2(N / 8) * 2 run per datagram.
+# Sorted addresses are searched in a binary tree whose leaves compare up to this many one by one
+# (about 1.4 instructions per address: 2,779 for 2,000; about 8 + 2 log2(N / 8) run per datagram).
 STEERING_LEAF = 8
 # The most addresses one program holds (BPF_MAXINSNS is 4,096): the server keeps the most
 # recently seen when it knows more.
