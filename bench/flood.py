@@ -14,6 +14,9 @@
    requests answered completely within 1 s, the p50/p99 latency (an
    unanswered request counts as later than 1 s), the answers the flood got
    (must be 0), and what the kernel dropped at the server's socket.
+   ``--sockets 2`` serves from a known-sources pair passed as wgsigd.socket
+   passes it (bench/pair_activate.py); ``--spoof-peers`` floods from 16 of
+   the peers' own addresses (what spoofing known sources does).
 2. Amplification: an attacker without the secret replays captured requests
    (and garbage) from the victim's address; prints bytes out / bytes in per
    strategy, and the worst.
@@ -59,8 +62,10 @@ def udp_errors() -> int:
     return int(dict(zip(udp[0], udp[1], strict=True))["RcvbufErrors"])
 
 
-def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
-    """A fresh wgsigd (empty state directory) serving one plain group, pinned to SERVER_CPU."""
+def start_server(tmp: Path, port: int, sockets: int = 0) -> subprocess.Popen[bytes]:
+    """A fresh wgsigd (empty state directory) serving one plain group, pinned to SERVER_CPU: on its
+    own socket (``sockets`` 0), or on one or two (a known-sources pair) passed by
+    bench/pair_activate.py as systemd passes them."""
     shutil.rmtree(tmp / "state", ignore_errors=True)
     (tmp / "secret").write_bytes(SECRET)
     (tmp / "secret").chmod(0o600)
@@ -71,7 +76,9 @@ def start_server(tmp: Path, port: int) -> subprocess.Popen[bytes]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     log = (tmp / "wgsigd.log").open("w")
     pinned = ["taskset", "-c", SERVER_CPU] if shutil.which("taskset") else []
-    proc = subprocess.Popen([*pinned, sys.executable, "-m", "wgsigd", "--config", str(tmp / "wgsigd.toml")],
+    passed = [] if not sockets else [sys.executable, str(ROOT / "bench" / "pair_activate.py"), "127.0.0.1", str(port),
+                                      *(["--one"] if sockets == 1 else []), "--"]
+    proc = subprocess.Popen([*pinned, *passed, sys.executable, "-m", "wgsigd", "--config", str(tmp / "wgsigd.toml")],
                             stdout=log, stderr=subprocess.STDOUT, env=env)
     creds = GroupCredentials(GROUP, SECRET)
     deadline = time.monotonic() + 15
@@ -141,12 +148,12 @@ def flood_datagrams(real: list[bytes], rng: random.Random, mix: tuple[int, int, 
 
 
 def python_flooder(port: int, rate: float, seconds: float, datagrams: list[bytes],
-                   counts: Any) -> None:
+                   counts: Any, prefix: str = "127.0.2.") -> None:
     """Sends ``datagrams`` round and round at ``rate`` a second from 16 sources; counts answers."""
     socks = []
     for i in range(FLOOD_SOCKETS):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind((f"127.0.2.{1 + i}", 0))
+        s.bind((f"{prefix}{1 + i}", 0))
         s.connect(("127.0.0.1", port))
         s.setblocking(False)
         socks.append(s)
@@ -248,20 +255,28 @@ def run_peers(peers: list[Peer], creds: GroupCredentials, seconds: float, timeou
 
 
 def socket_drops(port: int) -> int:
-    """The kernel's drop counter of the UDP socket bound to ``port`` (filtered and overflowed)."""
-    total = 0
+    """The kernel's drop counter of the UDP socket bound to ``port`` (filtered and overflowed), or
+    the sum of the sockets' bound to it."""
+    return sum(each_socket_drops(port).values())
+
+
+def each_socket_drops(port: int) -> dict[int, int]:
+    """The drop counter of each UDP socket bound to ``port``, by inode."""
+    drops = {}
     for name in ("/proc/net/udp", "/proc/net/udp6"):
         for line in Path(name).read_text().splitlines()[1:]:
             fields = line.split()
             if int(fields[1].rsplit(":", 1)[1], 16) == port:
-                total += int(fields[-1])
-    return total
+                drops[int(fields[9])] = int(fields[-1])
+    return drops
 
 
 def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, peers_count: int,
-                mix: tuple[int, int, int]) -> dict[str, Any]:
-    """One run: a fresh server, ``peers_count`` peers, and a flood from Python or C."""
-    server = start_server(tmp, port)
+                mix: tuple[int, int, int], sockets: int = 0, spoof: bool = False) -> dict[str, Any]:
+    """One run: a fresh server, ``peers_count`` peers, and a flood from Python or C (``spoof``: from
+    the first 16 peers' addresses, 127.0.1.1-16, instead of 127.0.2.1-16)."""
+    prefix = "127.0.1." if spoof else "127.0.2."
+    server = start_server(tmp, port, sockets)
     creds = GroupCredentials(GROUP, SECRET)
     try:
         peers = [Peer(i, port) for i in range(peers_count)]
@@ -276,16 +291,17 @@ def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, pe
             _drain_count([peer.sock])
         datagrams = flood_datagrams(real, random.Random(7), mix)
         drops_before, overflows_before = socket_drops(port), udp_errors()
+        each_before = each_socket_drops(port)
         pinned = ["taskset", "-c", FLOODER_CPU] if shutil.which("taskset") else []
         if mode == "c":
             write_datagram_file(tmp / "flood.bin", datagrams)
             flooder = subprocess.Popen(
                 [*pinned, str(tmp / "flooder"), str(port), str(seconds), str(rate), str(tmp / "flood.bin"),
-                 str(FLOOD_SOCKETS), "127.0.2."], stdout=subprocess.PIPE, text=True)
+                 str(FLOOD_SOCKETS), prefix], stdout=subprocess.PIPE, text=True)
         else:
             counts = multiprocessing.Array("q", 2)
             flooder_proc = multiprocessing.Process(target=python_flooder,
-                                                   args=(port, rate, seconds, datagrams, counts))
+                                                   args=(port, rate, seconds, datagrams, counts, prefix))
             flooder_proc.start()
             if pinned:
                 subprocess.run(["taskset", "-p", "-c", FLOODER_CPU, str(flooder_proc.pid)],
@@ -300,6 +316,7 @@ def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, pe
             flooder_proc.join()
             sent, answered_flood, flood_seconds = counts[0], counts[1], seconds
         drops, overflows = socket_drops(port) - drops_before, udp_errors() - overflows_before
+        each = [n - each_before.get(inode, 0) for inode, n in sorted(each_socket_drops(port).items())]
         for peer in peers:
             peer.sock.close()
     finally:
@@ -314,7 +331,11 @@ def flood_phase(tmp: Path, port: int, mode: str, rate: float, seconds: float, pe
         "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))] if ordered else float("inf"),
         "max": answered[-1] if answered else float("inf"), "flood_answers": answered_flood,
         "drops": drops, "overflows": overflows, "server": stop[-1] if stop else "no stop line", "mix": mix,
+        "sockets": sockets, "load": os.getloadavg()[0], "each": each, "spoof": spoof,
     }
+
+
+SOCKET_MODES = {0: "its own socket", 1: "one passed socket", 2: "a passed known-sources pair"}
 
 
 def print_flood(result: dict[str, Any]) -> None:
@@ -326,12 +347,14 @@ def print_flood(result: dict[str, Any]) -> None:
 
     print(f"flood from {'C' if r['mode'] == 'c' else 'Python'}: {r['offered']:,.0f} datagrams/s offered"
           f" ({r['sent']:,} in all; every length 0-{FLOOD_MAX_LENGTH} : bit-flipped : exact replays"
-          f" = {':'.join(map(str, r['mix']))})")
+          f" = {':'.join(map(str, r['mix']))}); server on {SOCKET_MODES[r['sockets']]}; load average {r['load']:.2f}"
+          + ("; the flood spoofs 16 peers' addresses" if r["spoof"] else ""))
     print(f"  peers' requests answered completely within 1 s: {r['answered']} of {r['requests']} = {share:.1%};"
           f" latency p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max answered {ms(r['max'])}")
     print(f"  answers to the flood: {r['flood_answers']}")
     print(f"  dropped by the kernel at the server's socket: {r['drops']:,} (filter and full buffer),"
-          f" of them receive-buffer overflows: {r['overflows']:,}")
+          f" of them receive-buffer overflows (all of this machine's UDP sockets): {r['overflows']:,}"
+          + (f"; per socket (by inode): {', '.join(f'{n:,}' for n in r['each'])}" if len(r["each"]) > 1 else ""))
     print(f"  {r['server']}")
 
 
@@ -412,6 +435,11 @@ def main() -> int:
     parser.add_argument("--mix", default="1:1:1", help="weights of every-length garbage, bit-flipped requests and"
                         " exact replays in the flood (default 1:1:1, a third each; 10:1:1: mostly lengths)")
     parser.add_argument("--records", type=int, default=45, help="records in the group for the amplification run")
+    parser.add_argument("--sockets", type=int, choices=(0, 1, 2), default=0,
+                        help="flood runs: 0, wgsigd's own socket (default); 1, one passed socket; 2, a passed"
+                        " known-sources pair (two SO_REUSEPORT sockets, bench/pair_activate.py)")
+    parser.add_argument("--spoof-peers", action="store_true",
+                        help="flood from the first 16 peers' addresses (known sources) instead of 16 others")
     parser.add_argument("--skip-flood", action="store_true")
     parser.add_argument("--skip-amplification", action="store_true")
     args = parser.parse_args()
@@ -435,7 +463,8 @@ def main() -> int:
             for mode in modes:
                 for _ in range(args.repeat):
                     rate = args.c_rate if mode == "c" else args.python_rate
-                    print_flood(flood_phase(Path(tmp), port, mode, rate, args.seconds, args.peers, mix))
+                    print_flood(flood_phase(Path(tmp), port, mode, rate, args.seconds, args.peers, mix, args.sockets,
+                                            args.spoof_peers))
                     sys.stdout.flush()
         if not args.skip_amplification:
             server = start_server(Path(tmp), port)

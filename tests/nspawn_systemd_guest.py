@@ -184,6 +184,14 @@ def first_datagram() -> None:
     check("allocator_environment_applied",
           b"PYTHONMALLOC=malloc" in environ and b"GLIBC_TUNABLES=glibc.malloc.hugetlb=1" in environ,
           repr([e for e in environ if e.startswith((b"PYTHON", b"GLIBC"))]))
+    fds = sorted(os.listdir(f"/proc/{pid}/fd"), key=int)
+    sockets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in ("3", "4") if fd in fds]
+    started = " ".join(e.get("MESSAGE", "") for e in journal("-u", "wgsigd.service") if "serving on" in
+                       str(e.get("MESSAGE", "")) or "cannot attach" in str(e.get("MESSAGE", "")))
+    check("socket_passes_known_sources_pair",
+          len(sockets) == 2 and all(s.startswith("socket:") for s in sockets)
+          and "(a pair: known sources first)" in started and "cannot attach" not in started,
+          f"{sockets} {started!r}")
     status = prop("wgsigd.service", "StatusText")
     check("notify_status_text", re.match(r"1 groups, \d+ records, \d+ requests answered", status) is not None,
           status)
@@ -261,6 +269,28 @@ def idle_exit_and_reactivation() -> None:
         endpoints = {r.peer_id: r.endpoint for r in collector.records()}
         answered += endpoints.get(peer(0xA1)) == "127.0.0.1:40000"
     check("reactivation_answers_waiting_datagrams_with_saved_records", answered == 5, f"{answered}/5")
+
+
+def daemon_reload_pair() -> None:
+    """systemd matches a passed socket to its ListenDatagram= line by address on daemon-reload: with
+    two identical lines it may reopen one. wgsigd must still get a pair and answer (and notice a
+    changed order, which the detail reports)."""
+    since = time.time() - 1
+    reload = run("systemctl", "daemon-reload")
+    restart = run("systemctl", "restart", "wgsigd.service")
+    listening = out("ss", "-Hulnp", f"sport = :{PORT}").strip().splitlines()
+    answered = 0
+    for i in range(12):  # a known source, over 3 s: the order check needs 3 of its requests in an interval
+        res = wgsigc("127.0.0.1", str(PORT), b64(peer(0xA1)), str(SECRET_FILE), "40000", "--timeout", "5")
+        answered += res.returncode == 0
+        time.sleep(0.25)
+    messages = [str(e.get("MESSAGE", "")) for e in journal("-u", "wgsigd.service", since=since)]
+    serving = [m for m in messages if "serving on" in m]
+    swapped = any("reading it first" in m for m in messages)
+    check("daemon_reload_keeps_pair", reload.returncode == 0 and restart.returncode == 0 and answered == 12
+          and len(listening) == 2 and bool(serving) and "(a pair: known sources first)" in serving[-1]
+          and not any("cannot attach" in m for m in messages),
+          f"answered={answered}/12 sockets={len(listening)} swapped={swapped} {serving}")
 
 
 def refresh_sees(expected: dict[bytes, str]) -> tuple[bool, str]:
@@ -404,6 +434,7 @@ def main() -> int:
     phase("firewall", ip_firewall)
     phase("ratelimit", rejections_rate_limited)
     phase("timer", timer_runs_wgsigc)
+    phase("daemon_reload", daemon_reload_pair)  # last: it keeps wgsigd running, which the others do not expect
     return 0
 
 

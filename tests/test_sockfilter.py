@@ -18,7 +18,16 @@ from wgsig import x1
 from wgsig.client import GroupCredentials, build_request
 from wgsig.label import label_from_ns
 from wgsig.server import GroupConfig, RequestShapes, Server, request_shapes
-from wgsig.sockfilter import UDP_HEADER_SIZE, instructions, request_filter
+from wgsig.sockfilter import (
+    MAX_INSTRUCTIONS,
+    MAX_STEERED_SOURCES,
+    SKF_NET_OFF,
+    UDP_HEADER_SIZE,
+    encode,
+    instructions,
+    request_filter,
+    source_steering,
+)
 from wgsig.wire import CLFLG_HIGH
 
 SECRET = bytes(range(32))
@@ -103,23 +112,36 @@ def test_ranges_must_be_sorted_and_disjoint() -> None:
 def run_filter(program: bytes, payload: bytes) -> bool:
     """Whether the kernel would keep ``payload`` (a fake of its classic-BPF interpreter, for the
     instructions sockfilter.py emits; out-of-bounds loads drop, as in the kernel)."""
-    packet = bytes(UDP_HEADER_SIZE) + payload
+    return run_program(program, bytes(UDP_HEADER_SIZE) + payload) != 0
+
+
+def run_program(program: bytes, data: bytes, network: bytes = b"") -> int:
+    """What a classic-BPF program returns for ``data`` (what it loads at offsets from 0) with
+    ``network`` as the IP header (what it loads at SKF_NET_OFF + n); an out-of-bounds load returns
+    0, as in the kernel.  Only the instructions sockfilter.py emits."""
     code = [struct.unpack_from("<HBBI", program, i) for i in range(0, len(program), 8)]
     a = x = pc = 0
     while True:
         op, jt, jf, k = code[pc]
         pc += 1
         if op == 0x80:
-            a = len(packet)
-        elif op in (0x30, 0x28):
-            size = 1 if op == 0x30 else 2
-            if k + size > len(packet):
-                return False
-            a = int.from_bytes(packet[k : k + size], "big")
+            a = len(data)
+        elif op in (0x30, 0x28, 0x20):
+            size = {0x30: 1, 0x28: 2, 0x20: 4}[op]
+            offset = k - (1 << 32) if k & 0x80000000 else k
+            source = data
+            if offset < 0:
+                assert offset >= SKF_NET_OFF, "only SKF_NET_OFF loads are emitted"
+                source, offset = network, offset - SKF_NET_OFF
+            if offset + size > len(source):
+                return 0
+            a = int.from_bytes(source[offset : offset + size], "big")
         elif op == 0x07:
             x = a
         elif op == 0x04:
             a = (a + k) & 0xFFFFFFFF
+        elif op == 0x54:
+            a &= k
         elif op == 0x05:
             pc += k
         elif op in (0x15, 0x1D, 0x25, 0x35, 0x45):
@@ -128,7 +150,7 @@ def run_filter(program: bytes, payload: bytes) -> bool:
                      0x45: bool(a & operand)}[op]
             pc += jt if taken else jf
         elif op == 0x06:
-            return bool(k != 0)
+            return k
         else:
             raise AssertionError(f"opcode {op:#x} not emitted by sockfilter.py")
 
@@ -193,3 +215,66 @@ def test_plain_x1_lengths_need_the_block_header() -> None:
         assert not run_filter(program, bytes(broken)), offset
     assert not run_filter(program, request + b"\0")
     assert not run_filter(program, request[:-1])
+
+
+# --- the known sources' reuseport program ------------------------------------------------------
+
+# source_steering([0x01020304, 0x0A000001], known=0, unknown=1), written out by hand.
+STEERING_PROGRAM = vector(
+    "3000 00 00 0000f0ff",  # ldb [SKF_NET_OFF + 0]: IP version and header length
+    "5400 00 00 f0000000",  # and #0xf0
+    "1500 01 00 40000000",  # jeq #0x40 (IPv4): on
+    "0600 00 00 01000000",  # ret #1: not IPv4, unknown
+    "2000 00 00 0c00f0ff",  # ld [SKF_NET_OFF + 12]: the source address
+    "1500 02 00 04030201",  # jeq #1.2.3.4: known
+    "1500 01 00 0100000a",  # jeq #10.0.0.1: known
+    "0600 00 00 01000000",  # ret #1
+    "0600 00 00 00000000",  # ret #0
+)
+
+
+def ipv4_header(source: int) -> bytes:
+    return bytes([0x45, 0]) + bytes(10) + source.to_bytes(4, "big") + bytes([127, 0, 0, 1])
+
+
+def ipv6_header(source: bytes) -> bytes:
+    return bytes([0x60]) + bytes(7) + source + bytes(15) + b"\x01"
+
+
+def test_steering_byte_vector() -> None:
+    assert encode(source_steering([0x0A000001, 0x01020304, 0x01020304], 0, 1)) == STEERING_PROGRAM
+
+
+def test_steering_sends_exactly_the_known_sources_to_their_socket() -> None:
+    rng = random.Random(12)
+    for count in (0, 1, 7, 8, 9, 17, 100, 257, 1000, MAX_STEERED_SOURCES):
+        known = rng.sample(range(1 << 32), count)
+        program = encode(source_steering(known, 0, 1))
+        assert len(program) // 8 <= MAX_INSTRUCTIONS
+        probes = known + [a + 1 for a in known] + [a - 1 for a in known] + [0, 0xFFFFFFFF]
+        probes += rng.sample(range(1 << 32), 200)
+        for source in probes[:3000]:
+            if 0 <= source <= 0xFFFFFFFF:
+                expected = 0 if source in set(known) else 1
+                assert run_program(program, b"payload", ipv4_header(source)) == expected, (count, source)
+
+
+def test_steering_indexes_are_the_callers() -> None:
+    program = encode(source_steering([0x7F000102], known=1, unknown=0))
+    assert run_program(program, b"", ipv4_header(0x7F000102)) == 1
+    assert run_program(program, b"", ipv4_header(0x7F000103)) == 0
+
+
+def test_ipv6_sources_are_unknown() -> None:
+    program = encode(source_steering([0x7F000001, 0], 0, 1))
+    assert run_program(program, b"x", ipv6_header(bytes(15) + b"\x01")) == 1
+    assert run_program(program, b"x", ipv6_header(b"\x7f\x00\x00\x01" + bytes(12))) == 1
+
+
+def test_steering_limits() -> None:
+    with pytest.raises(ValueError, match="at most"):
+        source_steering(range(MAX_STEERED_SOURCES + 1), 0, 1)
+    with pytest.raises(ValueError, match="32-bit"):
+        source_steering([1 << 32], 0, 1)
+    with pytest.raises(ValueError, match="index"):
+        source_steering([1], 0, 1 << 16)

@@ -18,6 +18,7 @@ from collections.abc import Callable
 
 from wgsigd.config import ConfigError, DaemonConfig
 from wgsigd.daemon import Hooks
+from wgsigd.shedding import is_reuseport_pair
 
 log = logging.getLogger("wgsigd")
 
@@ -74,14 +75,34 @@ def _malformed(pid: str | None, count: str | None, why: str | None) -> str:
     )
 
 
-def adopt_socket(fds: list[int]) -> socket.socket:
-    """The one UDP socket among ``fds``; anything else is a clear error."""
-    if len(fds) != 1:
+def adopt_sockets(fds: list[int]) -> list[socket.socket]:
+    """The UDP socket among ``fds``, or the two of one port (known sources first); anything else is a
+    clear error."""
+    if len(fds) not in (1, 2):
         raise ActivationError(
-            f"the service manager passed {len(fds)} sockets; wgsigd serves exactly one UDP socket"
-            " (wgsigd.socket needs exactly one ListenDatagram= line)"
+            f"the service manager passed {len(fds)} sockets; wgsigd serves one UDP socket, or two of the same"
+            " address and port (wgsigd.socket: one ListenDatagram= line, or two identical ones with ReusePort=yes)"
         )
-    fd = fds[0]
+    socks = [adopt_socket(fd) for fd in fds]
+    if len(socks) == 2 and not is_reuseport_pair(socks[0], socks[1]):
+        names = " and ".join(_name(s) for s in socks)
+        for sock in socks:
+            sock.detach()  # not ours to close
+        raise ActivationError(
+            f"the service manager passed two sockets ({names}) that are not one port's SO_REUSEPORT pair:"
+            " wgsigd serves one UDP socket, or two of the same address and port"
+            " (wgsigd.socket: two identical ListenDatagram= lines and ReusePort=yes)"
+        )
+    return socks
+
+
+def _name(sock: socket.socket) -> str:
+    host, port = sock.getsockname()[:2]
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def adopt_socket(fd: int) -> socket.socket:
+    """The UDP socket ``fd``; anything else is a clear error."""
     try:
         sock = socket.socket(fileno=fd)
     except OSError as error:
@@ -96,17 +117,17 @@ def adopt_socket(fds: list[int]) -> socket.socket:
     return sock
 
 
-def acquire_socket(config: DaemonConfig, bind: Callable[[DaemonConfig], socket.socket]) -> socket.socket:
-    """The passed socket when socket-activated, else one bound by ``bind``."""
+def acquire_sockets(config: DaemonConfig, bind: Callable[[DaemonConfig], socket.socket]) -> list[socket.socket]:
+    """The passed socket or pair of sockets when socket-activated, else one bound by ``bind``."""
     fds = passed_fds()
     if not fds:
-        return bind(config)
-    sock = adopt_socket(fds)
-    port = sock.getsockname()[1]
+        return [bind(config)]
+    socks = adopt_sockets(fds)
+    port = socks[0].getsockname()[1]
     if port != config.port:
         log.info("serving on the socket passed by the service manager (port %d); 'port = %d' in %s is not used",
                  port, config.port, config.source)
-    return sock
+    return socks
 
 
 # sd_notify ---------------------------------------------------------------

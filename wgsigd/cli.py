@@ -87,12 +87,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.check:
             print(f"{config.source}: OK, {len(config.groups)} groups")
             return 0
-        from wgsigd.activation import acquire_socket, service_hooks
+        from wgsigd.activation import acquire_sockets, service_hooks
         from wgsigd.daemon import Daemon
 
-        sock = acquire_socket(config, bind_socket)
+        socks = acquire_sockets(config, bind_socket)
         reload = (lambda: load_config(args.config)) if args.config else (lambda: build_config(args))
-        return Daemon(config, sock, service_hooks(), reload).run()
+        others = socks[1] if len(socks) > 1 else None
+        return Daemon(config, socks[0], service_hooks(), reload, others=others).run()
     except (ConfigError, SecretFileError, StateStoreError) as error:
         log.error("wgsigd: %s", error)
         return EXIT_CONFIG

@@ -1,8 +1,16 @@
-"""The server's I/O shell: one UDP socket, the core, the state store, signals.
+"""The server's I/O shell: one UDP socket (or a known-sources pair), the core, the state store, signals.
 
 The loop drains the socket without blocking and waits in select() when it is
-empty; signals wake the select through a wakeup socket.  Saving is periodic
-(while records change) and on exit, and never blocks answering; so is writing
+empty; signals wake the select through a wakeup socket.  With a pair (two
+passed sockets of one port, ``wgsigd/shedding.py``) the kernel queues the
+datagrams of known sources (the IPv4 addresses that most recently sent an
+authenticated request, and those of the loaded records) on the first socket
+and every other on the second: the loop reads the first until it is empty
+(at most CHORE_EVERY at a time) and then at most OTHERS_BATCH of the second,
+so a flood from unknown addresses delays a known peer's request by at most
+that batch.  The set is rebuilt at most every STEERING_INTERVAL seconds.
+
+Saving is periodic (while records change) and on exit, and never blocks answering; so is writing
 the metrics file (every ``metrics_interval`` seconds, and on exit).
 """
 
@@ -20,19 +28,26 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wgsig.endpoint import endpoint_text
+from wgsig.events import Answered
 from wgsig.metrics import encode
 from wgsig.ratelimit import ReplayCache
 from wgsig.server import Server
+from wgsig.sockfilter import MAX_STEERED_SOURCES
 from wgsigd.config import ConfigError, DaemonConfig
 from wgsigd.eventlog import EventLog
 from wgsigd.metricsfile import MetricsWriter, families
-from wgsigd.shedding import attach_request_filter, detach_filter
+from wgsigd.shedding import attach_request_filter, attach_source_steering, detach_filter
 from wgsigd.store import StateStore, remedy
 
 log = logging.getLogger("wgsigd")
 
 RECV_SIZE = 2048
 CHORE_EVERY = 256  # datagrams handled between two looks at the clock-driven chores under load
+# Datagrams of the other sources' socket read between two looks at the known sources' one: at about
+# 5 us each, a known peer's request waits at most about 0.3 ms for them; while the known sources'
+# socket is busy too (a flood spoofing their addresses), the other gets 64 of every 320 reads.
+OTHERS_BATCH = 64
+STEERING_INTERVAL = 1.0  # seconds between two rebuilds of the known sources' program, at most
 STATUS_INTERVAL = 5.0  # seconds between status updates to the service manager
 # Exit status when the records could not be saved on exit: a failure systemd shows (and may restart
 # after: the previous state file is loaded again), unlike 6, which a restart cannot fix.
@@ -74,9 +89,21 @@ class Daemon:
         sock: socket.socket,
         hooks: Hooks | None = None,
         reload_config: Callable[[], DaemonConfig] | None = None,
+        others: socket.socket | None = None,
     ) -> None:
         self.config = config
-        self.sock = sock
+        self.sock = sock  # the only socket, or the known sources' one of a pair
+        self.others = others  # the other sources' socket of a pair
+        # Known sources, the least recently seen first (a dict is ordered), while there is a pair.
+        self._known: dict[str, bool] | None = {} if others is not None else None
+        self._known_changed = False
+        self._steering_failed = False
+        # The order check: the sources of the program attached at the last interval's end or before
+        # (steered for a whole interval), and how many of their authenticated requests were read
+        # from each socket.
+        self._steered: frozenset[str] = frozenset()
+        self._checked: frozenset[str] = frozenset()
+        self._on_first = self._on_second = 0
         self.hooks = hooks or Hooks()
         self._reload_config = reload_config
         self._replay_cache = ReplayCache(config.window)  # kept across reloads
@@ -104,6 +131,12 @@ class Daemon:
                 log.warning("saved records of group %d ignored: that group is no longer configured", group_id)
         self.server.dirty = False
         log.info("loaded %d records of %d groups from %s", self.server.record_count(), len(tables), self.store.path)
+        if self._known is not None:
+            mapped = "::ffff:" if self.sock.family == socket.AF_INET6 else ""  # as a dual-stack socket names them
+            for table in tables.values():
+                for record in table.records():
+                    self._known[mapped + record.ip] = True
+            self._known_changed = True
 
     def snapshot(self) -> dict[int, bytes]:
         """Every group's slots; runs on the state writer thread (GroupTable.packed_slots is one copy)."""
@@ -131,14 +164,19 @@ class Daemon:
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         saved = False
         try:
-            self.sock.setblocking(False)
-            attach_request_filter(self.sock, self.server.request_shapes())
+            for sock in self._sockets():
+                sock.setblocking(False)
+                attach_request_filter(sock, self.server.request_shapes())
+            if self.others is not None:
+                self._update_steering()  # before READY: the loaded records' addresses are known at once
             self.hooks.ready(self.status_line())
-            log.info("wgsigd serving on %s: %s", _sockname(self.sock), self.status_line())
+            pair = " (a pair: known sources first)" if self.others is not None else ""
+            log.info("wgsigd serving on %s%s: %s", _sockname(self.sock), pair, self.status_line())
             self._loop(wake_r)
         finally:
             self.hooks.stopping()
-            detach_filter(self.sock)  # a passed socket outlives us: it queues every length for the next start
+            for sock in self._sockets():
+                detach_filter(sock)  # a passed socket outlives us: it queues every length for the next start
             saved = self._save_now()
             if self.metrics is not None:
                 self.metrics.write(self.metrics_text)
@@ -149,6 +187,61 @@ class Daemon:
             wake_w.close()
         log.info("wgsigd stopped: %s", self.status_line())
         return 0 if saved else EXIT_NOT_SAVED
+
+    def _sockets(self) -> list[socket.socket]:
+        return [self.sock] if self.others is None else [self.sock, self.others]
+
+    def _update_steering(self) -> None:
+        """Attach the program steering the known sources to the first socket of the pair.
+
+        The known sources kept are the MAX_STEERED_SOURCES most recently seen IPv4 ones (dual-stack
+        sockets name them ::ffff:a.b.c.d); the rest are forgotten once there are twice as many.
+        A program the kernel refuses leaves the previous one (or none: the kernel hashes) in place.
+        """
+        known = self._known
+        assert known is not None
+        self._known_changed = False
+        if len(known) > 2 * MAX_STEERED_SOURCES:
+            for ip in list(known)[: len(known) - MAX_STEERED_SOURCES]:
+                del known[ip]
+        addresses: list[int] = []
+        steered: list[str] = []
+        for ip in reversed(known):
+            try:
+                packed = socket.inet_aton(ip[7:] if ip.startswith("::ffff:") else ip)
+            except OSError:
+                continue  # IPv6: always from the other sources' socket
+            addresses.append(int.from_bytes(packed, "big"))
+            steered.append(ip)
+            if len(addresses) == MAX_STEERED_SOURCES:
+                break
+        if attach_source_steering(self.sock, addresses):
+            self._steered = frozenset(steered)
+            if self._steering_failed:
+                log.info("known sources first again: %d addresses", len(addresses))
+            self._steering_failed = False
+        elif not self._steering_failed:
+            self._steering_failed = True
+            log.warning("cannot attach the program that queues the datagrams of %d known sources first: the"
+                        " previous one stays (with none, the kernel spreads datagrams over both sockets)",
+                        len(addresses))
+
+    def _check_order(self) -> None:
+        """Swap the pair's roles when the known sources arrive on the second socket.
+
+        The program steers known sources to the socket that joined the reuseport group first, which
+        is the first passed one unless the group changed under systemd (after a daemon-reload with
+        two identical ListenDatagram= lines, systemd may reopen the second socket, and the kernel
+        fills the first one's place with the last one when it closes).  Checked each interval: at
+        least 3 authenticated requests of sources steered for a whole interval read from the
+        second socket and none from the first.
+        """
+        if self._on_second >= 3 and self._on_first == 0 and self.others is not None and not self._steering_failed:
+            self.sock, self.others = self.others, self.sock
+            log.info("known sources arrive on the second passed socket (the reuseport group's order changed):"
+                     " reading it first")
+        self._on_first = self._on_second = 0
+        self._checked = self._steered  # in place for a whole interval from now on
 
     def _on_signal(self, signum: int, frame: object) -> None:
         if signum == signal.SIGHUP:
@@ -170,13 +263,26 @@ class Daemon:
             self.config.metrics_interval if self.metrics is not None else None,
         )
         last_datagram = time.monotonic()
+        pair = self.others is not None
+        next_steering = time.monotonic() + STEERING_INTERVAL
         while not self._stop:
+            others = self.others  # the pair may swap roles (_check_order)
             handled = self._answer_queued(CHORE_EVERY)
+            busy = handled == CHORE_EVERY
+            if others is not None:
+                handled_others = self._answer_queued(OTHERS_BATCH, others)
+                handled += handled_others
+                busy = busy or handled_others == OTHERS_BATCH
             now = time.monotonic()
             if handled:
                 last_datagram = now
             timeout = self._chores(chores, now)  # also under full load: saves, status, watchdog
-            if handled == CHORE_EVERY:
+            if pair and now >= next_steering:
+                self._check_order()
+                if self._known_changed:
+                    self._update_steering()
+                next_steering = now + STEERING_INTERVAL
+            if busy:
                 continue  # more may be queued
             if idle_exit is not None:
                 if now - last_datagram >= idle_exit:
@@ -187,15 +293,20 @@ class Daemon:
                     log.info("no datagram for %g s: exiting (the socket unit keeps the port)", idle_exit)
                     return
                 timeout = min(timeout, last_datagram + idle_exit - now)
-            ready = select.select([self.sock, wake], [], [], max(0.0, timeout))[0]
+            if pair and self._known_changed:
+                timeout = min(timeout, max(0.0, next_steering - now))
+            ready = select.select([*self._sockets(), wake], [], [], max(0.0, timeout))[0]
             if wake in ready:
                 _drain(wake)
 
-    def _answer_queued(self, limit: int) -> int:
-        """Answer queued datagrams until the socket is empty or ``limit`` were read; returns how many were."""
+    def _answer_queued(self, limit: int, sock: socket.socket | None = None) -> int:
+        """Answer datagrams queued on ``sock`` (by default the first socket) until it is empty or
+        ``limit`` were read; returns how many were."""
         # The per-datagram path: bound methods in locals, one clock read per datagram.
-        recvfrom, sendto = self.sock.recvfrom, self.sock.sendto
+        sock = self.sock if sock is None else sock
+        recvfrom, sendto = sock.recvfrom, sock.sendto
         receive, events, wall_clock = self.server.receive_datagram, self.events, time.time
+        known, steered, checked, first = self._known, self._steered, self._checked, sock is self.sock
         for count in range(limit):
             try:
                 data, source = recvfrom(RECV_SIZE)
@@ -210,6 +321,18 @@ class Daemon:
                 except OSError as error:
                     log.debug("cannot answer %s: %s", source, error.strerror)
             events(event)
+            if known is not None and event.__class__ is Answered:
+                # the most recently seen last; an IPv4 one not steered yet is at the next rebuild
+                ip = source[0]
+                known.pop(ip, None)
+                known[ip] = True
+                if ip not in steered and "." in ip:
+                    self._known_changed = True
+                if ip in checked:
+                    if first:
+                        self._on_first += 1
+                    else:
+                        self._on_second += 1
         return limit
 
     def _chores(self, chores: _Chores, now: float) -> float:
@@ -250,7 +373,8 @@ class Daemon:
         else:
             for warning in config.warnings():
                 log.warning("%s", warning)
-            attach_request_filter(self.sock, self.server.request_shapes())  # groups may now be encrypted, or not
+            for sock in self._sockets():  # groups may now be encrypted, or not
+                attach_request_filter(sock, self.server.request_shapes())
             log.info("configuration reloaded: %s", self.status_line())
         self.hooks.ready(self.status_line())
 
