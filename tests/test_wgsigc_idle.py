@@ -38,6 +38,7 @@ NOT_IMPORTED = (
     "importlib.util",  # wgsigc.pyroute2load: writes only
     "threading", "encodings.idna",  # name resolution: the servers here are addresses
     "tempfile", "shutil",  # the run record is written without them (wgsig.host.atomicfile)
+    "hmac", "hashlib", "_hashlib",  # OpenSSL's libcrypto: the tags use the built-in SHA-256 (wgsig.hmac256)
 )
 
 PROBE = """

@@ -22,12 +22,12 @@ Everything here is pure: bytes in, bytes or values out.
 from __future__ import annotations
 
 import enum
-import hmac
 import ipaddress
 import struct
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple, TypeVar
 
+from wgsig import hmac256
 from wgsig.wire import (
     MAC_SIZE,
     RECORDS_PER_DATAGRAM,
@@ -118,7 +118,7 @@ class Entry(NamedTuple):
 
 def extension_key(secret: bytes) -> bytes:
     """The key of every XMAC of a group: HMAC-SHA256(group secret, "wgsig extension v1")."""
-    return hmac.digest(secret, _KEY_LABEL, "sha256")
+    return hmac256.digest(secret, _KEY_LABEL)
 
 
 # --- items -----------------------------------------------------------------------
@@ -201,7 +201,7 @@ def _walk(body: bytes, with_slot: bool) -> Iterable[tuple[int, Item | None]]:
 
 def _block(base: bytes, xtype: int, body: bytes, xkey: bytes) -> bytes:
     signed = base + bytes((xtype, VERSION)) + _XLEN.pack(len(body)) + body
-    return signed + hmac.digest(xkey, signed, "sha256")
+    return signed + hmac256.digest(xkey, signed)
 
 
 def encode_request_block(request: bytes, items: Sequence[Item], xkey: bytes) -> bytes:
@@ -276,6 +276,6 @@ def open_answer_block(clear: bytes, xkey: bytes) -> list[Entry]:
 
 def _open(clear: bytes, base: int, xkey: bytes, decode: Callable[[bytes], list[_T]]) -> list[_T]:
     signed, tag = clear[:-MAC_SIZE], clear[-MAC_SIZE:]
-    if not hmac.compare_digest(hmac.digest(xkey, signed, "sha256"), tag):
+    if not hmac256.verify(xkey, signed, tag):
         raise DecodeError("X1 block XMAC does not verify")
     return decode(signed[base + BLOCK_HEADER_SIZE :])
