@@ -132,8 +132,22 @@ def parse_endpoint_text(text: str) -> tuple[str, int]:
     return str(address), port
 
 
-def load_config(path: str) -> ClientConfig:
-    return parse_config(configfile.read_toml(path), path)
+def load_config(path: str, cache: Path | None = None) -> ClientConfig:
+    """The configuration file ``path``; ``cache``: a file keeping tomllib's reading of it
+    (``config_cache_file``), so that a run finding the file unchanged loads no tomllib."""
+    return parse_config(configfile.read_toml(path, cache), path)
+
+
+CONFIG_CACHE_NAME = "wgsigc.config-cache.json"  # not wgsigc-NAME.json: never an interface's run record
+
+
+def config_cache_file() -> Path:
+    """Where a kernel-mode run keeps its parsed configuration: in the default state directory
+    (systemd's StateDirectory=, mode 0700, else /var/lib/wgsig) whatever ``state_directory`` says,
+    as it is read before the configuration is. It holds no secret (the configuration names secret
+    files, never their bytes) and is written 0600; a directory that does not exist is not created:
+    the run then parses the file each time, as without a cache."""
+    return default_state_directory() / CONFIG_CACHE_NAME
 
 
 def parse_config(data: dict[str, Any], source: str) -> ClientConfig:

@@ -34,7 +34,7 @@ from wgsig.plainclass import dataclass, field
 from wgsig.wire import Record
 from wgsigc import localaddrs, netlink, runrecord
 from wgsigc.candidates import LocalView
-from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
+from wgsigc.config import ConfigError, InterfaceConfig, config_cache_file, load_config, state_file_for
 from wgsigc.exitcodes import (
     EXIT_INTERFACE,
     EXIT_NO_ANSWER,
@@ -85,7 +85,7 @@ class Run:
 
 def run_kernel_mode(config_path: str, interface: str | None, dry_run: bool) -> int:
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, None if dry_run else config_cache_file())
     except ConfigError as error:
         print(f"wgsigc: {error}", file=sys.stderr)
         return EXIT_USAGE

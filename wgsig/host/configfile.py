@@ -10,9 +10,9 @@ wording is part of each program's interface.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-import tomllib
 from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import Any, TypeGuard, TypeVar, overload
@@ -33,7 +33,12 @@ class ConfigError(Exception):
 _BOMS = {b"\xff\xfe": "UTF-16 little-endian", b"\xfe\xff": "UTF-16 big-endian"}
 
 
-def read_toml(path: str) -> dict[str, Any]:
+def read_toml(path: str, cache: Path | None = None) -> dict[str, Any]:
+    """The TOML file ``path`` as tomllib reads it; ConfigError says why not.
+
+    ``cache``: a file that keeps tomllib's result for the file's exact bytes (``cached_toml``), so
+    that a run reading an unchanged file loads no tomllib (issue 16).
+    """
     try:
         with open(path, "rb") as file:
             data = file.read()
@@ -45,6 +50,20 @@ def read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} is a directory, expected a TOML file") from None
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+    if cache is not None:
+        found = cached_toml(cache, data)
+        if found is not None:
+            return found
+    parsed = parse_toml(path, data)
+    if cache is not None:
+        store_toml(cache, data, parsed)
+    return parsed
+
+
+def parse_toml(path: str, data: bytes) -> dict[str, Any]:
+    """``data`` (the bytes of the file ``path``) as tomllib reads it; ConfigError says why not."""
+    import tomllib  # with re, datetime and typing: 0.09 s of a run in the VM, not loaded on a cache hit
+
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -56,6 +75,56 @@ def read_toml(path: str) -> dict[str, Any]:
         return tomllib.loads(text.removeprefix("\ufeff"))  # a UTF-8 byte order mark (Notepad's) is harmless
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+# The parse cache (read_toml's ``cache``): one JSON object holding the configuration's bytes (as
+# text) and what tomllib made of them. It is used only for exactly those bytes, read by this same
+# interpreter (its version string: a new tomllib may read a file differently), so an edited file
+# is parsed again whatever its size and times; a cache that is missing, unreadable, damaged or of
+# another format is passed over, and one that cannot be written (no such directory, read-only,
+# full) is silently not written: the file is parsed as without a cache. A configuration holding
+# TOML dates or times (which JSON lacks, and no setting takes) is not cached.
+_CACHE_FORMAT = 1
+
+
+def cached_toml(cache: Path, data: bytes) -> dict[str, Any] | None:
+    """What the cache file ``cache`` holds for a file of exactly ``data``, else None."""
+    import json
+    import sys
+
+    try:
+        with open(cache, "rb") as file:
+            entry = json.loads(file.read())
+        if (isinstance(entry, dict) and entry.get("format") == _CACHE_FORMAT and entry.get("python") == sys.version
+                and entry.get("config") == data.decode("utf-8") and isinstance(entry.get("toml"), dict)):
+            toml: dict[str, Any] = entry["toml"]
+            return toml
+    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
+        pass
+    return None
+
+
+def store_toml(cache: Path, data: bytes, parsed: dict[str, Any]) -> None:
+    """Keep ``parsed`` (tomllib's reading of ``data``) in the cache file ``cache``, mode 0600."""
+    import json
+    import sys
+
+    from wgsig.host.atomicfile import replace_file
+
+    if not _json_plain(parsed):
+        return
+    entry = {"format": _CACHE_FORMAT, "python": sys.version, "config": data.decode("utf-8"), "toml": parsed}
+    with contextlib.suppress(OSError):
+        replace_file(cache, json.dumps(entry).encode(), mode=0o600)
+
+
+def _json_plain(value: Any) -> bool:
+    """Whether JSON gives ``value`` back as it is (tomllib's dates and times it does not)."""
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _json_plain(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_json_plain(item) for item in value)
+    return isinstance(value, str | int | float | bool)
 
 
 def is_kind(value: Any, kind: type[_T]) -> TypeGuard[_T]:
