@@ -12,9 +12,12 @@ imported on first use: clients of unencrypted groups never pay for it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
 
 from wgsig.hmac256 import sha256
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER_SIZE = 16  # SGROUP + NONCE
 NONCE_SIZE = 12

@@ -18,7 +18,8 @@ Pure: no IO; bytes in, bytes out.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 
 try:
     from _operator import _compare_digest as compare_digest  # what hmac.compare_digest is without OpenSSL

@@ -25,9 +25,12 @@ from __future__ import annotations
 
 import base64
 import binascii
-from typing import Any
 
 from wgsig.wire import KEY_SIZE
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class PublicKey(bytes):

@@ -21,11 +21,11 @@ Everything here is pure: bytes in, bytes or values out.
 
 from __future__ import annotations
 
+import collections
 import enum
 import ipaddress
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, TypeVar
 
 from wgsig import hmac256
 from wgsig.wire import (
@@ -37,6 +37,12 @@ from wgsig.wire import (
     RESPONSE_SVEXT,
     DecodeError,
 )
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import NamedTuple, TypeVar
+
+    _T = TypeVar("_T")
 
 # --- negotiation bits ----------------------------------------------------------
 
@@ -69,7 +75,6 @@ MAX_REQUEST_BODY = 240
 MAX_ANSWER_BODY = 640
 REQUESTER_SLOT = 0xFF  # an answer entry about the requester itself (datagram 0 only)
 
-_T = TypeVar("_T")
 _XLEN = struct.Struct(">H")
 _KEY_LABEL = b"wgsig extension v1"
 
@@ -101,19 +106,20 @@ _MASK4 = bytes.fromhex("322dccac")
 _MASK6 = _MASK4 * 4
 
 
-class Item(NamedTuple):
-    """One address item: a type and an endpoint (host as text, IPv6 without brackets)."""
+if TYPE_CHECKING:  # the types; at run time the same tuples from collections (typing is not loaded)
+    class Item(NamedTuple):
+        type: int
+        host: str
+        port: int
 
-    type: int
-    host: str
-    port: int
-
-
-class Entry(NamedTuple):
-    """An answer entry: the slot of the record it belongs to (0-9, or REQUESTER_SLOT) and an item."""
-
-    slot: int
-    item: Item
+    class Entry(NamedTuple):
+        slot: int
+        item: Item
+else:
+    Item = collections.namedtuple("Item", ("type", "host", "port"))
+    Entry = collections.namedtuple("Entry", ("slot", "item"))
+Item.__doc__ = "One address item: a type and an endpoint (host as text, IPv6 without brackets)."
+Entry.__doc__ = "An answer entry: the slot of the record it belongs to (0-9, or REQUESTER_SLOT) and an item."
 
 
 def extension_key(secret: bytes) -> bytes:

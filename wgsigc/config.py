@@ -14,7 +14,6 @@ import ipaddress
 import re
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 from wgsig.endpoint import check_port, parse_port, split_host_port
 from wgsig.host import configfile
@@ -22,6 +21,12 @@ from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: cal
 from wgsig.host.configfile import MetricsDirectory
 from wgsig.keys import PublicKey
 from wgsig.plainclass import dataclass, field
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
 
 DEFAULT_SERVER_PORT = 1223
 DEFAULT_STATE_DIRECTORY = "/var/lib/wgsig"
@@ -37,7 +42,6 @@ DEFAULT_MAX_AGE = 600
 # wgsigc.service's TimeoutStartSec=60s.
 DEFAULT_CONVERGE = 25
 
-_T = TypeVar("_T")
 _IFNAME = re.compile(r"^[A-Za-z0-9_.=+-]{1,15}$")
 
 

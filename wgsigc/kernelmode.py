@@ -23,7 +23,6 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
-from typing import Any, TextIO
 
 from wgsig.client import GroupCredentials, newest_records
 from wgsig.endpoint import Endpoint, endpoint_text
@@ -58,6 +57,10 @@ from wgsigc.signalling import (
     register_and_fetch,
     resolve_servers,
 )
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any, TextIO
 
 
 @dataclass

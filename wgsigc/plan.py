@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from wgsig.endpoint import NO_IPV4_ENDPOINT, Endpoint, endpoint_text, unusable_reason
 from wgsig.keys import PublicKey
@@ -36,6 +35,10 @@ from wgsigc.candidates import (
     lan_address,
     usable,
 )
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,16 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
 
 from wgsig.endpoint import Endpoint, endpoint_text, parse_endpoint
 from wgsig.host.atomicfile import create_temporary
 from wgsig.keys import PublicKey
 from wgsig.label import is_valid_label
 from wgsigc.plan import PeerMemory, Plan
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 (wgsig 0.1.0) had only the endpoint and since

@@ -15,11 +15,17 @@ import math
 import os
 from collections.abc import Collection, Mapping
 from pathlib import Path
-from typing import Any, TypeGuard, TypeVar, overload
 
 from wgsig.plainclass import dataclass
 
-_T = TypeVar("_T")
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if not TYPE_CHECKING:  # (in this order, linters see typing's overload)
+    from wgsig.plainclass import overload
+else:
+    from typing import Any, TypeGuard, TypeVar, overload
+
+    _T = TypeVar("_T")
+
 
 # Debian's prometheus-node-exporter reads *.prom files here (its textfile collector).
 DEFAULT_METRICS_DIRECTORY = Path("/var/lib/prometheus/node-exporter")
