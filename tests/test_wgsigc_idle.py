@@ -41,6 +41,7 @@ NOT_IMPORTED = (
     "hmac", "hashlib", "_hashlib",  # OpenSSL's libcrypto: the tags use the built-in SHA-256 (wgsig.hmac256)
     "tomllib",  # the configuration was parsed by an earlier run (the cache in the state directory)
     "typing",  # annotations only (TYPE_CHECKING = False), X1's tuples from collections
+    "socket", "selectors",  # the C module's sockets and plain integer constants (wgsig.host.lightsocket)
 )
 
 PROBE = """

@@ -9,12 +9,12 @@ from __future__ import annotations
 import ipaddress
 import os
 import select
-import socket
 import time
 from collections.abc import Callable
 
 from wgsig import x1
 from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
+from wgsig.host import lightsocket as socket
 from wgsig.label import label_from_ns
 from wgsig.plainclass import dataclass, field
 from wgsig.wire import Record

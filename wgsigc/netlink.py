@@ -16,11 +16,11 @@ leave allowed IPs out (``pyroute2load.sends_kernel_peer_flags`` tells which).
 from __future__ import annotations
 
 import errno
-import socket
 from collections.abc import Iterable, Mapping
 
 from wgsig import rtnetlink, wgnetlink
 from wgsig.endpoint import Endpoint
+from wgsig.host import lightsocket as socket
 from wgsig.keys import PublicKey
 from wgsig.rtnetlink import RtnetlinkError
 from wgsig.wire import KEY_SIZE

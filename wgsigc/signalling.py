@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import time
 from collections.abc import Sequence
 
 from wgsig import x1
 from wgsig.client import GroupCredentials, build_request
 from wgsig.endpoint import endpoint_text
+from wgsig.host import lightsocket as socket
 from wgsig.label import label_from_ns
 from wgsig.plainclass import dataclass, field
 from wgsig.wire import NO_ENDPOINT_UPDATE, NO_LABEL_UPDATE, Record
