@@ -42,6 +42,7 @@ NOT_IMPORTED = (
     "tomllib",  # the configuration was parsed by an earlier run (the cache in the state directory)
     "typing",  # annotations only (TYPE_CHECKING = False), X1's tuples from collections
     "socket", "selectors",  # the C module's sockets and plain integer constants (wgsig.host.lightsocket)
+    "contextlib",  # a temporary file is removed with try/except (wgsig.host.atomicfile.remove_temporary)
 )
 
 PROBE = """

@@ -7,14 +7,13 @@ StateDirectory=wgsig, so /var/lib/wgsig), written atomically.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
 from pathlib import Path
 
 from wgsig.endpoint import Endpoint, endpoint_text, parse_endpoint
-from wgsig.host.atomicfile import create_temporary
+from wgsig.host.atomicfile import create_temporary, remove_temporary
 from wgsig.keys import PublicKey
 from wgsig.label import is_valid_label
 from wgsigc.plan import PeerMemory, Plan
@@ -276,6 +275,5 @@ def save(path: Path, record: dict[str, Any]) -> None:
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        remove_temporary(tmp)
         raise

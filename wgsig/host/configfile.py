@@ -10,7 +10,6 @@ wording is part of each program's interface.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import os
 from collections.abc import Collection, Mapping
@@ -120,8 +119,10 @@ def store_toml(cache: Path, data: bytes, parsed: dict[str, Any]) -> None:
     if not _json_plain(parsed):
         return
     entry = {"format": _CACHE_FORMAT, "python": sys.version, "config": data.decode("utf-8"), "toml": parsed}
-    with contextlib.suppress(OSError):
+    try:
         replace_file(cache, json.dumps(entry).encode(), mode=0o600)
+    except OSError:  # no such directory, read-only, full: the next run parses the file again
+        return
 
 
 def _json_plain(value: Any) -> bool:
