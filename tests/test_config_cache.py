@@ -147,10 +147,10 @@ def test_dates_and_times_are_not_cached(tmp_path: Path) -> None:
 def test_wgsigcs_cache_is_in_the_default_state_directory_and_holds_no_secret(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "sd"))
-    assert config_cache_file() == tmp_path / "sd" / CONFIG_CACHE_NAME
+    assert config_cache_file() == str(tmp_path / "sd" / CONFIG_CACHE_NAME)
     assert not CONFIG_CACHE_NAME.startswith("wgsigc-")  # status reads wgsigc-NAME.json as interface NAME's record
     monkeypatch.delenv("STATE_DIRECTORY")
-    assert config_cache_file() == Path("/var/lib/wgsig") / CONFIG_CACHE_NAME
+    assert config_cache_file() == "/var/lib/wgsig/" + CONFIG_CACHE_NAME
     secret = tmp_path / "secret"
     secret.write_bytes(bytes(range(100, 132)))
     path, cache = tmp_path / "c.toml", tmp_path / "cache.json"

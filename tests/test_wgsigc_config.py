@@ -47,7 +47,7 @@ allowed_ips = ["10.0.0.8/32", "fd00::8/128"]
     assert (wg0.group, wg0.encrypt, wg0.max_age, wg0.keepalive) == (7, True, 300, 15)
     assert (wg0.handshake_threshold, wg0.handshake_timeout, wg0.attempts, wg0.timeout) == (100, 20, 2, 0.5)
     assert wg0.extra_peers == {bytes(range(32)): ("10.0.0.8/32", "fd00::8/128")}
-    assert state_file_for(wg0) == tmp_path / "state" / "wgsigc-wg0.json"
+    assert state_file_for(wg0) == str(tmp_path / "state" / "wgsigc-wg0.json")  # strings: a run loads no pathlib
 
 
 def test_defaults_and_state_directory_from_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +55,7 @@ def test_defaults_and_state_directory_from_systemd(tmp_path: Path, monkeypatch: 
     (wg1,) = load_config(path).interfaces
     assert (wg1.group, wg1.encrypt, wg1.keepalive, wg1.handshake_threshold) == (0, False, 25, 180)
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/wgsig")
-    assert state_file_for(wg1) == Path("/var/lib/wgsig/wgsigc-wg1.json")
+    assert state_file_for(wg1) == "/var/lib/wgsig/wgsigc-wg1.json"
 
 
 @pytest.mark.parametrize(

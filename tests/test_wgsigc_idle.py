@@ -43,6 +43,7 @@ NOT_IMPORTED = (
     "typing",  # annotations only (TYPE_CHECKING = False), X1's tuples from collections
     "socket", "selectors",  # the C module's sockets and plain integer constants (wgsig.host.lightsocket)
     "contextlib",  # a temporary file is removed with try/except (wgsig.host.atomicfile.remove_temporary)
+    "pathlib", "urllib", "fnmatch",  # paths as strings in wgsigc's configuration and run record
 )
 
 PROBE = """

@@ -20,9 +20,9 @@ here is named then, a warning only while every peer is reached),
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from pathlib import Path
 
 from wgsig.client import GroupCredentials, newest_records
 from wgsig.endpoint import Endpoint, endpoint_text
@@ -77,7 +77,7 @@ class Run:
     written: set[PublicKey] = field(default_factory=set)  # peers whose endpoint this run wrote
     refused: set[PublicKey] = field(default_factory=set)  # peers whose unusable record endpoint was reported
     nat: NatView | None = None  # what this host's NAT did with its registrations
-    portmap_path: Path | None = None  # the port mapping's state file (wgsigc.portmapping)
+    portmap_path: str | None = None  # the port mapping's state file (wgsigc.portmapping)
     port_mapping_done: bool = False
 
     def fail(self, code: int, message: str) -> None:
@@ -112,7 +112,7 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     err = err or sys.stderr
     run = Run(config, dry_run)
     path = state_file_for(config)
-    run.portmap_path = path.with_name(path.stem + ".portmap.json")  # portmapping.state_path, without its import
+    run.portmap_path = os.path.splitext(path)[0] + ".portmap.json"  # portmapping.state_path, without its import
     last, problem = runrecord.read(path)
     if problem is not None:
         run.messages.append(f"warning: {problem}")
@@ -226,11 +226,13 @@ def _port_mapping(run: Run, listen_port: int | None) -> list[Endpoint]:
     mapped endpoint to announce. Not in a dry run; no import unless mapping is on or was."""
     assert run.portmap_path is not None
     run.port_mapping_done = True
-    if run.dry_run or (run.config.port_mapping == "off" and not run.portmap_path.exists()):
+    if run.dry_run or (run.config.port_mapping == "off" and not os.path.exists(run.portmap_path)):
         return []
+    from pathlib import Path
+
     from wgsigc import portmapping
 
-    outcome = portmapping.maintain(run.config.port_mapping, listen_port, run.portmap_path, time.time(),
+    outcome = portmapping.maintain(run.config.port_mapping, listen_port, Path(run.portmap_path), time.time(),
                                    f"wgsigc {run.config.name}")
     run.messages.extend(outcome.lines)
     return [outcome.announce] if outcome.announce is not None else []

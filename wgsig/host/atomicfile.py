@@ -9,15 +9,21 @@ OSError raised: the caller says so in one line.
 from __future__ import annotations
 
 import os
-from pathlib import Path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypeAlias
+
+    StrPath: TypeAlias = str | os.PathLike[str]  # a path as a string (wgsigc's runs load no pathlib) or a Path
 
 
-def create_temporary(path: Path) -> tuple[int, str]:
+def create_temporary(path: StrPath) -> tuple[int, str]:
     """A new file ``.NAME.XXXXXXXX`` beside ``path`` (mode 0600), open for writing: its descriptor
     and name.  What ``tempfile.mkstemp`` does, without importing tempfile (with shutil, random and
     the compression modules: most of the time wgsigc spent writing its run record at start-up)."""
     for _ in range(100):
-        name = str(path.parent / f".{path.name}.{os.urandom(4).hex()}")
+        directory, base = os.path.split(os.fspath(path))
+        name = os.path.join(directory, f".{base}.{os.urandom(4).hex()}")
         try:
             return os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600), name
         except FileExistsError:
@@ -34,7 +40,7 @@ def remove_temporary(name: str) -> None:
         return
 
 
-def replace_file(path: Path, data: bytes, mode: int = 0o644, durable: bool = False) -> None:
+def replace_file(path: StrPath, data: bytes, mode: int = 0o644, durable: bool = False) -> None:
     """Write ``data`` to ``path`` through a temporary file and a rename; ``mode`` whatever the umask.
 
     No fsync unless ``durable``: for files rewritten every few seconds (metrics) the next write
@@ -58,7 +64,7 @@ def replace_file(path: Path, data: bytes, mode: int = 0o644, durable: bool = Fal
         remove_temporary(tmp)
         raise
     if durable:
-        dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+        dir_fd = os.open(os.path.dirname(os.fspath(path)) or ".", os.O_RDONLY | os.O_DIRECTORY)
         try:
             os.fsync(dir_fd)
         finally:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Collection, Mapping
-from pathlib import Path
 
 from wgsig.plainclass import dataclass
 
@@ -27,7 +26,7 @@ else:
 
 
 # Debian's prometheus-node-exporter reads *.prom files here (its textfile collector).
-DEFAULT_METRICS_DIRECTORY = Path("/var/lib/prometheus/node-exporter")
+DEFAULT_METRICS_DIRECTORY = "/var/lib/prometheus/node-exporter"
 
 
 class ConfigError(Exception):
@@ -38,7 +37,7 @@ class ConfigError(Exception):
 _BOMS = {b"\xff\xfe": "UTF-16 little-endian", b"\xfe\xff": "UTF-16 big-endian"}
 
 
-def read_toml(path: str, cache: Path | None = None) -> dict[str, Any]:
+def read_toml(path: str, cache: str | None = None) -> dict[str, Any]:
     """The TOML file ``path`` as tomllib reads it; ConfigError says why not.
 
     ``cache``: a file that keeps tomllib's result for the file's exact bytes (``cached_toml``), so
@@ -92,7 +91,7 @@ def parse_toml(path: str, data: bytes) -> dict[str, Any]:
 _CACHE_FORMAT = 1
 
 
-def cached_toml(cache: Path, data: bytes) -> dict[str, Any] | None:
+def cached_toml(cache: str, data: bytes) -> dict[str, Any] | None:
     """What the cache file ``cache`` holds for a file of exactly ``data``, else None."""
     import json
     import sys
@@ -109,7 +108,7 @@ def cached_toml(cache: Path, data: bytes) -> dict[str, Any] | None:
     return None
 
 
-def store_toml(cache: Path, data: bytes, parsed: dict[str, Any]) -> None:
+def store_toml(cache: str, data: bytes, parsed: dict[str, Any]) -> None:
     """Keep ``parsed`` (tomllib's reading of ``data``) in the cache file ``cache``, mode 0600."""
     import json
     import sys
@@ -161,24 +160,27 @@ def unknown_key(table: Mapping[str, Any], known: Collection[str]) -> str | None:
 
 
 @overload
-def systemd_state_directory(default: str) -> Path:
+def systemd_state_directory(default: str) -> str:
     pass
 
 
 @overload
-def systemd_state_directory(default: None) -> Path | None:
+def systemd_state_directory(default: None) -> str | None:
     pass
 
 
-def systemd_state_directory(default: str | None) -> Path | None:
-    """systemd's StateDirectory= (the first entry of ``$STATE_DIRECTORY``), else ``default``."""
+def systemd_state_directory(default: str | None) -> str | None:
+    """systemd's StateDirectory= (the first entry of ``$STATE_DIRECTORY``), else ``default``.
+
+    Paths are strings here and below (``state_directory_setting``, ``MetricsDirectory``): wgsigc's
+    runs load no pathlib (issue 16); wgsigd makes Paths of them."""
     value = os.environ.get("STATE_DIRECTORY")
     if value:
-        return Path(value.split(":")[0])
-    return Path(default) if default is not None else None
+        return value.split(":")[0]
+    return default
 
 
-def state_directory_setting(table: Mapping[str, Any], key: str = "state_directory") -> Path | None:
+def state_directory_setting(table: Mapping[str, Any], key: str = "state_directory") -> str | None:
     """The ``state_directory`` setting: None when absent (each program has its default), else an
     absolute path ("" would be whatever directory the program was started in).  ValueError says
     what is expected."""
@@ -187,7 +189,7 @@ def state_directory_setting(table: Mapping[str, Any], key: str = "state_director
     value = table[key]
     if not is_kind(value, str) or not value.startswith("/"):
         raise ValueError(f"must be an absolute directory path, not {value!r}")
-    return Path(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -197,15 +199,19 @@ class MetricsDirectory:
     ``configured``: named in the configuration, so written to (and failures reported) whether or
     not it exists; else it is node-exporter's default directory, used only while it exists and
     this process may write to it (Debian's is root's, mode 0755: a service running as a dynamic
-    user, or outside ReadWritePaths=, quietly writes none there).
+    user, or outside ReadWritePaths=, quietly writes none there).  ``path`` is kept as a string
+    (a Path given is turned into one): wgsigc's runs load no pathlib (issue 16).
     """
 
-    path: Path
+    path: str
     configured: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", os.fspath(self.path))
 
     def in_use(self) -> bool:
         """Whether to write now (the default directory appears when node-exporter is installed)."""
-        return self.configured or (self.path.is_dir() and os.access(self.path, os.W_OK | os.X_OK))
+        return self.configured or (os.path.isdir(self.path) and os.access(self.path, os.W_OK | os.X_OK))
 
 
 def metrics_directory(table: Mapping[str, Any], key: str = "metrics_directory") -> MetricsDirectory | None:
@@ -216,4 +222,4 @@ def metrics_directory(table: Mapping[str, Any], key: str = "metrics_directory") 
     value = table[key]
     if not is_kind(value, str) or (value and not value.startswith("/")):
         raise ValueError(f'must be an absolute directory path, or "" for no metrics, not {value!r}')
-    return MetricsDirectory(Path(value), configured=True) if value else None
+    return MetricsDirectory(value, configured=True) if value else None
