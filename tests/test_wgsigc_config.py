@@ -187,3 +187,17 @@ def test_check_reads_config_and_secrets_without_netlink(tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text("[interface.wg0\n")
     assert _check(broken).returncode == 6 and "Traceback" not in _check(broken).stderr
+
+
+@pytest.mark.parametrize(("name", "valid"), [
+    ("wg0", True), ("a", True), ("x" * 15, True), ("wg.0=+-_", True), ("WG9", True),
+    ("", False), ("x" * 16, False), ("wg 0", False), ("wg/0", False), ("wg:0", False), ("wé", False),
+    ("wg0\n", False),  # the regular expression this replaced ($, not \Z) took a trailing newline
+])
+def test_interface_names(name: str, valid: bool) -> None:
+    table = {"servers": ["192.0.2.1"], "secret_file": "/s"}
+    if valid:
+        assert parse_config({"interface": {name: table}}, "c.toml").interfaces[0].name == name
+    else:
+        with pytest.raises(ConfigError, match="is not an interface name"):
+            parse_config({"interface": {name: table}}, "c.toml")

@@ -44,6 +44,7 @@ NOT_IMPORTED = (
     "socket", "selectors",  # the C module's sockets and plain integer constants (wgsig.host.lightsocket)
     "contextlib",  # a temporary file is removed with try/except (wgsig.host.atomicfile.remove_temporary)
     "pathlib", "urllib", "fnmatch",  # paths as strings in wgsigc's configuration and run record
+    "json", "re", "base64",  # the run record through json's C codec (wgsig.host.lightjson); keys through binascii
 )
 
 PROBE = """

@@ -7,11 +7,11 @@ StateDirectory=wgsig, so /var/lib/wgsig), written atomically.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 
 from wgsig.endpoint import Endpoint, endpoint_text, parse_endpoint
+from wgsig.host import lightjson  # json's reading and writing, without the json package's import
 from wgsig.host.atomicfile import create_temporary, remove_temporary
 from wgsig.keys import PublicKey
 from wgsig.label import is_valid_label
@@ -182,7 +182,7 @@ def read(path: StrPath) -> tuple[dict[str, Any] | None, str | None]:
         why = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
         return None, _ignored(path, why)
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = lightjson.loads(text, parse_constant=_no_constant)
     except _NotANumber as error:
         return None, _ignored(path, str(error))
     except ValueError as error:
@@ -270,7 +270,7 @@ def save(path: StrPath, record: dict[str, Any]) -> None:
     fd, tmp = create_temporary(path)
     try:
         with os.fdopen(fd, "w") as file:
-            json.dump(record, file, indent=1, sort_keys=True)
+            file.write(lightjson.dumps(record, indent=1, sort_keys=True))
             file.write("\n")
             file.flush()
             os.fsync(file.fileno())

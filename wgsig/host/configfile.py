@@ -93,12 +93,13 @@ _CACHE_FORMAT = 1
 
 def cached_toml(cache: str, data: bytes) -> dict[str, Any] | None:
     """What the cache file ``cache`` holds for a file of exactly ``data``, else None."""
-    import json
     import sys
+
+    from wgsig.host import lightjson
 
     try:
         with open(cache, "rb") as file:
-            entry = json.loads(file.read())
+            entry = lightjson.loads(file.read().decode())
         if (isinstance(entry, dict) and entry.get("format") == _CACHE_FORMAT and entry.get("python") == sys.version
                 and entry.get("config") == data.decode("utf-8") and isinstance(entry.get("toml"), dict)):
             toml: dict[str, Any] = entry["toml"]
@@ -110,16 +111,16 @@ def cached_toml(cache: str, data: bytes) -> dict[str, Any] | None:
 
 def store_toml(cache: str, data: bytes, parsed: dict[str, Any]) -> None:
     """Keep ``parsed`` (tomllib's reading of ``data``) in the cache file ``cache``, mode 0600."""
-    import json
     import sys
 
+    from wgsig.host import lightjson
     from wgsig.host.atomicfile import replace_file
 
     if not _json_plain(parsed):
         return
     entry = {"format": _CACHE_FORMAT, "python": sys.version, "config": data.decode("utf-8"), "toml": parsed}
     try:
-        replace_file(cache, json.dumps(entry).encode(), mode=0o600)
+        replace_file(cache, lightjson.dumps(entry).encode(), mode=0o600)
     except OSError:  # no such directory, read-only, full: the next run parses the file again
         return
 
