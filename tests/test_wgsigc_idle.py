@@ -45,6 +45,7 @@ NOT_IMPORTED = (
     "contextlib",  # a temporary file is removed with try/except (wgsig.host.atomicfile.remove_temporary)
     "pathlib", "urllib", "fnmatch",  # paths as strings in wgsigc's configuration and run record
     "json", "re", "base64",  # the run record through json's C codec (wgsig.host.lightjson); keys through binascii
+    "enum",  # wgsigc.plan.Action and wgsig.x1.ItemType are plain classes
 )
 
 PROBE = """
