@@ -115,7 +115,7 @@ done
 printf 'import sys\nfrom wgsigc.cli import main\nsys.exit(main())\n' > /tmp/wgsigc-script  # as /usr/bin/wgsigc
 for i in 1 2 3; do
     measure netns_pass ip netns exec a python3 -c pass
-    measure stdlib_floor ip netns exec a python3 -c 'import _socket, json, ipaddress, base64, struct, select, math'
+    measure stdlib_floor ip netns exec a python3 -c 'import _socket, _json, _sha256, binascii, ipaddress, struct, select'
     measure imports_only ip netns exec a python3 -c 'import wgsigc.cli, wgsigc.kernelmode'
     measure idle_script ip netns exec a python3 /tmp/wgsigc-script --config /tmp/a.toml
 done
@@ -190,7 +190,7 @@ def main() -> int:
         for flags in ("", "I", "IS"):
             line(f"python3 {'-' + ' -'.join(flags) if flags else ''} -c pass", figures(out, f"python3_{flags}"))
         line("ip netns exec a python3 -c pass", figures(out, "netns_pass"))
-        line("the standard library an idle run needs (_socket, json, ipaddress, base64, struct, select, math)",
+        line("the standard library an idle run needs (_socket, _json, _sha256, binascii, ipaddress, struct, select)",
              figures(out, "stdlib_floor"))
         line("import wgsigc.cli, wgsigc.kernelmode", figures(out, "imports_only"))
         line("idle run as /usr/bin/wgsigc starts it (a script, not -m)", figures(out, "idle_script"))
