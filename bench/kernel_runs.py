@@ -115,7 +115,8 @@ done
 printf 'import sys\nfrom wgsigc.cli import main\nsys.exit(main())\n' > /tmp/wgsigc-script  # as /usr/bin/wgsigc
 for i in 1 2 3; do
     measure netns_pass ip netns exec a python3 -c pass
-    measure stdlib_floor ip netns exec a python3 -c 'import _socket, _json, _sha256, binascii, ipaddress, struct, select'
+    measure stdlib_floor ip netns exec a python3 -c \
+        'import _socket, _json, _sha256, binascii, ipaddress, struct, select'
     measure imports_only ip netns exec a python3 -c 'import wgsigc.cli, wgsigc.kernelmode'
     measure idle_script ip netns exec a python3 /tmp/wgsigc-script --config /tmp/a.toml
 done
