@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """What one kernel-mode wgsigc run costs, beside a shell doing the same netlink work.
 
-    /usr/bin/python3 bench/kernel_runs.py [--repeat 5]
+    /usr/bin/python3 bench/kernel_runs.py [--repeat 5] [--compare DIR] [--profile]
 
 Boots the project's QEMU VM (tests/vm/, real kernel WireGuard; needs root and the cached
 image that ``sh scripts/test.sh`` builds), sets up the NAT lab of the VM tests (two peers
@@ -10,11 +10,15 @@ the process and its children):
 
 - a converging run: a's first run, which registers and writes b's endpoint
   (``converge_seconds = 0``: the run itself, not the wait for b);
-- an idle run: every peer healthy, nothing to write, the shipped ``converge_seconds`` (25 s):
-  also counted are the datagrams a sends to the server (the polling for a quick tunnel must
-  add none once every peer is healthy) and the modules the run imports;
+- an idle run: every peer healthy, nothing to write, the shipped ``converge_seconds`` (25 s),
+  ``$STATE_DIRECTORY`` set as wgsigc.service sets it (after one unmeasured run: the timer's
+  runs find the configuration parsed): also counted are the datagrams a sends to the server
+  (the polling for a quick tunnel must add none once every peer is healthy) and the modules
+  the run imports;
 - the baseline: ``wg show wg0 dump`` plus ``wg set wg0 peer B endpoint ...`` (the same read
-  and write, without any signalling).
+  and write, without any signalling), one after each idle run (the host's load varies);
+- with ``--compare DIR`` (another wgsig tree, e.g. ``git archive main | tar -x -C DIR``), that
+  tree's idle run right after each of this tree's: a before and after within one boot.
 
 The VM is software-emulated (about 14 times slower than the host for Python, more when the
 host is busy): the figures compare the three, they are not a small board's.
@@ -66,31 +70,41 @@ measure() {  # measure NAME CMD...: prints "FIGURE NAME wall user sys"
     t=$( { time "$@" >/tmp/out.log 2>&1; } 2>&1 ); rc=$?
     echo "FIGURE $name $t rc=$rc"
 }
-ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
+# Each peer's own StateDirectory= ($STATE_DIRECTORY, as wgsigc.service sets it): where the
+# parsed configuration is cached (the records stay in state_directory).
+mkdir -m 0700 /tmp/sd-a /tmp/sd-b
+export STATE_DIRECTORY=/tmp/sd-a
+STATE_DIRECTORY=/tmp/sd-b ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
 measure converging ip netns exec a python3 -m wgsigc --config /tmp/a-once.toml
 cat /tmp/out.log
-ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
+STATE_DIRECTORY=/tmp/sd-b ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
 for i in $(seq 60); do
     ip netns exec a wg show wg0 latest-handshakes | awk '$2 > 0 {f=1} END {exit !f}' && break; sleep 0.25
 done
 ip netns exec a ping -c1 -W2 10.99.0.2 >/dev/null && echo "tunnel up"
+ip netns exec a python3 -m wgsigc --config /tmp/a.toml >/dev/null 2>&1  # parses a.toml (the timer's runs then do not)
+endpoint=$(ip netns exec a wg show wg0 endpoints | awk '{print $2}')
+baseline() { wg show wg0 dump >/dev/null && wg set wg0 peer "$(cat /tmp/b.pub)" endpoint "$endpoint"; }
+# idle runs and baselines in turn, so that both see the same load on the host
 for i in $(seq __REPEAT__); do
     before=$(sent)
     measure idle ip netns exec a python3 -m wgsigc --config /tmp/a.toml
     echo "FIGURE idle_datagrams $(( $(sent) - before ))"
-done
-cat /tmp/out.log
-endpoint=$(ip netns exec a wg show wg0 endpoints | awk '{print $2}')
-baseline() { wg show wg0 dump >/dev/null && wg set wg0 peer "$(cat /tmp/b.pub)" endpoint "$endpoint"; }
-for i in $(seq __REPEAT__); do
+    cp /tmp/out.log /tmp/idle.log
+    __COMPARE__
     measure baseline ip netns exec a bash -c "$(declare -f baseline); endpoint=$endpoint; baseline"
 done
+cat /tmp/idle.log
 ip netns exec a python3 -X importtime -m wgsigc --config /tmp/a.toml 2>/tmp/imports.log >/dev/null
 echo "FIGURE modules $(grep -c '^import time:' /tmp/imports.log) $(grep -c '| *pyroute2' /tmp/imports.log)"
 grep -q 'pyroute2.ndb' /tmp/imports.log && echo "FIGURE imports_ndb 1" || echo "FIGURE imports_ndb 0"
 grep -q 'wgsig.metrics' /tmp/imports.log && echo "FIGURE imports_metrics 1" || echo "FIGURE imports_metrics 0"
 __PROFILE__
 """
+
+# --compare DIR: the same idle run of another source tree, right after each of this tree's
+COMPARE = ("PYTHONPATH=/srv/payload/src-compare measure idle_compare"
+           " ip netns exec a python3 -m wgsigc --config /tmp/a.toml")
 
 # --profile: where an idle run's time goes (the interpreter's own start, imports, functions)
 PROFILE = r"""
@@ -101,7 +115,8 @@ done
 printf 'import sys\nfrom wgsigc.cli import main\nsys.exit(main())\n' > /tmp/wgsigc-script  # as /usr/bin/wgsigc
 for i in 1 2 3; do
     measure netns_pass ip netns exec a python3 -c pass
-    measure stdlib_floor ip netns exec a python3 -c 'import socket, typing, tomllib, json, pathlib, ipaddress, hmac'
+    measure stdlib_floor ip netns exec a python3 -c \
+        'import _socket, _json, _sha256, binascii, ipaddress, struct, select'
     measure imports_only ip netns exec a python3 -c 'import wgsigc.cli, wgsigc.kernelmode'
     measure idle_script ip netns exec a python3 /tmp/wgsigc-script --config /tmp/a.toml
 done
@@ -125,6 +140,9 @@ def figures(output: str, name: str) -> list[list[float]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeat", type=int, default=5, help="idle runs and baseline runs (default 5)")
+    parser.add_argument("--compare", metavar="DIR", type=Path,
+                        help="also time idle runs of the wgsig tree in DIR (e.g. main's, from git archive), each"
+                             " right after one of this tree's: a before/after within one boot")
     parser.add_argument("--profile", action="store_true",
                         help="also the interpreter's start, the slowest imports and a cProfile of an idle run")
     args = parser.parse_args()
@@ -133,10 +151,13 @@ def main() -> int:
         payload = Path(tmp)
         for package in ("wgsig", "wgsigd", "wgsigc"):
             shutil.copytree(ROOT / package, payload / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
+            if args.compare:
+                shutil.copytree(args.compare / package, payload / "src-compare" / package,
+                                ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "tests" / "natlab.sh", payload / "natlab.sh")
         compileall.compile_dir(payload, quiet=2)  # as the package's postinst does
         (payload / "runs.sh").write_text(GUEST.replace("__REPEAT__", str(args.repeat)).replace(
-            "__PROFILE__", PROFILE if args.profile else ""))
+            "__PROFILE__", PROFILE if args.profile else "").replace("__COMPARE__", COMPARE if args.compare else ""))
         write_payload(payload, "exec bash /srv/payload/runs.sh")
         rc, out = run_in_qemu(payload, timeout=300 + 60 * args.repeat)
     if rc != 0 or "tunnel up" not in out:
@@ -154,6 +175,12 @@ def main() -> int:
     line("converging: a's first run, writes b's endpoint", figures(out, "converging"))
     line("idle: every peer healthy", figures(out, "idle"))
     line("baseline: wg show dump + wg set endpoint", figures(out, "baseline"))
+    if args.compare:
+        line(f"idle, {args.compare} (each run right after one of this tree's)", figures(out, "idle_compare"))
+    baseline = statistics.median(r[1] + r[2] for r in figures(out, "baseline"))
+    for name in ("idle", "idle_compare") if args.compare else ("idle",):
+        cpu = statistics.median(r[1] + r[2] for r in figures(out, name))
+        print(f"{name}: {cpu / baseline:.2f} times the baseline's CPU time")
     sent = [int(r[0]) for r in figures(out, "idle_datagrams")]
     ((modules, pyroute2_modules),) = figures(out, "modules")
     print(f"idle run: datagrams to the server per run {sent}; {modules:.0f} modules imported, "
@@ -164,7 +191,7 @@ def main() -> int:
         for flags in ("", "I", "IS"):
             line(f"python3 {'-' + ' -'.join(flags) if flags else ''} -c pass", figures(out, f"python3_{flags}"))
         line("ip netns exec a python3 -c pass", figures(out, "netns_pass"))
-        line("the standard library an idle run needs (socket, typing, tomllib, json, pathlib, ipaddress, hmac)",
+        line("the standard library an idle run needs (_socket, _json, _sha256, binascii, ipaddress, struct, select)",
              figures(out, "stdlib_floor"))
         line("import wgsigc.cli, wgsigc.kernelmode", figures(out, "imports_only"))
         line("idle run as /usr/bin/wgsigc starts it (a script, not -m)", figures(out, "idle_script"))

@@ -44,17 +44,18 @@ def test_lists_of_strings_and_unknown_keys() -> None:
 
 def test_state_directory_is_the_first_of_systemds(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("STATE_DIRECTORY", raising=False)
-    assert systemd_state_directory("/var/lib/x") == Path("/var/lib/x")
+    assert systemd_state_directory("/var/lib/x") == "/var/lib/x"  # strings: wgsigc's runs load no pathlib
     assert systemd_state_directory(None) is None
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/wgsig:/var/lib/other")
-    assert systemd_state_directory("/var/lib/x") == Path("/var/lib/wgsig")
-    assert systemd_state_directory(None) == Path("/var/lib/wgsig")
+    assert systemd_state_directory("/var/lib/x") == "/var/lib/wgsig"
+    assert systemd_state_directory(None) == "/var/lib/wgsig"
 
 
 def test_metrics_directory_default_configured_and_off(tmp_path: Path) -> None:
     default = metrics_directory({})
     assert default == MetricsDirectory(DEFAULT_METRICS_DIRECTORY, configured=False)
-    assert Path("/var/lib/prometheus/node-exporter") == DEFAULT_METRICS_DIRECTORY
+    assert DEFAULT_METRICS_DIRECTORY == "/var/lib/prometheus/node-exporter"
+    assert MetricsDirectory(Path("/x")) == MetricsDirectory("/x") and MetricsDirectory(Path("/x")).path == "/x"
     assert metrics_directory({"metrics_directory": ""}) is None
     named = metrics_directory({"metrics_directory": str(tmp_path / "absent")})
     assert named == MetricsDirectory(tmp_path / "absent", configured=True)
@@ -100,7 +101,7 @@ def test_a_file_that_is_not_utf8_is_one_line(tmp_path: Path, kind: str) -> None:
 
 def test_state_directory_setting() -> None:
     assert state_directory_setting({}) is None
-    assert state_directory_setting({"state_directory": "/var/lib/x"}) == Path("/var/lib/x")
+    assert state_directory_setting({"state_directory": "/var/lib/x"}) == "/var/lib/x"
     for wrong in ("", "state", "./state", 5, True, ["/a"], {"a": 1}):
         with pytest.raises(ValueError, match="must be an absolute directory path"):
             state_directory_setting({"state_directory": wrong})

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import errno
-import socket
 import sys
 
 import pytest
@@ -188,7 +187,7 @@ def test_the_shell_reads_a_split_dump(monkeypatch: pytest.MonkeyPatch) -> None:
     two receives, a stray message of another sequence skipped."""
     fake = FakeSocket([[FAMILY], [_message(0x15, DEVICE) + _message(0x15, DEVICE, sequence=9),
                                   _message(0x15, CONTINUED) + DONE]])
-    monkeypatch.setattr(socket, "socket", lambda *args: fake)
+    monkeypatch.setattr(netlink.socket, "socket", lambda *args: fake)  # wgsig.host.lightsocket
     monkeypatch.setattr(netlink, "link_exists", lambda name: True)
     state = netlink.read_interface("wg0")
     assert len(state.peers[PublicKey(FIRST)].allowed_ips) == 3
@@ -207,7 +206,7 @@ def test_the_shell_reads_a_split_dump(monkeypatch: pytest.MonkeyPatch) -> None:
 ])
 def test_the_kernels_refusals_are_one_line_each(monkeypatch: pytest.MonkeyPatch, answers: list[list[bytes]],
                                                 raised: type[Exception], text: str) -> None:
-    monkeypatch.setattr(socket, "socket", lambda *args: FakeSocket(answers))
+    monkeypatch.setattr(netlink.socket, "socket", lambda *args: FakeSocket(answers))
     monkeypatch.setattr(netlink, "link_exists", lambda name: True)
     with pytest.raises(raised, match=text):
         netlink.read_interface("wg0")

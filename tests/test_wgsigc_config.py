@@ -47,7 +47,7 @@ allowed_ips = ["10.0.0.8/32", "fd00::8/128"]
     assert (wg0.group, wg0.encrypt, wg0.max_age, wg0.keepalive) == (7, True, 300, 15)
     assert (wg0.handshake_threshold, wg0.handshake_timeout, wg0.attempts, wg0.timeout) == (100, 20, 2, 0.5)
     assert wg0.extra_peers == {bytes(range(32)): ("10.0.0.8/32", "fd00::8/128")}
-    assert state_file_for(wg0) == tmp_path / "state" / "wgsigc-wg0.json"
+    assert state_file_for(wg0) == str(tmp_path / "state" / "wgsigc-wg0.json")  # strings: a run loads no pathlib
 
 
 def test_defaults_and_state_directory_from_systemd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -55,7 +55,7 @@ def test_defaults_and_state_directory_from_systemd(tmp_path: Path, monkeypatch: 
     (wg1,) = load_config(path).interfaces
     assert (wg1.group, wg1.encrypt, wg1.keepalive, wg1.handshake_threshold) == (0, False, 25, 180)
     monkeypatch.setenv("STATE_DIRECTORY", "/var/lib/wgsig")
-    assert state_file_for(wg1) == Path("/var/lib/wgsig/wgsigc-wg1.json")
+    assert state_file_for(wg1) == "/var/lib/wgsig/wgsigc-wg1.json"
 
 
 @pytest.mark.parametrize(
@@ -187,3 +187,17 @@ def test_check_reads_config_and_secrets_without_netlink(tmp_path: Path) -> None:
     broken = tmp_path / "broken.toml"
     broken.write_text("[interface.wg0\n")
     assert _check(broken).returncode == 6 and "Traceback" not in _check(broken).stderr
+
+
+@pytest.mark.parametrize(("name", "valid"), [
+    ("wg0", True), ("a", True), ("x" * 15, True), ("wg.0=+-_", True), ("WG9", True),
+    ("", False), ("x" * 16, False), ("wg 0", False), ("wg/0", False), ("wg:0", False), ("wé", False),
+    ("wg0\n", False),  # the regular expression this replaced ($, not \Z) took a trailing newline
+])
+def test_interface_names(name: str, valid: bool) -> None:
+    table = {"servers": ["192.0.2.1"], "secret_file": "/s"}
+    if valid:
+        assert parse_config({"interface": {name: table}}, "c.toml").interfaces[0].name == name
+    else:
+        with pytest.raises(ConfigError, match="is not an interface name"):
+            parse_config({"interface": {name: table}}, "c.toml")

@@ -10,7 +10,12 @@ plain IPv4 address back.  Pure: no name resolution, no sockets.
 from __future__ import annotations
 
 import ipaddress
-from typing import Any, overload
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if not TYPE_CHECKING:  # (in this order, linters see typing's overload)
+    from wgsig.plainclass import overload
+else:
+    from typing import Any, overload
 
 Endpoint = tuple[str, int]
 

@@ -11,9 +11,13 @@ imported on first use: clients of unencrypted groups never pay for it.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
-from typing import Any
+
+from wgsig.hmac256 import sha256
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 HEADER_SIZE = 16  # SGROUP + NONCE
 NONCE_SIZE = 12
@@ -29,7 +33,7 @@ ChaCha20 = Callable[[bytes, bytes], bytes]  # (nonce, data) -> data XOR keystrea
 
 def envelope_key(secret: bytes) -> bytes:
     """The ChaCha20 key of a group: SHA-256 of its secret."""
-    return hashlib.sha256(secret).digest()
+    return sha256(secret).digest()
 
 
 def scrambled_group(data: bytes) -> int:

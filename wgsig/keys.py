@@ -23,11 +23,13 @@ or decides about them (``wgsigc/plan.py``).
 
 from __future__ import annotations
 
-import base64
-import binascii
-from typing import Any
+import binascii  # base64's own codec (base64.py also loads re: an idle wgsigc run does not)
 
 from wgsig.wire import KEY_SIZE
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class PublicKey(bytes):
@@ -58,13 +60,13 @@ class PublicKey(bytes):
         if not isinstance(text, str):
             return None
         try:
-            raw = base64.b64decode(text.strip(), validate=True)
-        except (binascii.Error, ValueError):
+            raw = binascii.a2b_base64(text.strip().encode("ascii"), strict_mode=True)  # b64decode(validate=True)
+        except (binascii.Error, ValueError):  # ValueError: UnicodeEncodeError, not ASCII
             return None
         return cls(raw) if len(raw) == KEY_SIZE else None
 
     def __str__(self) -> str:
-        return base64.b64encode(self).decode()
+        return binascii.b2a_base64(self, newline=False).decode()
 
     def __repr__(self) -> str:
         return f"PublicKey.from_text({str(self)!r})"

@@ -17,9 +17,20 @@ Supported, as ``dataclasses`` does it: ``frozen``, defaults, ``field(default_fac
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar, dataclass_transform, overload
 
-_T = TypeVar("_T")
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if not TYPE_CHECKING:  # (in this order, linters see typing's names)
+    def overload(function: Callable[..., object]) -> Callable[..., object]:
+        """typing.overload's part at run time: none (the implementation, defined last, is what stays)."""
+        return function
+
+    def dataclass_transform(**_: object) -> Callable[[Callable[..., object]], Callable[..., object]]:
+        return overload  # the marking is for type checkers only
+else:
+    from typing import Any, TypeVar, dataclass_transform, overload
+
+    _T = TypeVar("_T")
+
 _MISSING: Any = object()
 _set = object.__setattr__
 

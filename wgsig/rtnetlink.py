@@ -10,11 +10,11 @@ it never leaves the host), attributes padded to 4 bytes.
 
 from __future__ import annotations
 
-import socket
 import struct
 import sys
 from collections.abc import Iterator
 
+from wgsig.host import lightsocket as socket
 from wgsig.plainclass import dataclass
 
 NLMSG_ERROR = 2

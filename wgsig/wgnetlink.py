@@ -14,12 +14,15 @@ with many peers over several messages, and even one peer's allowed IPs.
 
 from __future__ import annotations
 
-import socket
 import struct
 import sys
-from typing import Any
 
+from wgsig.host import lightsocket as socket
 from wgsig.rtnetlink import NLM_F_DUMP, NLM_F_REQUEST, NLMSGHDR, RTATTR, RtnetlinkError, attributes
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 NETLINK_GENERIC = 16  # linux/netlink.h (the socket module names only NETLINK_ROUTE)
 GENL_ID_CTRL = 0x10

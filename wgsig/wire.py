@@ -15,16 +15,17 @@ Two codecs share that layout:
   fields straight from the datagram with the slices below, and ``wgsig/table.py`` keeps each group
   as its encoded answer (``encode_endpoint``, ``response_tail``, ``encode_slot_answer``).
 
-Encoding and decoding are pure; authentication uses HMAC-SHA256 compared in constant time.
+Encoding and decoding are pure; authentication uses HMAC-SHA256 (``wgsig/hmac256.py``) compared in
+constant time.
 """
 
 from __future__ import annotations
 
-import hmac
 import ipaddress
 import struct
 from collections.abc import Iterable, Sequence
 
+from wgsig import hmac256
 from wgsig.label import LABEL_SIZE, is_valid_label
 from wgsig.plainclass import dataclass
 
@@ -98,12 +99,12 @@ class DecodeError(ValueError):
 
 def mac(secret: bytes, data: bytes) -> bytes:
     """HMAC-SHA256 of ``data`` under ``secret``."""
-    return hmac.digest(secret, data, "sha256")
+    return hmac256.digest(secret, data)
 
 
 def mac_ok(secret: bytes, signed: bytes, tag: bytes) -> bool:
     """Constant-time check of an HMAC tag."""
-    return hmac.compare_digest(hmac.digest(secret, signed, "sha256"), tag)
+    return hmac256.verify(secret, signed, tag)
 
 
 # --- requests ---------------------------------------------------------------

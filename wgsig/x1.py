@@ -21,13 +21,12 @@ Everything here is pure: bytes in, bytes or values out.
 
 from __future__ import annotations
 
-import enum
-import hmac
+import collections
 import ipaddress
 import struct
 from collections.abc import Callable, Iterable, Sequence
-from typing import NamedTuple, TypeVar
 
+from wgsig import hmac256
 from wgsig.wire import (
     MAC_SIZE,
     RECORDS_PER_DATAGRAM,
@@ -37,6 +36,12 @@ from wgsig.wire import (
     RESPONSE_SVEXT,
     DecodeError,
 )
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import NamedTuple, TypeVar
+
+    _T = TypeVar("_T")
 
 # --- negotiation bits ----------------------------------------------------------
 
@@ -69,7 +74,6 @@ MAX_REQUEST_BODY = 240
 MAX_ANSWER_BODY = 640
 REQUESTER_SLOT = 0xFF  # an answer entry about the requester itself (datagram 0 only)
 
-_T = TypeVar("_T")
 _XLEN = struct.Struct(">H")
 _KEY_LABEL = b"wgsig extension v1"
 
@@ -81,8 +85,10 @@ VALUE_ADDRESS = slice(2, None)
 ITEM_ADDRESS = slice(ITEM_HEADER_SIZE + 2, None)  # VALUE_ADDRESS within the whole item
 
 
-class ItemType(enum.IntEnum):
-    """Address items.  Each VALUE is PORT (2) then the address XORed with the record mask."""
+class ItemType:
+    """Address items.  Each VALUE is PORT (2) then the address XORed with the record mask.
+
+    Plain integers (an IntEnum's values, without the enum module: about 6 % of an idle wgsigc run)."""
 
     HOST4 = 0x01  # a LAN address of the peer, with WireGuard's port (request and answer)
     HOST6 = 0x02
@@ -101,24 +107,25 @@ _MASK4 = bytes.fromhex("322dccac")
 _MASK6 = _MASK4 * 4
 
 
-class Item(NamedTuple):
-    """One address item: a type and an endpoint (host as text, IPv6 without brackets)."""
+if TYPE_CHECKING:  # the types; at run time the same tuples from collections (typing is not loaded)
+    class Item(NamedTuple):
+        type: int
+        host: str
+        port: int
 
-    type: int
-    host: str
-    port: int
-
-
-class Entry(NamedTuple):
-    """An answer entry: the slot of the record it belongs to (0-9, or REQUESTER_SLOT) and an item."""
-
-    slot: int
-    item: Item
+    class Entry(NamedTuple):
+        slot: int
+        item: Item
+else:
+    Item = collections.namedtuple("Item", ("type", "host", "port"))
+    Entry = collections.namedtuple("Entry", ("slot", "item"))
+Item.__doc__ = "One address item: a type and an endpoint (host as text, IPv6 without brackets)."
+Entry.__doc__ = "An answer entry: the slot of the record it belongs to (0-9, or REQUESTER_SLOT) and an item."
 
 
 def extension_key(secret: bytes) -> bytes:
     """The key of every XMAC of a group: HMAC-SHA256(group secret, "wgsig extension v1")."""
-    return hmac.digest(secret, _KEY_LABEL, "sha256")
+    return hmac256.digest(secret, _KEY_LABEL)
 
 
 # --- items -----------------------------------------------------------------------
@@ -201,7 +208,7 @@ def _walk(body: bytes, with_slot: bool) -> Iterable[tuple[int, Item | None]]:
 
 def _block(base: bytes, xtype: int, body: bytes, xkey: bytes) -> bytes:
     signed = base + bytes((xtype, VERSION)) + _XLEN.pack(len(body)) + body
-    return signed + hmac.digest(xkey, signed, "sha256")
+    return signed + hmac256.digest(xkey, signed)
 
 
 def encode_request_block(request: bytes, items: Sequence[Item], xkey: bytes) -> bytes:
@@ -276,6 +283,6 @@ def open_answer_block(clear: bytes, xkey: bytes) -> list[Entry]:
 
 def _open(clear: bytes, base: int, xkey: bytes, decode: Callable[[bytes], list[_T]]) -> list[_T]:
     signed, tag = clear[:-MAC_SIZE], clear[-MAC_SIZE:]
-    if not hmac.compare_digest(hmac.digest(xkey, signed, "sha256"), tag):
+    if not hmac256.verify(xkey, signed, tag):
         raise DecodeError("X1 block XMAC does not verify")
     return decode(signed[base + BLOCK_HEADER_SIZE :])

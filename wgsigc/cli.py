@@ -8,10 +8,11 @@ modules load only for print mode. Anything else (help, print mode, a mistake) go
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 from wgsig.host.secretfile import SecretFileError, load_secret, resolve_secret_path
 from wgsigc.exitcodes import EXIT_USAGE, WgsigcError
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 
 if TYPE_CHECKING:
     import argparse

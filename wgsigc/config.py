@@ -11,10 +11,8 @@ own, here.
 from __future__ import annotations
 
 import ipaddress
-import re
+import os
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, TypeVar
 
 from wgsig.endpoint import check_port, parse_port, split_host_port
 from wgsig.host import configfile
@@ -22,6 +20,12 @@ from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: cal
 from wgsig.host.configfile import MetricsDirectory
 from wgsig.keys import PublicKey
 from wgsig.plainclass import dataclass, field
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any, TypeVar
+
+    _T = TypeVar("_T")
 
 DEFAULT_SERVER_PORT = 1223
 DEFAULT_STATE_DIRECTORY = "/var/lib/wgsig"
@@ -37,8 +41,7 @@ DEFAULT_MAX_AGE = 600
 # wgsigc.service's TimeoutStartSec=60s.
 DEFAULT_CONVERGE = 25
 
-_T = TypeVar("_T")
-_IFNAME = re.compile(r"^[A-Za-z0-9_.=+-]{1,15}$")
+_IFNAME_CHARACTERS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.=+-")
 
 
 @dataclass(frozen=True)
@@ -65,7 +68,7 @@ class InterfaceConfig:
     timeout: float = 1.0
     # Peers to add when the interface lacks them: public key -> allowed IPs.
     extra_peers: dict[PublicKey, tuple[str, ...]] = field(default_factory=dict)
-    state_file: Path | None = None
+    state_file: str | None = None  # a path (strings here: a run loads no pathlib)
     # X1 (doc/x1.md): announce this host's LAN addresses and use the peers' (on by default).
     candidates: bool = True
     exclude_candidates: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -85,15 +88,15 @@ class ClientConfig:
     metrics_directory: MetricsDirectory | None = None  # None: no metrics files
 
 
-def default_state_directory() -> Path:
+def default_state_directory() -> str:
     """systemd's StateDirectory= (``$STATE_DIRECTORY``), else /var/lib/wgsig."""
     return configfile.systemd_state_directory(DEFAULT_STATE_DIRECTORY)
 
 
-def state_file_for(interface: InterfaceConfig, directory: Path | None = None) -> Path:
+def state_file_for(interface: InterfaceConfig, directory: str | None = None) -> str:
     if interface.state_file is not None:
         return interface.state_file
-    return (directory or default_state_directory()) / f"wgsigc-{interface.name}.json"
+    return os.path.join(directory or default_state_directory(), f"wgsigc-{interface.name}.json")
 
 
 def parse_server(text: str) -> ServerAddress:
@@ -132,8 +135,22 @@ def parse_endpoint_text(text: str) -> tuple[str, int]:
     return str(address), port
 
 
-def load_config(path: str) -> ClientConfig:
-    return parse_config(configfile.read_toml(path), path)
+def load_config(path: str, cache: str | None = None) -> ClientConfig:
+    """The configuration file ``path``; ``cache``: a file keeping tomllib's reading of it
+    (``config_cache_file``), so that a run finding the file unchanged loads no tomllib."""
+    return parse_config(configfile.read_toml(path, cache), path)
+
+
+CONFIG_CACHE_NAME = "wgsigc.config-cache.json"  # not wgsigc-NAME.json: never an interface's run record
+
+
+def config_cache_file() -> str:
+    """Where a kernel-mode run keeps its parsed configuration: in the default state directory
+    (systemd's StateDirectory=, mode 0700, else /var/lib/wgsig) whatever ``state_directory`` says,
+    as it is read before the configuration is. It holds no secret (the configuration names secret
+    files, never their bytes) and is written 0600; a directory that does not exist is not created:
+    the run then parses the file each time, as without a cache."""
+    return os.path.join(default_state_directory(), CONFIG_CACHE_NAME)
 
 
 def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
@@ -154,7 +171,7 @@ def parse_config(data: dict[str, Any], source: str) -> ClientConfig:
     interfaces = []
     for name, table in tables.items():
         where = f"{source}: [interface.{name}]"
-        if not _IFNAME.match(name):
+        if not 1 <= len(name) <= 15 or not _IFNAME_CHARACTERS.issuperset(name):  # no re: an idle run loads none
             raise ConfigError(f"{where}: {name!r} is not an interface name (1-15 characters)")
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: must be a table")
@@ -170,7 +187,7 @@ _INTERFACE_KEYS = {
 PORT_MAPPING_MODES = ("off", "auto", "pcp", "natpmp", "upnp")  # wgsigc.portmapplan.MODES
 
 
-def _interface(name: str, table: dict[str, Any], where: str, state_directory: Path | None) -> InterfaceConfig:
+def _interface(name: str, table: dict[str, Any], where: str, state_directory: str | None) -> InterfaceConfig:
     unknown = configfile.unknown_key(table, _INTERFACE_KEYS)
     if unknown is not None:
         raise ConfigError(f"{where}: unknown key {unknown!r}")
@@ -199,9 +216,9 @@ def _interface(name: str, table: dict[str, Any], where: str, state_directory: Pa
     extra = _extra_peers(table.get("peer", []), where)
     state_file = None
     if "state_file" in table:
-        state_file = Path(_typed(table, "state_file", where, str))
+        state_file = _typed(table, "state_file", where, str)
     elif state_directory is not None:
-        state_file = state_directory / f"wgsigc-{name}.json"
+        state_file = os.path.join(state_directory, f"wgsigc-{name}.json")
     candidates = _typed(table, "candidates", where, bool) if "candidates" in table else True
     ipv6 = _typed(table, "ipv6", where, bool) if "ipv6" in table else True
     exclude = tuple(_strings(table, "exclude_candidates", where, _network, '["172.16.0.0/12"]'))

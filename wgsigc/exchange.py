@@ -9,16 +9,19 @@ from __future__ import annotations
 import ipaddress
 import os
 import select
-import socket
 import time
 from collections.abc import Callable
-from typing import Any
 
 from wgsig import x1
 from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
+from wgsig.host import lightsocket as socket
 from wgsig.label import label_from_ns
 from wgsig.plainclass import dataclass, field
 from wgsig.wire import Record
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 # The C server compares labels with 16.8 ms granularity: keep our requests apart.
 MIN_REQUEST_GAP = 0.025

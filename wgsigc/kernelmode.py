@@ -20,10 +20,9 @@ here is named then, a warning only while every peer is reached),
 
 from __future__ import annotations
 
+import os
 import sys
 import time
-from pathlib import Path
-from typing import Any, TextIO
 
 from wgsig.client import GroupCredentials, newest_records
 from wgsig.endpoint import Endpoint, endpoint_text
@@ -34,7 +33,7 @@ from wgsig.plainclass import dataclass, field
 from wgsig.wire import Record
 from wgsigc import localaddrs, netlink, runrecord
 from wgsigc.candidates import LocalView
-from wgsigc.config import ConfigError, InterfaceConfig, load_config, state_file_for
+from wgsigc.config import ConfigError, InterfaceConfig, config_cache_file, load_config, state_file_for
 from wgsigc.exitcodes import (
     EXIT_INTERFACE,
     EXIT_NO_ANSWER,
@@ -59,6 +58,10 @@ from wgsigc.signalling import (
     resolve_servers,
 )
 
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any, TextIO
+
 
 @dataclass
 class Run:
@@ -74,7 +77,7 @@ class Run:
     written: set[PublicKey] = field(default_factory=set)  # peers whose endpoint this run wrote
     refused: set[PublicKey] = field(default_factory=set)  # peers whose unusable record endpoint was reported
     nat: NatView | None = None  # what this host's NAT did with its registrations
-    portmap_path: Path | None = None  # the port mapping's state file (wgsigc.portmapping)
+    portmap_path: str | None = None  # the port mapping's state file (wgsigc.portmapping)
     port_mapping_done: bool = False
 
     def fail(self, code: int, message: str) -> None:
@@ -85,7 +88,7 @@ class Run:
 
 def run_kernel_mode(config_path: str, interface: str | None, dry_run: bool) -> int:
     try:
-        config = load_config(config_path)
+        config = load_config(config_path, None if dry_run else config_cache_file())
     except ConfigError as error:
         print(f"wgsigc: {error}", file=sys.stderr)
         return EXIT_USAGE
@@ -109,7 +112,7 @@ def handle_interface(config: InterfaceConfig, dry_run: bool, out: TextIO | None 
     err = err or sys.stderr
     run = Run(config, dry_run)
     path = state_file_for(config)
-    run.portmap_path = path.with_name(path.stem + ".portmap.json")  # portmapping.state_path, without its import
+    run.portmap_path = os.path.splitext(path)[0] + ".portmap.json"  # portmapping.state_path, without its import
     last, problem = runrecord.read(path)
     if problem is not None:
         run.messages.append(f"warning: {problem}")
@@ -223,11 +226,13 @@ def _port_mapping(run: Run, listen_port: int | None) -> list[Endpoint]:
     mapped endpoint to announce. Not in a dry run; no import unless mapping is on or was."""
     assert run.portmap_path is not None
     run.port_mapping_done = True
-    if run.dry_run or (run.config.port_mapping == "off" and not run.portmap_path.exists()):
+    if run.dry_run or (run.config.port_mapping == "off" and not os.path.exists(run.portmap_path)):
         return []
+    from pathlib import Path
+
     from wgsigc import portmapping
 
-    outcome = portmapping.maintain(run.config.port_mapping, listen_port, run.portmap_path, time.time(),
+    outcome = portmapping.maintain(run.config.port_mapping, listen_port, Path(run.portmap_path), time.time(),
                                    f"wgsigc {run.config.name}")
     run.messages.extend(outcome.lines)
     return [outcome.announce] if outcome.announce is not None else []

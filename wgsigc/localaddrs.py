@@ -16,10 +16,10 @@ is the common one), minus the configured ``exclude_candidates``.
 from __future__ import annotations
 
 import ipaddress
-import socket
 from collections.abc import Iterable, Sequence
 
 from wgsig import rtnetlink
+from wgsig.host import lightsocket as socket
 from wgsig.plainclass import dataclass
 
 IFA_F_TEMPORARY = 0x01

@@ -33,7 +33,7 @@ def path_kind(decision: PeerDecision) -> str:
 
 
 def file_for(directory: MetricsDirectory, interface: str) -> Path:
-    return directory.path / f"wgsigc-{interface}.prom"
+    return Path(directory.path) / f"wgsigc-{interface}.prom"
 
 
 def families(interface: str, exit_code: int, end: float, duration: float, plan: Plan | None) -> list[Family]:

@@ -16,17 +16,20 @@ leave allowed IPs out (``pyroute2load.sends_kernel_peer_flags`` tells which).
 from __future__ import annotations
 
 import errno
-import socket
 from collections.abc import Iterable, Mapping
-from typing import Any
 
 from wgsig import rtnetlink, wgnetlink
 from wgsig.endpoint import Endpoint
+from wgsig.host import lightsocket as socket
 from wgsig.keys import PublicKey
 from wgsig.rtnetlink import RtnetlinkError
 from wgsig.wire import KEY_SIZE
 from wgsigc.exitcodes import EXIT_INTERFACE, EXIT_SOCKET, CapabilityMissing, WgsigcError
 from wgsigc.plan import InterfaceState, PeerState, PeerWrite
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 
 class InterfaceError(WgsigcError):

@@ -18,9 +18,7 @@ Unknown peers are added only when the configuration gives their allowed IPs.
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from wgsig.endpoint import NO_IPV4_ENDPOINT, Endpoint, endpoint_text, unusable_reason
 from wgsig.keys import PublicKey
@@ -36,6 +34,10 @@ from wgsigc.candidates import (
     lan_address,
     usable,
 )
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any, ClassVar
 
 
 @dataclass(frozen=True)
@@ -91,18 +93,47 @@ class PeerMemory:
     candidates: tuple[Endpoint, ...] = ()
 
 
-class Action(enum.Enum):
-    SET_ENDPOINT = "set endpoint"
-    ADD_PEER = "add peer"
-    HANDSHAKE = "start handshake"
-    HEALTHY = "healthy, left alone"
-    FOLLOW = "follow moved peer"
-    REOPEN = "start handshake, this host moved"
-    WAITING = "waiting for a handshake"
-    NO_CANDIDATE = "no endpoint this host can use"
-    NO_RECORD = "no record on the servers"
-    OLD_RECORD = "record too old"
-    NOT_CONFIGURED = "not configured on the interface, ignored"
+class Action:
+    """What a run does with a peer: one instance per action, compared by identity; ``value`` is
+    the words the run's output and record say, ``name`` the constant's (as an enum.Enum's: the
+    enum module is about 6 % of an idle run, issue 16)."""
+
+    __slots__ = ("name", "value")
+
+    SET_ENDPOINT: ClassVar[Action]
+    ADD_PEER: ClassVar[Action]
+    HANDSHAKE: ClassVar[Action]
+    HEALTHY: ClassVar[Action]
+    FOLLOW: ClassVar[Action]
+    REOPEN: ClassVar[Action]
+    WAITING: ClassVar[Action]
+    NO_CANDIDATE: ClassVar[Action]
+    NO_RECORD: ClassVar[Action]
+    OLD_RECORD: ClassVar[Action]
+    NOT_CONFIGURED: ClassVar[Action]
+
+    def __init__(self, name: str, value: str) -> None:
+        self.name = name
+        self.value = value
+
+    def __repr__(self) -> str:
+        return f"<Action.{self.name}: {self.value!r}>"
+
+
+for _name, _value in (
+    ("SET_ENDPOINT", "set endpoint"),
+    ("ADD_PEER", "add peer"),
+    ("HANDSHAKE", "start handshake"),
+    ("HEALTHY", "healthy, left alone"),
+    ("FOLLOW", "follow moved peer"),
+    ("REOPEN", "start handshake, this host moved"),
+    ("WAITING", "waiting for a handshake"),
+    ("NO_CANDIDATE", "no endpoint this host can use"),
+    ("NO_RECORD", "no record on the servers"),
+    ("OLD_RECORD", "record too old"),
+    ("NOT_CONFIGURED", "not configured on the interface, ignored"),
+):
+    setattr(Action, _name, Action(_name, _value))
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import sys
 import time
 
 from wgsig.client import GroupCredentials, fresh_records
 from wgsig.endpoint import unusable_reason
+from wgsig.host import lightsocket as socket
 from wgsig.keys import PublicKey
 from wgsig.plainclass import dataclass
 from wgsig.wire import NO_ENDPOINT_UPDATE, Record

@@ -11,9 +11,9 @@ separately.  Needs CAP_NET_RAW.
 from __future__ import annotations
 
 import errno
-import socket
 import struct
 
+from wgsig.host import lightsocket as socket
 from wgsigc.exitcodes import CapabilityMissing
 
 SO_MARK = getattr(socket, "SO_MARK", 36)

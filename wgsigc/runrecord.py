@@ -7,18 +7,21 @@ StateDirectory=wgsig, so /var/lib/wgsig), written atomically.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import math
 import os
-from pathlib import Path
-from typing import Any
 
 from wgsig.endpoint import Endpoint, endpoint_text, parse_endpoint
-from wgsig.host.atomicfile import create_temporary
+from wgsig.host import lightjson  # json's reading and writing, without the json package's import
+from wgsig.host.atomicfile import create_temporary, remove_temporary
 from wgsig.keys import PublicKey
 from wgsig.label import is_valid_label
 from wgsigc.plan import PeerMemory, Plan
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
+
+    from wgsig.host.atomicfile import StrPath
 
 VERSION = 2
 READABLE_VERSIONS = (1, 2)  # version 1 (wgsig 0.1.0) had only the endpoint and since
@@ -159,26 +162,27 @@ def pending_from(record: dict[str, Any] | None) -> dict[PublicKey, PeerMemory]:
     return result
 
 
-def load(path: Path) -> dict[str, Any] | None:
+def load(path: StrPath) -> dict[str, Any] | None:
     """The last record, or None when there is none or it is not valid (a fresh start is safe)."""
     return read(path)[0]
 
 
-def read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
+def read(path: StrPath) -> tuple[dict[str, Any] | None, str | None]:
     """The last record and None, or None and one line saying why it is ignored (None, None: no record).
 
     Validated here, once: ``wgsigc status`` and the next kernel run take the types as written, so a
     hand-edited or damaged file (NaN, a string for a time) is no record, never a traceback.
     """
     try:
-        text = path.read_text()
+        with open(path) as file:  # as Path.read_text() reads
+            text = file.read()
     except FileNotFoundError:
         return None, None
     except (OSError, ValueError) as error:  # ValueError: not UTF-8
         why = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
         return None, _ignored(path, why)
     try:
-        data = json.loads(text, parse_constant=_no_constant)
+        data = lightjson.loads(text, parse_constant=_no_constant)
     except _NotANumber as error:
         return None, _ignored(path, str(error))
     except ValueError as error:
@@ -187,7 +191,7 @@ def read(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return (data, None) if problem is None else (None, _ignored(path, problem))
 
 
-def _ignored(path: Path, why: str) -> str:
+def _ignored(path: StrPath, why: str) -> str:
     return f"run record {path} is not valid ({why}): ignored, as if there were none; the next run replaces it"
 
 
@@ -260,19 +264,18 @@ def _non_finite(value: Any, where: str = "a value") -> str | None:
     return None
 
 
-def save(path: Path, record: dict[str, Any]) -> None:
+def save(path: StrPath, record: dict[str, Any]) -> None:
     """Write atomically: a reader sees the old record or the new one, never half of one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     fd, tmp = create_temporary(path)
     try:
         with os.fdopen(fd, "w") as file:
-            json.dump(record, file, indent=1, sort_keys=True)
+            file.write(lightjson.dumps(record, indent=1, sort_keys=True))
             file.write("\n")
             file.flush()
             os.fsync(file.fileno())
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        remove_temporary(tmp)
         raise

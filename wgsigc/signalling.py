@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from wgsig import x1
 from wgsig.client import GroupCredentials, build_request
 from wgsig.endpoint import endpoint_text
+from wgsig.host import lightsocket as socket
 from wgsig.label import label_from_ns
 from wgsig.plainclass import dataclass, field
 from wgsig.wire import NO_ENDPOINT_UPDATE, NO_LABEL_UPDATE, Record
@@ -34,6 +33,10 @@ from wgsigc.config import InterfaceConfig
 from wgsigc.exchange import MIN_REQUEST_GAP, ExchangeError, diagnose, exchange, resolve_all
 from wgsigc.plan import InterfaceState
 from wgsigc.rawsend import port_is_free, send_from_port, set_mark, udp_socket
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from typing import Any
 
 CLFLG_REGISTER = 0 | x1.XA
 CLFLG_CHECK = NO_ENDPOINT_UPDATE | NO_LABEL_UPDATE | x1.XA  # change nothing, just answer

@@ -12,6 +12,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from wgsig.endpoint import endpoint_text
@@ -206,8 +207,8 @@ def main_status(argv: list[str]) -> int:
 
 
 def _port_mapping(interface: InterfaceConfig, now: float) -> dict[str, Any] | None:
-    path = state_file_for(interface)
-    path = path.with_name(path.stem + ".portmap.json")
+    record = Path(state_file_for(interface))
+    path = record.with_name(record.stem + ".portmap.json")
     if not path.exists():
         return None  # no import of the port mapping shell where it was never used
     from wgsigc import portmapping

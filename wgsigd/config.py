@@ -108,14 +108,14 @@ class DaemonConfig:
 
 
 def default_state_directory() -> Path:
-    return configfile.systemd_state_directory(DEFAULT_STATE_DIRECTORY)
+    return Path(configfile.systemd_state_directory(DEFAULT_STATE_DIRECTORY))
 
 
 def from_command_line(secret_file: str, port: int, encrypt: bool, state_directory: str | None) -> DaemonConfig:
     """The C server's form: one group 0, ``0.0.0.0:PORT``."""
-    state = Path(state_directory) if state_directory else configfile.systemd_state_directory(None)
+    state = state_directory or configfile.systemd_state_directory(None)
     group = GroupSource(name="0", group_id=0, secret_files=(secret_file,), encrypt=encrypt)
-    return DaemonConfig(port=port, state_directory=state, groups=(group,))
+    return DaemonConfig(port=port, state_directory=Path(state) if state else None, groups=(group,))
 
 
 _TOP_KEYS = {
@@ -151,7 +151,7 @@ def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
     return DaemonConfig(
         listen=_string(data, "listen", where, "0.0.0.0"),
         port=int(_number(data, "port", where, 1, 65535, DEFAULT_PORT, integer=True)),
-        state_directory=state or default_state_directory(),
+        state_directory=Path(state) if state else default_state_directory(),
         window=int(_number(data, "window", where, 1, 86400, DEFAULT_WINDOW, integer=True)),
         save_interval=_number(data, "save_interval", where, 0.01, 3600, 1.0),
         idle_exit=idle or None,

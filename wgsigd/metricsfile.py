@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 from wgsig.events import Reason
 from wgsig.host.atomicfile import replace_file
@@ -67,7 +68,7 @@ class MetricsWriter:
 
     def __init__(self, directory: MetricsDirectory) -> None:
         self.directory = directory
-        self.path = directory.path / METRICS_FILE
+        self.path = Path(directory.path) / METRICS_FILE
         self.failing = False
         self._writer: threading.Thread | None = None
 

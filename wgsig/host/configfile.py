@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import math
 import os
-import tomllib
 from collections.abc import Collection, Mapping
-from pathlib import Path
-from typing import Any, TypeGuard, TypeVar, overload
 
 from wgsig.plainclass import dataclass
 
-_T = TypeVar("_T")
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if not TYPE_CHECKING:  # (in this order, linters see typing's overload)
+    from wgsig.plainclass import overload
+else:
+    from typing import Any, TypeGuard, TypeVar, overload
+
+    _T = TypeVar("_T")
+
 
 # Debian's prometheus-node-exporter reads *.prom files here (its textfile collector).
-DEFAULT_METRICS_DIRECTORY = Path("/var/lib/prometheus/node-exporter")
+DEFAULT_METRICS_DIRECTORY = "/var/lib/prometheus/node-exporter"
 
 
 class ConfigError(Exception):
@@ -33,7 +37,12 @@ class ConfigError(Exception):
 _BOMS = {b"\xff\xfe": "UTF-16 little-endian", b"\xfe\xff": "UTF-16 big-endian"}
 
 
-def read_toml(path: str) -> dict[str, Any]:
+def read_toml(path: str, cache: str | None = None) -> dict[str, Any]:
+    """The TOML file ``path`` as tomllib reads it; ConfigError says why not.
+
+    ``cache``: a file that keeps tomllib's result for the file's exact bytes (``cached_toml``), so
+    that a run reading an unchanged file loads no tomllib (issue 16).
+    """
     try:
         with open(path, "rb") as file:
             data = file.read()
@@ -45,6 +54,20 @@ def read_toml(path: str) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} is a directory, expected a TOML file") from None
     except OSError as error:
         raise ConfigError(f"cannot read configuration file {path}: {error.strerror}") from None
+    if cache is not None:
+        found = cached_toml(cache, data)
+        if found is not None:
+            return found
+    parsed = parse_toml(path, data)
+    if cache is not None:
+        store_toml(cache, data, parsed)
+    return parsed
+
+
+def parse_toml(path: str, data: bytes) -> dict[str, Any]:
+    """``data`` (the bytes of the file ``path``) as tomllib reads it; ConfigError says why not."""
+    import tomllib  # with re, datetime and typing: 0.09 s of a run in the VM, not loaded on a cache hit
+
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -56,6 +79,59 @@ def read_toml(path: str) -> dict[str, Any]:
         return tomllib.loads(text.removeprefix("\ufeff"))  # a UTF-8 byte order mark (Notepad's) is harmless
     except tomllib.TOMLDecodeError as error:
         raise ConfigError(f"{path}: not valid TOML: {error}") from None
+
+
+# The parse cache (read_toml's ``cache``): one JSON object holding the configuration's bytes (as
+# text) and what tomllib made of them. It is used only for exactly those bytes, read by this same
+# interpreter (its version string: a new tomllib may read a file differently), so an edited file
+# is parsed again whatever its size and times; a cache that is missing, unreadable, damaged or of
+# another format is passed over, and one that cannot be written (no such directory, read-only,
+# full) is silently not written: the file is parsed as without a cache. A configuration holding
+# TOML dates or times (which JSON lacks, and no setting takes) is not cached.
+_CACHE_FORMAT = 1
+
+
+def cached_toml(cache: str, data: bytes) -> dict[str, Any] | None:
+    """What the cache file ``cache`` holds for a file of exactly ``data``, else None."""
+    import sys
+
+    from wgsig.host import lightjson
+
+    try:
+        with open(cache, "rb") as file:
+            entry = lightjson.loads(file.read().decode())
+        if (isinstance(entry, dict) and entry.get("format") == _CACHE_FORMAT and entry.get("python") == sys.version
+                and entry.get("config") == data.decode("utf-8") and isinstance(entry.get("toml"), dict)):
+            toml: dict[str, Any] = entry["toml"]
+            return toml
+    except (OSError, ValueError):  # ValueError: JSONDecodeError and UnicodeDecodeError
+        pass
+    return None
+
+
+def store_toml(cache: str, data: bytes, parsed: dict[str, Any]) -> None:
+    """Keep ``parsed`` (tomllib's reading of ``data``) in the cache file ``cache``, mode 0600."""
+    import sys
+
+    from wgsig.host import lightjson
+    from wgsig.host.atomicfile import replace_file
+
+    if not _json_plain(parsed):
+        return
+    entry = {"format": _CACHE_FORMAT, "python": sys.version, "config": data.decode("utf-8"), "toml": parsed}
+    try:
+        replace_file(cache, lightjson.dumps(entry).encode(), mode=0o600)
+    except OSError:  # no such directory, read-only, full: the next run parses the file again
+        return
+
+
+def _json_plain(value: Any) -> bool:
+    """Whether JSON gives ``value`` back as it is (tomllib's dates and times it does not)."""
+    if isinstance(value, dict):
+        return all(isinstance(key, str) and _json_plain(item) for key, item in value.items())
+    if isinstance(value, list):
+        return all(_json_plain(item) for item in value)
+    return isinstance(value, str | int | float | bool)
 
 
 def is_kind(value: Any, kind: type[_T]) -> TypeGuard[_T]:
@@ -85,24 +161,27 @@ def unknown_key(table: Mapping[str, Any], known: Collection[str]) -> str | None:
 
 
 @overload
-def systemd_state_directory(default: str) -> Path:
+def systemd_state_directory(default: str) -> str:
     pass
 
 
 @overload
-def systemd_state_directory(default: None) -> Path | None:
+def systemd_state_directory(default: None) -> str | None:
     pass
 
 
-def systemd_state_directory(default: str | None) -> Path | None:
-    """systemd's StateDirectory= (the first entry of ``$STATE_DIRECTORY``), else ``default``."""
+def systemd_state_directory(default: str | None) -> str | None:
+    """systemd's StateDirectory= (the first entry of ``$STATE_DIRECTORY``), else ``default``.
+
+    Paths are strings here and below (``state_directory_setting``, ``MetricsDirectory``): wgsigc's
+    runs load no pathlib (issue 16); wgsigd makes Paths of them."""
     value = os.environ.get("STATE_DIRECTORY")
     if value:
-        return Path(value.split(":")[0])
-    return Path(default) if default is not None else None
+        return value.split(":")[0]
+    return default
 
 
-def state_directory_setting(table: Mapping[str, Any], key: str = "state_directory") -> Path | None:
+def state_directory_setting(table: Mapping[str, Any], key: str = "state_directory") -> str | None:
     """The ``state_directory`` setting: None when absent (each program has its default), else an
     absolute path ("" would be whatever directory the program was started in).  ValueError says
     what is expected."""
@@ -111,7 +190,7 @@ def state_directory_setting(table: Mapping[str, Any], key: str = "state_director
     value = table[key]
     if not is_kind(value, str) or not value.startswith("/"):
         raise ValueError(f"must be an absolute directory path, not {value!r}")
-    return Path(value)
+    return value
 
 
 @dataclass(frozen=True)
@@ -121,15 +200,19 @@ class MetricsDirectory:
     ``configured``: named in the configuration, so written to (and failures reported) whether or
     not it exists; else it is node-exporter's default directory, used only while it exists and
     this process may write to it (Debian's is root's, mode 0755: a service running as a dynamic
-    user, or outside ReadWritePaths=, quietly writes none there).
+    user, or outside ReadWritePaths=, quietly writes none there).  ``path`` is kept as a string
+    (a Path given is turned into one): wgsigc's runs load no pathlib (issue 16).
     """
 
-    path: Path
+    path: str
     configured: bool = False
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", os.fspath(self.path))
 
     def in_use(self) -> bool:
         """Whether to write now (the default directory appears when node-exporter is installed)."""
-        return self.configured or (self.path.is_dir() and os.access(self.path, os.W_OK | os.X_OK))
+        return self.configured or (os.path.isdir(self.path) and os.access(self.path, os.W_OK | os.X_OK))
 
 
 def metrics_directory(table: Mapping[str, Any], key: str = "metrics_directory") -> MetricsDirectory | None:
@@ -140,4 +223,4 @@ def metrics_directory(table: Mapping[str, Any], key: str = "metrics_directory") 
     value = table[key]
     if not is_kind(value, str) or (value and not value.startswith("/")):
         raise ValueError(f'must be an absolute directory path, or "" for no metrics, not {value!r}')
-    return MetricsDirectory(Path(value), configured=True) if value else None
+    return MetricsDirectory(value, configured=True) if value else None
