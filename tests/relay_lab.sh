@@ -108,8 +108,9 @@ fact_endpoint ep_in_b b wg0 /tmp/a.pub
 fact_ping ping_relayed a 10.99.0.2 5
 fact allocations "$(cat /tmp/wgsigd-state/relay-allocations)"
 ip netns exec a python3 -m wgsigc status --config /tmp/a.toml > /tmp/a.status 2>&1 &
+status_a=$!
 ip netns exec b python3 -m wgsigc status --config /tmp/b.toml > /tmp/b.status 2>&1
-wait
+wait "$status_a"  # not a bare wait: wgsigd and the relay run in the background
 fact status_a "$(cat /tmp/a.status)"
 fact status_b "$(cat /tmp/b.status)"
 fact nat_ports "$(ip netns exec nata conntrack -L -p udp 2>/dev/null | grep -c 'dport=40' || true)"

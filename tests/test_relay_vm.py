@@ -47,13 +47,12 @@ def test_two_peers_behind_fully_random_nats_get_a_tunnel_through_the_relay(lab: 
 def test_the_relay_is_used_only_after_the_direct_candidates_failed(lab: LabRun) -> None:
     rounds = int(lab.fact("rounds"))
     runs = [lab.run(f"a{i}") for i in range(1, rounds + 1)]
-    first = runs[0]
-    assert first.rc == 5 and "no handshake" in first.out, first  # the direct candidates failed first
     # The endpoints a wrote, in order: the public one (its step), and only later the relay.
     said = [line for run in runs for line in run.lines if line.startswith("wg0: peer ")]
     public = next(i for i, line in enumerate(said) if "(public)" in line)
     relay = next(i for i, line in enumerate(said) if "(relay)" in line)
     assert public < relay, "\n".join(map(str, runs))
+    assert runs[-1].rc == 0, runs[-1]  # the run that saw the tunnel up through the relay succeeds
 
 
 def test_status_says_the_relay_is_in_use_and_why(lab: LabRun) -> None:

@@ -139,3 +139,13 @@ def test_status_shows_the_relay_in_use_and_why() -> None:
     assert view["peers"][0]["relay"] == f"in use: {RELAY[0]}:{RELAY[1]} (no direct candidate got a handshake)"
     text = format_view(view, NOW)
     assert f"in use: {RELAY[0]}:{RELAY[1]} (relay)" in text and "relayed" in text and "    relay: in use" in text
+
+
+def test_a_relay_allocated_for_a_resting_peer_is_used_at_once() -> None:
+    memory: dict[PublicKey, PeerMemory] = {}
+    for now in (NOW, NOW + 6, NOW + 12, NOW + 20):  # the public endpoint's step, then resting on it
+        decided = decide(state(PUBLIC), now, memory, relay=False)
+        memory = decided.memory(memory)
+    assert memory[PEER].relay and memory[PEER].resting
+    (d,) = decide(state(PUBLIC), NOW + 21, memory, relay=True).decisions
+    assert d.write is not None and d.write.endpoint == RELAY and "allocated" in d.detail

@@ -60,6 +60,17 @@ def with_relay(decision: PeerDecision, peer: PeerState | None, before: PeerMemor
     if before.probe_since is not None and relay is not None:
         return _probing(decision, peer, before, relay.endpoint, now)
     wants = decision.problem is not None or (before.relay and not (healthy and not on_relay))
+    if wants and relay is not None and not healthy and not on_relay and relay.endpoint not in before.candidates:
+        # The relay was just allocated for a peer whose direct candidates all failed: use it at
+        # once rather than cycling through them again first.
+        write = PeerWrite(peer.public_key, relay.endpoint, peer.keepalive or 25, peer.allowed_ips,
+                          old_keepalive=peer.keepalive)
+        memory = replace(pending, endpoint=relay.endpoint, since=now, resting=False, relay=True, probe_since=None,
+                         probed=before.probed)
+        return replace(decision, action=Action.SET_ENDPOINT, write=write, pending=memory,
+                       detail=f"endpoint {_text(kernel)} -> {_text(relay.endpoint)} (relay): allocated for this peer,"
+                              " whose direct candidates failed",
+                       in_use=f"{_text(relay.endpoint)} (relay)", why="relayed: no direct candidate got a handshake")
     if wants and on_relay and healthy and now - before.probed >= RELAY_RETRY \
             and now - peer.latest_handshake >= REKEY_SOON:
         direct = next((c for c in decision.candidates if c.kind != "relay"), None)
