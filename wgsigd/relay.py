@@ -165,8 +165,11 @@ class RelayProcess:
             now = clock()
             if now >= next_check:
                 self.check_file(now)
-                for port in self.forwarder.expire(now):
+                expired = self.forwarder.expire(now)
+                for port in expired:
                     self._close(port)
+                if expired:
+                    log.info("%d allocations expired: relaying %d", len(expired) // 2, len(self.sockets) // 2)
                 next_check = now + CHECK_INTERVAL
             try:
                 events = poll(max(0.0, min(CHECK_INTERVAL, next_check - now)))
