@@ -183,13 +183,14 @@ def main() -> int:
                 return 1
             print(f"{args.size}-byte datagrams, {args.seconds:g} s per run; relay pinned to CPU 0, sender and sink"
                   " to CPU 1")
-            print("| offered/s | path | delivered/s | Mbit/s | lost | relay CPU us/dgram | capacity/s | relay CPU share |")
+            print("| offered/s | path | delivered/s | Mbit/s | lost | relay CPU us/dgram | capacity/s"
+                  " | relay CPU share |")
             print("|---:|---|---:|---:|---:|---:|---:|---:|")
             for rate in [float(r) for r in args.rates.split(",")]:
                 offered = f"{rate:,.0f}" if rate else "flat out"
                 d = one((B_IP, direct_port), direct_port, None, args.size, rate, args.seconds, None)
-                print(f"| {offered} | direct | {d['dgrams_s']:,.0f} | {d['mbit_s']:,.0f} | {d['lost']:.1%} | — | — | — |",
-                      flush=True)
+                print(f"| {offered} | direct | {d['dgrams_s']:,.0f} | {d['mbit_s']:,.0f} | {d['lost']:.1%}"
+                      " | — | — | — |", flush=True)
                 r = one(("127.0.0.1", port_a), 0, ("127.0.0.1", port_b), args.size, rate, args.seconds, relay.pid)
                 print(f"| {offered} | relay | {r['dgrams_s']:,.0f} | {r['mbit_s']:,.0f} | {r['lost']:.1%} |"
                       f" {r['cpu_us']:.1f} | {1e6 / r['cpu_us'] if r['cpu_us'] else 0:,.0f} | {r['cpu_share']:.0%} |",
