@@ -341,3 +341,18 @@ def test_a_c_client_and_an_x1_unaware_client_get_todays_bytes_from_a_relay_serve
     data = build_request(c.creds, peer(3), label_from_ns(c.ns), 0, os.urandom)
     answer, _ = server.receive_datagram(data, c.source, NOW)
     assert answer == wire.encode_responses(list(server.groups[3].records()), 3, SECRET)
+
+
+def test_an_allocation_admits_both_addresses_a_peer_registered_from() -> None:
+    server = relay_server()
+    a, b = Peer(server, 1, ("::ffff:198.51.100.1", 40001)), Peer(server, 2, ("::ffff:203.0.113.2", 50001))
+    a6 = Peer(server, 1, ("2001:db8::a", 51820))
+    a.ask(0 | x1.XA)
+    a6.ns = a.ns + 25_000_000
+    a6.ask(0 | x1.XA)  # A's WireGuard port over IPv6 too: its OBS6
+    a.ns = a6.ns
+    b.ask(0 | x1.XA)
+    a.ask(1 | x1.XA, [], relay_to=(2,))
+    b.ask(1 | x1.XA, [], relay_to=(1,))
+    [allocation] = server.relay.snapshot()  # type: ignore[union-attr]
+    assert allocation.ips_a == ("198.51.100.1", "2001:db8::a") and allocation.ips_b == ("203.0.113.2",)

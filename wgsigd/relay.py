@@ -29,6 +29,7 @@ from wgsigd.config import ConfigError, RelayConfig
 log = logging.getLogger("wgsigd")
 
 CHECK_INTERVAL = 1.0  # seconds between two looks at the allocation file
+REPORT_INTERVAL = 300.0  # seconds between two lines of counters (only when they changed)
 BATCH = 64  # datagrams read from one socket before looking at the others
 BUFFER_SIZE = 65536
 SOCKET_BUFFER = 4 << 20
@@ -146,11 +147,13 @@ class RelayProcess:
             for port in list(self.sockets):
                 self._close(port)
             self._epoll.close()
+        log.info("wgsigd relay stopped: %s", self.counters())
+        return 0
+
+    def counters(self) -> str:
         f = self.forwarder
         drops = ", ".join(f"{reason} {f.dropped[reason]}" for reason in DROP_REASONS if f.dropped[reason])
-        log.info("wgsigd relay stopped: %d datagrams (%d bytes) forwarded; dropped: %s", f.forwarded,
-                 f.forwarded_bytes, drops or "none")
-        return 0
+        return f"{f.forwarded} datagrams ({f.forwarded_bytes} bytes) forwarded; dropped: {drops or 'none'}"
 
     def _on_signal(self, signum: int, frame: object) -> None:
         self._stop = True
@@ -161,8 +164,15 @@ class RelayProcess:
         forward = self.forwarder.forward
         sockets, by_fd, poll, clock = self.sockets, self._by_fd, self._epoll.poll, self.clock
         next_check = 0.0
+        next_report, reported = clock() + REPORT_INTERVAL, ""
         while not self._stop and (until is None or not until()):
             now = clock()
+            if now >= next_report:
+                line = self.counters()
+                if line != reported:
+                    log.info("relay: %s", line)
+                    reported = line
+                next_report = now + REPORT_INTERVAL
             if now >= next_check:
                 self.check_file(now)
                 expired = self.forwarder.expire(now)
