@@ -149,3 +149,18 @@ def test_a_relay_allocated_for_a_resting_peer_is_used_at_once() -> None:
     assert memory[PEER].relay and memory[PEER].resting
     (d,) = decide(state(PUBLIC), NOW + 21, memory, relay=True).decisions
     assert d.write is not None and d.write.endpoint == RELAY and "allocated" in d.detail
+
+
+def test_with_several_relaying_servers_both_peers_pick_the_same_relay() -> None:
+    one, two = x1.Item(x1.ItemType.RELAY, "198.51.100.9", 40001), x1.Item(x1.ItemType.RELAY, "192.0.2.1", 41000)
+    assert announced_from({bytes(PEER): [one, two]})[bytes(PEER)].relay == ("192.0.2.1", 41000)
+    assert announced_from({bytes(PEER): [two, one]})[bytes(PEER)].relay == ("192.0.2.1", 41000)
+
+
+def test_the_relay_memory_survives_the_run_record() -> None:
+    from wgsigc.runrecord import _memory, memory_json
+
+    memory = PeerMemory(endpoint=PUBLIC, since=NOW, relay=True, probe_since=NOW + 1, probed=NOW - 5)
+    again = _memory(memory_json(memory))
+    assert (again.relay, again.probe_since, again.probed) == (True, NOW + 1, NOW - 5)
+    assert _memory({}).relay is False and _memory({"relay": "yes"}).relay is False

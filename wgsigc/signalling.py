@@ -17,6 +17,7 @@ sent only to a server that said SV_XR_OK.  ``poll`` repeats step 3 (or a CLFLG 1
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import time
@@ -262,6 +263,10 @@ def announced_from(items: dict[bytes, list[x1.Item]]) -> dict[bytes, Announced]:
         obs6 = next(((i.host, i.port) for i in peer_items if i.type == x1.ItemType.OBS6), None)
         host = tuple((i.host, i.port) for i in peer_items if i.type in (x1.ItemType.HOST4, x1.ItemType.HOST6))
         mapped = tuple((i.host, i.port) for i in peer_items if i.type in (x1.ItemType.MAPPED4, x1.ItemType.MAPPED6))
-        relay = next(((i.host, i.port) for i in peer_items if i.type == x1.ItemType.RELAY), None)
+        # Several servers may each relay: both peers must pick the same one, so not by the order of
+        # their own servers list but by the relay's address (every peer sees the same addresses).
+        relays = sorted(((ipaddress.ip_address(i.host), i.port) for i in peer_items if i.type == x1.ItemType.RELAY),
+                        key=lambda r: (r[0].version, r[0]))
+        relay = (str(relays[0][0]), relays[0][1]) if relays else None
         result[peer_id] = Announced(obs6, host, mapped, relay)
     return result
