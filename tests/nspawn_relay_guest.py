@@ -61,7 +61,7 @@ def prop(unit: str, name: str) -> str:
 
 
 def relay_ports() -> list[str]:
-    return [line.split()[3] for line in out("ss", "-Hlun").splitlines() if re.search(r":400\d\b", line.split()[3])]
+    return [line.split()[3] for line in out("ss", "-Hlun").splitlines() if re.search(r":400\d\d$", line.split()[3])]
 
 
 def install() -> None:
