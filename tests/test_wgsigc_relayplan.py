@@ -164,3 +164,14 @@ def test_the_relay_memory_survives_the_run_record() -> None:
     again = _memory(memory_json(memory))
     assert (again.relay, again.probe_since, again.probed) == (True, NOW + 1, NOW - 5)
     assert _memory({}).relay is False and _memory({"relay": "yes"}).relay is False
+
+
+def test_live_status_on_the_relay_says_why() -> None:
+    from wgsig.endpoint import endpoint_text
+
+    record = {"time": NOW, "exit_code": 0, "messages": [], "peers": [{
+        "public_key": str(PEER), "in_use": None, "candidates": [{"endpoint": endpoint_text(RELAY), "kind": "relay"}],
+        "pending": {"relay": True}}]}
+    view = status_view("wg0", record, state(RELAY, NOW - 3), None, NOW)
+    (p,) = view["peers"]
+    assert p["in_use"] == f"{endpoint_text(RELAY)} (relay)" and "relayed" in p["why"] and p["relay"].startswith("in use")

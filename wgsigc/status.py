@@ -25,6 +25,7 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
                 now: float, port_mapping: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status of one interface as plain data (pure): the JSON output, and what the text shows."""
     peers: dict[str, dict[str, Any]] = {}
+    memories: dict[str, dict[str, Any]] = {}
 
     def entry(key: str) -> dict[str, Any]:
         return peers.setdefault(key, {
@@ -51,14 +52,15 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         e["why"] = peer.get("why") if isinstance(peer.get("why"), str) else None
         memory: dict[str, Any] = peer["pending"] if isinstance(peer.get("pending"), dict) else {}
         e["worked"] = [w for w in _list(memory.get("worked")) if isinstance(w, dict)]
-        e["relay"] = _relay(e, memory)
+        memories[peer["public_key"]] = memory
     if live is not None:
         for key, state in live.peers.items():
             e = entry(str(key))
             e["kernel_endpoint"] = endpoint_text(state.endpoint)
             e["latest_handshake"] = state.latest_handshake or None
             _live_in_use(e, state.endpoint, state.latest_handshake, now)
-    for e in peers.values():
+    for name, e in peers.items():
+        e["relay"] = _relay(e, memories.get(name, {}))  # after the live view: what the kernel points at now
         if e["latest_handshake"]:
             e["handshake_age"] = int(now - e["latest_handshake"])
     last_run = None
@@ -114,6 +116,8 @@ def _live_in_use(e: dict[str, Any], endpoint: Any, handshake: int, now: float) -
     if in_use != e["in_use"] or young:
         e["why"] = f"handshake {int(now - handshake)} s ago" if young else (
             "changed since the last run" if e["in_use"] else None)
+        if kind == "relay" and e["why"]:
+            e["why"] += ", relayed: no direct candidate got a handshake"
     e["in_use"] = in_use
 
 
