@@ -21,6 +21,7 @@ from typing import NamedTuple
 DEFAULT_LIFETIME = 600.0  # seconds an allocation lasts after the older side's latest RELAY_REQ
 DEFAULT_MAX_PER_PEER = 4
 DEFAULT_MAX_PER_GROUP = 16
+EXPIRE_INTERVAL = 1.0  # seconds between two walks over the table
 
 
 class Allocation(NamedTuple):
@@ -69,6 +70,7 @@ class RelayTable:
         self._allocations: dict[_Pair, Allocation] = {}
         self._used: set[int] = set()
         self._ips: dict[tuple[int, bytes], tuple[str, ...]] = {}  # (group, peer) -> where it registered from
+        self._next_expire = float("-inf")
         self.refused = 0  # pairs that both asked but hit a limit (or the range is full)
         self.dirty = False  # the allocations changed since the last ``snapshot``
 
@@ -134,7 +136,11 @@ class RelayTable:
         return tuple(chosen)
 
     def expire(self, now: float) -> int:
-        """Forget requests older than ``lifetime`` and allocations past their expiry; how many went."""
+        """Forget requests older than ``lifetime`` and allocations past their expiry; how many went.
+        At most once per EXPIRE_INTERVAL (it walks every entry; ``ports_for`` checks expiry itself)."""
+        if now < self._next_expire:
+            return 0
+        self._next_expire = now + EXPIRE_INTERVAL
         oldest = now - self.lifetime
         for key in [k for k, t in self._wants.items() if t < oldest]:
             del self._wants[key]
