@@ -148,13 +148,16 @@ def test_files_where_the_command_lines_take_files(setup: str, tree: Path) -> Non
     assert complete(setup, "wgsigc host 1223 gr", cwd=tree) == []
     assert complete(setup, "wgsigc host 1223 KEY group0.key ", cwd=tree) == []
     # wgsigd: SECRET_FILE first (with the genkey subcommand), genkey's FILE, --state-dir a directory.
-    assert sorted(complete(setup, "wgsigd ", cwd=tree)) == ["genkey", "group0.key", "keys", "wgsigc.toml",
+    assert sorted(complete(setup, "wgsigd ", cwd=tree)) == ["genkey", "group0.key", "keys", "relay", "wgsigc.toml",
                                                             "wgsigd.toml"]
     assert sorted(complete(setup, "wgsigd g", cwd=tree)) == ["genkey", "group0.key"]
     assert complete(setup, "wgsigd genkey gr", cwd=tree) == ["group0.key"]
     assert complete(setup, "wgsigd genkey group0.key ", cwd=tree) == []
     assert complete(setup, "wgsigd --state-dir ", cwd=tree) == ["keys"]
     assert complete(setup, "wgsigd group0.key ", cwd=tree) == []  # PORT
+    # wgsigd relay --config FILE
+    assert complete(setup, "wgsigd relay ", cwd=tree) == ["--config"]
+    assert sorted(complete(setup, "wgsigd relay --config wgsig", cwd=tree)) == ["wgsigc.toml", "wgsigd.toml"]
 
 
 def test_ipv6_servers_and_base64_keys_count_as_one_argument(setup: str, tree: Path) -> None:

@@ -168,3 +168,53 @@ def test_answer_blocks_round_trip_within_the_size_limit(entries: list[tuple[int,
     assert [(e.slot, e.item.type, e.item.port) for e in x1.open_answer_block(data, XKEY)] == [
         (e.slot, e.item.type, e.item.port) for e in wanted
     ]
+
+
+# --- relays (doc/x1.md, "Relays") ----------------------------------------------------------------
+
+
+def test_relay_request_vector_byte_for_byte() -> None:
+    v = VECTORS["relay_request"]
+    base = wire.encode_request(bytes.fromhex(v["peer_id"]), bytes.fromhex(v["label"]), v["clflg"],
+                               VECTORS["group"], SECRET)
+    items = [Item(*i) for i in v["items"]]
+    relay_to = [bytes.fromhex(p) for p in v["relay_to"]]
+    data = x1.encode_request_block(base, items, XKEY, relay_to)
+    assert data.hex() == v["bytes"]
+    assert data[-32:] == hmac.digest(XKEY, data[:-32], "sha256")
+    # The RELAY_REQ item: TYPE 0x10, LEN 32, the peer ID unmasked, after the address items.
+    body = data[86:-32]
+    assert body[-34:] == bytes((0x10, 32)) + relay_to[0]
+    # An X1 reader that does not know RELAY_REQ skips it; this one reads it apart from the items.
+    assert x1.open_request_block(data, XKEY) == items
+    assert x1.relay_requests(x1.request_body(data)) == relay_to
+
+
+def test_relay_answer_vector_byte_for_byte() -> None:
+    v = VECTORS["relay_answer"]
+    r = v["record"]
+    record = wire.Record(bytes.fromhex(r["peer_id"]), r["ip"], r["port"], bytes.fromhex(r["label"]))
+    datagram = wire.encode_response(wire.encode_record(record) + bytes(450), 0, VECTORS["group"], SECRET, v["svext"])
+    entries = [Entry(slot, Item(*item)) for slot, item in v["entries"]]
+    data = x1.encode_answer_block(datagram, entries, XKEY)
+    assert data.hex() == v["bytes"]
+    assert v["svext"] & x1.SV_RELAY == 0x0008
+    # RELAY: slot, TYPE 0x08, LEN 6, PORT, the address XORed with the record mask, as OBS.
+    assert data[544:553] == bytes.fromhex("00 08 06 9c41") + bytes(a ^ m for a, m in zip(
+        bytes((198, 51, 100, 1)), bytes.fromhex("322dccac"), strict=True))
+    assert x1.open_answer_block(data, XKEY) == entries
+
+
+def test_relay_items_round_trip_and_lengths() -> None:
+    six = Item(ItemType.RELAY, "2001:db8::1", 40000)
+    assert x1.decode_entries(bytes((3,)) + x1.encode_item(six)) == [Entry(3, six)]
+    with pytest.raises(wire.DecodeError):
+        x1.decode_items(bytes((0x10, 31)) + bytes(31))  # a RELAY_REQ is exactly 32 bytes
+    with pytest.raises(wire.DecodeError):
+        x1.decode_items(bytes((0x08, 7)) + bytes(7))
+    with pytest.raises(ValueError):
+        x1.encode_relay_request(bytes(31))
+    # Repeats count once, and a server reads at most four.
+    peers = [bytes((i,)) * 32 for i in range(1, 7)]
+    body = b"".join(x1.encode_relay_request(p) for p in [peers[0], *peers])
+    assert x1.relay_requests(body) == peers[:4]

@@ -54,17 +54,19 @@ def build_request(
     clflg: int,
     random_bytes: Callable[[int], bytes],
     items: Sequence[x1.Item] | None = None,
+    relay_to: Sequence[bytes] = (),
 ) -> bytes:
     """The request datagram as it goes on the wire (encrypted if the group is).
 
     With ``items`` (X1: only to a server that answered with SV_XR_OK) CLFLG gets XR and the
-    request block follows the 82 bytes.
+    request block follows the 82 bytes; ``relay_to`` adds a RELAY_REQ for each of those peer IDs
+    (only to a server that answered with SV_RELAY).
     """
     if items is not None:
         clflg |= x1.XR
     clear = encode_request(peer_id, label, clflg, credentials.group_id, credentials.secret)
     if items is not None:
-        clear = x1.encode_request_block(clear, items, x1.extension_key(credentials.secret))
+        clear = x1.encode_request_block(clear, items, x1.extension_key(credentials.secret), relay_to)
     if not credentials.encrypt:
         return clear
     nonce = random_bytes(NONCE_SIZE)

@@ -19,6 +19,7 @@ from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, Envelope, envelope_key, scra
 from wgsig.events import Answered, Change, Event, Reason, Rejected
 from wgsig.label import label_seconds
 from wgsig.ratelimit import NO_LIMITS, Limits, capped_datagrams
+from wgsig.relayalloc import RelayTable
 from wgsig.signer import Signer
 from wgsig.sockfilter import SizeRange
 from wgsig.table import GroupTable
@@ -41,7 +42,7 @@ from wgsig.wire import (
     DecodeError,
     encode_endpoint,
 )
-from wgsig.x1view import NO_IPV4, GroupExtensions, encode_observed
+from wgsig.x1view import CAPABILITIES, NO_IPV4, GroupExtensions, encode_observed
 
 # The server loads OpenSSL anyway (Signer) and tags datagram-sized messages: X1's blocks (wgsig.x1)
 # go through OpenSSL's HMAC, 2-3 times as fast as the built-in SHA-256 a client run uses there.
@@ -161,8 +162,14 @@ class Server:
         window: int = DEFAULT_WINDOW,
         random_bytes: Callable[[int], bytes] | None = None,
         limits: Limits = NO_LIMITS,
+        relay: RelayTable | None = None,
+        relay_host: str | None = None,
     ) -> None:
         self.window = window
+        # The relay (off unless configured): allocations, and the address the peers send to.
+        self.relay = relay if relay_host is not None else None
+        self.relay_host = relay_host
+        self._capabilities = CAPABILITIES | (x1.SV_RELAY if self.relay is not None else 0)
         self._random_bytes = random_bytes
         self._nonces = _RandomPool(random_bytes) if random_bytes is not None else None
         self._groups: dict[int, _Group] = {}
@@ -199,6 +206,8 @@ class Server:
             new[config.group_id] = group
         self._groups = new
         self.dirty = True
+        if self.relay is not None:
+            self.relay.keep_groups(new)
         if window is not None:
             self.window = window
         if limits is not None:
@@ -399,6 +408,8 @@ class Server:
                 change, evicted = table.upsert(peer_id, encode_endpoint(packed, source[1]), label)
                 if evicted is not None:
                     ext.forget(evicted)
+                    if self.relay is not None:
+                        self.relay.forget_peer(group_id, evicted)
             self.dirty = True
         elif update == STORE_LABEL:
             (ext.v6only if v6only else table).refresh(peer_id, label)
@@ -410,6 +421,13 @@ class Server:
         if items is not None and stores_label:
             # Only label-storing requests change what is announced: their replays are rejected.
             ext.set_announced(peer_id, items, now)
+        relays = None
+        if self.relay is not None and items is not None and stores_label:
+            # RELAY_REQ only in label-storing requests: authentic, and never replayed.
+            wanted = x1.relay_requests(x1.request_body(clear))
+            if wanted:
+                self.relay.request(group_id, peer_id, wanted, _registered_ips(group, peer_id, now), now)
+            relays = self._relay_items(group_id, peer_id, now)
         if stores_label and limiter is not None and not limiter.allow(source[0], now):
             # A fresh request is applied whatever its source's budget (it cannot be replayed, and a
             # peer must not stay at an old endpoint because somebody spent its address's budget):
@@ -421,7 +439,8 @@ class Server:
             requester = None
             if stores_label:
                 requester = encode_observed(unmapped(source[0]), source[1], x1.ItemType.OBS)
-            answer = ext.answer(table, group_id, signer, group.xkeys[signer.key], requester, now)
+            answer = ext.answer(table, group_id, signer, group.xkeys[signer.key], requester, now,
+                                self._capabilities, relays)
             extension = "x1+block" if items is not None else "x1"
         else:
             answer = table.answer(group_id, signer.key, signer)
@@ -439,6 +458,15 @@ class Server:
         self.answered += 1
         group.answered += 1
         return answer, Answered(group_id, peer_id, source, clflg, change, evicted, len(answer), extension, ipv6)
+
+    def _relay_items(self, group_id: int, peer_id: bytes, now: float) -> dict[bytes, bytes] | None:
+        """The requester's RELAY items (relay address and its port), by the peer each one reaches."""
+        assert self.relay is not None and self.relay_host is not None
+        ports = self.relay.ports_for(group_id, peer_id, now)
+        if not ports:
+            return None
+        host = self.relay_host
+        return {peer: x1.encode_item(x1.Item(x1.ItemType.RELAY, host, port)) for peer, port in ports.items()}
 
     def _seal(self, answer: list[bytes], group_id: int, envelope: Envelope) -> list[bytes]:
         assert self._nonces is not None
@@ -499,6 +527,18 @@ def _tied(group: _Group, peer_id: bytes, ip: str, now: float) -> bool:
             return False
     endpoint = group.endpoint_of(peer_id)
     return endpoint is not None and endpoint[:4] == encode_endpoint(packed, 0)[:4]
+
+
+def _registered_ips(group: _Group, peer_id: bytes, now: float) -> tuple[str, ...]:
+    """Where ``peer_id`` registered from: the IPv4 address of its record, its OBS6 (X1)."""
+    ips = []
+    endpoint = group.endpoint_of(peer_id)
+    if endpoint is not None and endpoint != NO_IPV4:
+        ips.append(socket.inet_ntop(socket.AF_INET, encode_endpoint(endpoint[:4], 0)[:4]))
+    observed = group.x1.obs6.get(peer_id)
+    if observed is not None and observed[1] >= now:
+        ips.extend(item.host for item in x1.decode_items(observed[0]))
+    return tuple(ips)
 
 
 def _inet_aton(ip: str) -> bytes:

@@ -56,6 +56,7 @@ XR_BYTE = XR >> 8
 SV_XB = 0x0001  # this datagram carries an answer block
 SV_XR_OK = 0x0002  # the server stores request blocks: send them
 SV_V6 = 0x0004  # the server records IPv6 sources: register over IPv6 too
+SV_RELAY = 0x0008  # the server allocates relays: RELAY_REQ items are honoured (doc/x1.md, "Relays")
 
 # --- block framing -------------------------------------------------------------
 
@@ -96,13 +97,18 @@ class ItemType:
     MAPPED6 = 0x04
     OBS6 = 0x05  # answer only: the IPv6 source the server saw from that peer's WireGuard port
     OBS = 0x06  # answer only, requester slot: this request's source as the server saw it (v4 or v6)
+    RELAY = 0x08  # answer only: the relay endpoint (v4 or v6) the requester uses for that slot's peer
+    RELAY_REQ = 0x10  # request only: "relay me to this peer", VALUE the peer's 32-byte ID (not masked)
 
 
 # Types a client may announce; the server ignores others in a request (it alone observes).
 ANNOUNCED_TYPES = frozenset({ItemType.HOST4, ItemType.HOST6, ItemType.MAPPED4, ItemType.MAPPED6})
 _V4_TYPES = frozenset({ItemType.HOST4, ItemType.MAPPED4})
 _V6_TYPES = frozenset({ItemType.HOST6, ItemType.MAPPED6, ItemType.OBS6})
+_EITHER_TYPES = frozenset({ItemType.OBS, ItemType.RELAY})  # 6 or 18 value bytes: IPv4 or IPv6
 _V4_LEN, _V6_LEN = 6, 18
+RELAY_REQ_LEN = 32  # a peer ID
+MAX_RELAY_REQUESTS = 4  # RELAY_REQ items a server reads from one request block
 _MASK4 = bytes.fromhex("322dccac")
 _MASK6 = _MASK4 * 4
 
@@ -140,7 +146,7 @@ def encode_item(item: Item) -> bytes:
     address = ipaddress.ip_address(item.host)
     if not 0 <= item.port < 1 << 16:
         raise ValueError(f"port {item.port} is out of range")
-    if item.type == ItemType.OBS:
+    if item.type in _EITHER_TYPES:
         six = address.version == 6
     elif item.type in _V4_TYPES:
         six = False
@@ -155,10 +161,15 @@ def encode_item(item: Item) -> bytes:
 
 
 def _decode_value(kind: int, value: bytes) -> Item | None:
-    """The item of a known type, None for an unknown one; DecodeError for a bad length."""
-    if kind in _V4_TYPES or (kind == ItemType.OBS and len(value) == _V4_LEN):
+    """The item of a known type, None for an unknown one (and for RELAY_REQ, which is no address:
+    ``relay_requests``); DecodeError for a bad length."""
+    if kind == ItemType.RELAY_REQ:
+        if len(value) != RELAY_REQ_LEN:
+            raise DecodeError(f"X1 item type {kind} has {len(value)} value bytes")
+        return None
+    if kind in _V4_TYPES or (kind in _EITHER_TYPES and len(value) == _V4_LEN):
         six = False
-    elif kind in _V6_TYPES or kind == ItemType.OBS:
+    elif kind in _V6_TYPES or kind in _EITHER_TYPES:
         six = True
     else:
         return None
@@ -211,13 +222,43 @@ def _block(base: bytes, xtype: int, body: bytes, xkey: bytes) -> bytes:
     return signed + hmac256.digest(xkey, signed)
 
 
-def encode_request_block(request: bytes, items: Sequence[Item], xkey: bytes) -> bytes:
-    """An 82-byte request (CLFLG with XR) followed by its block of ``items``."""
+def encode_relay_request(peer_id: bytes) -> bytes:
+    """A RELAY_REQ item: TYPE 0x10, LEN 32, the peer's ID as it is (an ID is public)."""
+    if len(peer_id) != RELAY_REQ_LEN:
+        raise ValueError("a RELAY_REQ names a 32-byte peer ID")
+    return bytes((ItemType.RELAY_REQ, RELAY_REQ_LEN)) + peer_id
+
+
+def relay_requests(body: bytes) -> list[bytes]:
+    """The peer IDs of the RELAY_REQ items of a request body, in order, without repeats, at most
+    MAX_RELAY_REQUESTS (DecodeError as ``decode_items``)."""
+    found: list[bytes] = []
+    offset, end = 0, len(body)
+    decode_items(body)  # the same validity rules for the whole body
+    while offset + ITEM_HEADER_SIZE <= end:
+        kind, size = body[offset], body[offset + 1]
+        start = offset + ITEM_HEADER_SIZE
+        if kind == ItemType.RELAY_REQ:
+            peer = bytes(body[start : start + size])
+            if peer not in found and len(found) < MAX_RELAY_REQUESTS:
+                found.append(peer)
+        offset = start + size
+    return found
+
+
+def request_body(clear: bytes) -> bytes:
+    """The body of the (verified) request block of an extended request's clear payload."""
+    return clear[REQUEST_SIZE + BLOCK_HEADER_SIZE : -MAC_SIZE]
+
+
+def encode_request_block(request: bytes, items: Sequence[Item], xkey: bytes, relay_to: Sequence[bytes] = ()) -> bytes:
+    """An 82-byte request (CLFLG with XR) followed by its block of ``items``, then a RELAY_REQ
+    for each peer ID of ``relay_to``."""
     if len(request) != REQUEST_SIZE:
         raise ValueError("a request block follows an 82-byte request")
     if not int.from_bytes(request[REQUEST_CLFLG], "big") & XR:
         raise ValueError("a request with a block must say so in CLFLG (XR)")
-    body = b"".join(encode_item(item) for item in items)
+    body = b"".join(encode_item(item) for item in items) + b"".join(encode_relay_request(p) for p in relay_to)
     if len(body) > MAX_REQUEST_BODY:
         raise ValueError(f"request block body is {len(body)} bytes, at most {MAX_REQUEST_BODY}")
     return _block(request, REQUEST_BLOCK, body, xkey)

@@ -10,7 +10,7 @@ Pure: the time comes in as an argument; the caller authenticates and decides wha
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from wgsig import x1
 from wgsig.signer import Signer
@@ -63,9 +63,10 @@ class GroupExtensions:
             if record.peer_id not in allowed:
                 self.v6only.remove(record.peer_id)
 
-    def entries_of(self, peer_id: bytes, now: float) -> list[bytes]:
-        """The encoded items shown for one peer: OBS6 first, then its announcements in its order
-        (a HOST6 equal to OBS6 adds nothing), as many as fit the slot budget with their SLOT bytes."""
+    def entries_of(self, peer_id: bytes, now: float, relay: bytes | None = None) -> list[bytes]:
+        """The encoded items shown for one peer: OBS6 first, then ``relay`` (the requester's RELAY
+        item for this peer, if any), then its announcements in its order (a HOST6 equal to OBS6
+        adds nothing), as many as fit the slot budget with their SLOT bytes."""
         observed = self.obs6.get(peer_id)
         if observed is not None and observed[1] < now:
             del self.obs6[peer_id]
@@ -75,6 +76,8 @@ class GroupExtensions:
             del self.announced[peer_id]
             announced = None
         candidates = [observed[0]] if observed is not None else []
+        if relay is not None:
+            candidates.append(relay)
         if announced is not None:
             for item in _items(announced[0]):
                 address = item[x1.ITEM_ADDRESS]
@@ -96,12 +99,16 @@ class GroupExtensions:
         xkey: bytes,
         requester: bytes | None,
         now: float,
+        capabilities: int = CAPABILITIES,
+        relays: Mapping[bytes, bytes] | None = None,
     ) -> list[bytes]:
         """The X1 view: every record (the IPv6-only ones after the others) with SVEXT set; with
         ``requester`` (the encoded OBS item of this request's source) answer blocks too.
 
-        Blocks go only to label-storing requests (the caller passes ``requester=None`` otherwise).
+        Blocks go only to label-storing requests (the caller passes ``requester=None`` otherwise);
+        ``relays`` are the requester's RELAY items, by peer ID (``wgsig/relayalloc.py``).
         """
+        relays = relays or {}
         slots = [s for s in table.slots] + [s for s in self.v6only.slots if s != EMPTY_RECORD]
         count = max(1, -(-len(slots) // RECORDS_PER_DATAGRAM))
         datagrams = []
@@ -115,9 +122,10 @@ class GroupExtensions:
                 for slot, data in enumerate(chunk):
                     if data == EMPTY_RECORD:
                         continue
-                    items = self.entries_of(bytes(data[RECORD_PEER_ID]), now)
+                    peer = bytes(data[RECORD_PEER_ID])
+                    items = self.entries_of(peer, now, relays.get(peer))
                     body += b"".join(bytes((slot,)) + item for item in items)
-            svext = CAPABILITIES | (x1.SV_XB if body else 0)
+            svext = capabilities | (x1.SV_XB if body else 0)
             signed = records + response_tail(count - 1, group, svext)
             datagram = signed + signer.digest(signed)
             datagrams.append(x1.encode_answer_block_raw(datagram, body, xkey) if body else datagram)

@@ -13,8 +13,10 @@ LAN addresses and advertised port forwards (X1 announcements), the IPv6 source a
   from the port the servers saw (a NAT that keeps ports for some destinations only, or a forward
   set up without ``advertise``).
 
-The endpoint that last worked for the peer goes first. Each candidate gets a step time: how long
-to wait for a handshake before the next one (2 s on a LAN, WireGuard's REKEY_TIMEOUT of 5 s else).
+Last comes the relay port the servers allocated, if any ("relay"). The endpoint that last worked
+for the peer goes first (the relay excepted: it stays last, the direct paths are tried first).
+Each candidate gets a step time: how long to wait for a handshake before the next one (2 s on a
+LAN, WireGuard's REKEY_TIMEOUT of 5 s else).
 """
 
 from __future__ import annotations
@@ -38,9 +40,10 @@ class Announced:
     obs6: Endpoint | None = None  # the IPv6 source a server saw from its WireGuard port
     host: tuple[Endpoint, ...] = ()  # its LAN addresses with its WireGuard port, in its order
     mapped: tuple[Endpoint, ...] = ()  # port forwards it advertises
+    relay: Endpoint | None = None  # the server's relay port for this host and that peer (RELAY)
 
     def endpoints(self) -> tuple[Endpoint, ...]:
-        return ((self.obs6,) if self.obs6 else ()) + self.host + self.mapped
+        return ((self.obs6,) if self.obs6 else ()) + self.host + self.mapped + ((self.relay,) if self.relay else ())
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,7 @@ def canonical_announced(announced: Announced) -> Announced:
     return Announced(
         canonical(announced.obs6) if announced.obs6 is not None else None,
         tuple(canonical(e) for e in announced.host), tuple(canonical(e) for e in announced.mapped),
+        canonical(announced.relay) if announced.relay is not None else None,
     )
 
 
@@ -171,13 +175,19 @@ def candidate_order(
             ports = {e[1] for e in announced.host}
             if len(ports) == 1 and record_endpoint[1] not in ports and not _v6(record_endpoint[0]):
                 ranked.append(Candidate((record_endpoint[0], ports.pop()), "public-ip+port", WAN_STEP))
+    # Last, whoever the peer is: the relay the servers allocated (only after the direct candidates
+    # failed: wgsigc asks for one then, wgsigc/relayplan.py).
+    if announced.relay is not None and (v6_here or not _v6(announced.relay[0])):
+        ranked.append(Candidate(announced.relay, "relay", WAN_STEP))
     result: list[Candidate] = []
     seen: set[Endpoint] = set()
     for endpoint in worked[:1]:
         # Still plausible: a LAN address that worked is worth a try only on that LAN (on-link, the
         # same NAT, or still announced); a laptop elsewhere might reach a stranger at it.
         on_that_lan = _onlink(endpoint[0], local) or same_nat or endpoint in announced.endpoints()
-        if usable(endpoint) and (v6_here or not _v6(endpoint[0])) and (on_that_lan or not lan_address(endpoint)):
+        relay = endpoint == announced.relay
+        if usable(endpoint) and (v6_here or not _v6(endpoint[0])) and (on_that_lan or not lan_address(endpoint)) \
+                and not relay:
             known = next((c for c in ranked if c.endpoint == endpoint), None)
             step = known.step if known is not None else (LAN_STEP if _onlink(endpoint[0], local) else WAN_STEP)
             result.append(Candidate(endpoint, known.kind if known is not None else "worked", step))

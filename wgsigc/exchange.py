@@ -10,7 +10,7 @@ import ipaddress
 import os
 import select
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from wgsig import x1
 from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
@@ -138,10 +138,12 @@ def exchange(
     random_bytes: Callable[[int], bytes] = os.urandom,
     clock_ns: Callable[[], int] = time.time_ns,
     items: list[x1.Item] | None = None,
+    relay_to: Sequence[bytes] = (),
 ) -> ExchangeResult:
     """Send requests (a fresh label each) until a complete answer arrives.
 
-    ``items``: an X1 request block (only towards a server that announced SV_XR_OK).
+    ``items``: an X1 request block (only towards a server that announced SV_XR_OK); ``relay_to``:
+    peer IDs to ask a relay for in it (only towards one that announced SV_RELAY).
     ``backoff``: each attempt waits this many times longer than the one before (kernel mode: 2,
     so that a server its socket is starting, seconds on a slow host, still answers in time).
     """
@@ -156,7 +158,8 @@ def exchange(
         gap = last_sent + MIN_REQUEST_GAP - time.monotonic()
         if gap > 0:
             time.sleep(gap)
-        request = build_request(credentials, peer_id, label_from_ns(clock_ns()), clflg, random_bytes, items)
+        request = build_request(credentials, peer_id, label_from_ns(clock_ns()), clflg, random_bytes, items,
+                                relay_to)
         result.attempts = attempt
         try:
             sock.send(request)

@@ -46,6 +46,7 @@ from wgsigc.exitcodes import (
 )
 from wgsigc.natview import NatView, Registration, observe, verdict
 from wgsigc.plan import Action, InterfaceState, PeerMemory, Plan, Settings, plan
+from wgsigc.relayplan import relay_peers, with_relays
 from wgsigc.signalling import (
     CLFLG_CHECK,
     ServerOutcome,
@@ -170,7 +171,8 @@ def _run_interface(run: Run, previous: dict[PublicKey, PeerMemory], out: TextIO,
                     fetch(outcome, state, credentials, config, CLFLG_CHECK)
         else:
             _check_port(state)
-            register_and_fetch(run.servers, state, credentials, config, items, config.ipv6 and local.global_ipv6)
+            register_and_fetch(run.servers, state, credentials, config, items, config.ipv6 and local.global_ipv6,
+                               relay_peers(previous))
     except OSError as error:
         raise WgsigcError(f"socket error: {error.strerror or error}", EXIT_SOCKET) from None
     answered = [s for s in run.servers if s.records is not None]
@@ -209,7 +211,7 @@ def _converge(run: Run, state: InterfaceState, credentials: GroupCredentials, lo
     while run.plan.waiting and time.monotonic() - started < config.converge_seconds:
         time.sleep(TICK)
         if time.monotonic() - last_fetch >= POLL_INTERVAL:
-            fetch_all(run.servers, state, credentials, config, items)
+            fetch_all(run.servers, state, credentials, config, items, relay_peers(run.plan.memory(memory)))
             last_fetch = time.monotonic()
         state = _read_again(state)
         memory = run.plan.memory(memory)
@@ -273,8 +275,10 @@ def _decide(run: Run, state: InterfaceState, local: LocalView, memory: dict[Publ
     settings = Settings(
         config.keepalive, config.handshake_threshold, config.handshake_timeout, config.max_age, config.extra_peers
     )
-    decided = plan(state, records, settings, time.time(), memory, announced=announced, local=local,
+    now = time.time()
+    decided = plan(state, records, settings, now, memory, announced=announced, local=local,
                    own_before=own_before, views=views)
+    decided = with_relays(decided, state, memory, now)  # ask for a relay, or leave it, when due
     for d in decided.decisions:
         # once per peer and run: a converging run decides every half second
         if d.refused is not None and d.public_key not in run.refused:

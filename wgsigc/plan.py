@@ -91,6 +91,11 @@ class PeerMemory:
     following: bool = False  # it left the kernel's endpoint: cycle until a handshake newer than waiting_since
     # The candidates of the last decision: one that appears later and ranks higher is tried at once.
     candidates: tuple[Endpoint, ...] = ()
+    # The relay (wgsigc/relayplan.py): asked for (its direct candidates failed), trying a direct
+    # path again since (None: not), last tried one at.
+    relay: bool = False
+    probe_since: float | None = None
+    probed: float = 0.0
 
 
 class Action:
@@ -508,25 +513,31 @@ def _same_round(newest: Record, views: Sequence[Record]) -> tuple[Endpoint, ...]
 def replace_memory(base: PeerMemory, endpoint: Endpoint | None, since: float, waiting_since: float | None,
                    resting: bool, following: bool = False) -> PeerMemory:
     return PeerMemory(endpoint, since, waiting_since, base.record_endpoint, base.record_label, base.announced,
-                      base.worked, resting, following, base.candidates)
+                      base.worked, resting, following, base.candidates, base.relay, base.probe_since, base.probed)
 
 
 def _why(index: int, candidates: tuple[Candidate, ...], resting: bool, worked: list[tuple[Endpoint, float]],
          following: bool) -> str:
     """Why the peer is on candidate ``index``, for the operator."""
     if resting:
-        which = "the last-worked endpoint" if worked and worked[0][0] == candidates[index].endpoint \
-            else "the server-seen endpoint" if candidates[index].kind in ("public", "hairpin") else "the last candidate"
+        kind = candidates[index].kind
+        which = "the relay" if kind == "relay" else "the last-worked endpoint" \
+            if worked and worked[0][0] == candidates[index].endpoint \
+            else "the server-seen endpoint" if kind in ("public", "hairpin") else "the last candidate"
         return f"resting on {which}: every candidate tried, next cycle after a pause"
     return f"{'following the moved peer' if following else 'cycling'}: step {index + 1} of {len(candidates)}"
 
 
 def _rest(candidates: tuple[Candidate, ...], worked: list[tuple[Endpoint, float]],
           record_endpoint: Endpoint | None) -> int:
-    """Where a peer rests once every candidate failed: the endpoint that last worked (never trade
-    it for one known not to work), else the public one (both sides on it is what hole punching
-    needs), else the last candidate."""
+    """Where a peer rests once every candidate failed: the relay, if the servers allocated one
+    (it needs no hole punching), else the endpoint that last worked (never trade it for one known
+    not to work), else the public one (both sides on it is what hole punching needs), else the
+    last candidate."""
     endpoints = [c.endpoint for c in candidates]
+    relay = next((i for i, c in enumerate(candidates) if c.kind == "relay"), None)
+    if relay is not None:
+        return relay
     for preferred in [w[0] for w in worked[:1]] + [record_endpoint]:
         if preferred in endpoints:
             return endpoints.index(preferred)

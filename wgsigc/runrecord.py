@@ -94,6 +94,9 @@ def memory_json(memory: PeerMemory) -> dict[str, Any]:
         "resting": memory.resting,
         "following": memory.following,
         "candidates": [endpoint_text(e) for e in memory.candidates],
+        "relay": memory.relay,
+        "probe_since": memory.probe_since,
+        "probed": memory.probed,
     }
 
 
@@ -137,6 +140,7 @@ def _memory(raw: dict[str, Any]) -> PeerMemory:
         parse_endpoint(raw.get("endpoint")), _number(raw.get("since")) or 0.0, _number(raw.get("waiting_since")),
         record_endpoint if record_label else None, record_label if record_endpoint else b"", announced,
         tuple(worked), raw.get("resting") is True, raw.get("following") is True, candidates,
+        raw.get("relay") is True, _number(raw.get("probe_since")), _number(raw.get("probed")) or 0.0,
     )
 
 

@@ -17,6 +17,7 @@ sent only to a server that said SV_XR_OK.  ``poll`` repeats step 3 (or a CLFLG 1
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import time
 from collections.abc import Sequence
@@ -100,17 +101,20 @@ def exchange_seconds(config: InterfaceConfig) -> float:
 
 def fetch(outcome: ServerOutcome, state: InterfaceState, credentials: GroupCredentials, config: InterfaceConfig,
           clflg: int = CLFLG_CHECK, items: Sequence[x1.Item] | None = None,
-          sock: socket.socket | None = None) -> None:
+          sock: socket.socket | None = None, relay_to: Sequence[bytes] = ()) -> None:
     """One exchange; records and X1 items into ``outcome`` (kept from before if this one fails)."""
     address = outcome.reachable
     assert address is not None
     family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
     own = sock if sock is not None else udp_socket(state.fwmark, family)
+    # Relay requests ride in the request block, only to a server that relays (SV_RELAY).
+    relay = tuple(relay_to) if items is not None and outcome.svext & x1.SV_RELAY else ()
     try:
         result = exchange(
             own, address, credentials, state.public_key, clflg,
             attempts=config.attempts, attempt_timeout=config.timeout, backoff=RETRY_BACKOFF,
-            items=list(items) if items else None,
+            items=list(items) if items is not None and (items or relay) else None,
+            relay_to=relay,
         )
     except ExchangeError as error:
         outcome.error = str(error)
@@ -128,13 +132,14 @@ def fetch(outcome: ServerOutcome, state: InterfaceState, credentials: GroupCrede
 
 
 def fetch_all(servers: Sequence[ServerOutcome], state: InterfaceState, credentials: GroupCredentials,
-              config: InterfaceConfig, items: Sequence[x1.Item]) -> None:
-    """Fetch from every server: with our candidates where the server stores them (step 3)."""
+              config: InterfaceConfig, items: Sequence[x1.Item], relay_to: Sequence[bytes] = ()) -> None:
+    """Fetch from every server: with our candidates where the server stores them (step 3), and
+    relay requests for ``relay_to`` where it relays."""
     for outcome in servers:
         if outcome.reachable is None:
             continue
         if outcome.svext & x1.SV_XR_OK:
-            fetch(outcome, state, credentials, config, CLFLG_REFRESH, items)
+            fetch(outcome, state, credentials, config, CLFLG_REFRESH, items, relay_to=relay_to)
         elif outcome.records is None:
             fetch(outcome, state, credentials, config, CLFLG_CHECK)
         else:
@@ -146,7 +151,8 @@ def _own(records: list[Record] | None, own_id: bytes) -> Record | None:
 
 
 def register_and_fetch(servers: Sequence[ServerOutcome], state: InterfaceState, credentials: GroupCredentials,
-                       config: InterfaceConfig, items: Sequence[x1.Item], ipv6: bool) -> None:
+                       config: InterfaceConfig, items: Sequence[x1.Item], ipv6: bool,
+                       relay_to: Sequence[bytes] = ()) -> None:
     """Steps 1-3 for every server.  ``ipv6``: this host may register over IPv6."""
     targets = [s for s in servers if s.reachable is not None]
     bound = port_is_free(state.listen_port) if targets and any(s.address for s in targets) else None
@@ -167,7 +173,7 @@ def register_and_fetch(servers: Sequence[ServerOutcome], state: InterfaceState, 
         _register_raw(targets, state, credentials, config, ipv6)
     for outcome in targets:
         if outcome.records is not None and outcome.svext & x1.SV_XR_OK:
-            fetch(outcome, state, credentials, config, CLFLG_REFRESH, items)
+            fetch(outcome, state, credentials, config, CLFLG_REFRESH, items, relay_to=relay_to)
 
 
 def _register_raw(targets: Sequence[ServerOutcome], state: InterfaceState, credentials: GroupCredentials,
@@ -260,5 +266,10 @@ def announced_from(items: dict[bytes, list[x1.Item]]) -> dict[bytes, Announced]:
         obs6 = next(((i.host, i.port) for i in peer_items if i.type == x1.ItemType.OBS6), None)
         host = tuple((i.host, i.port) for i in peer_items if i.type in (x1.ItemType.HOST4, x1.ItemType.HOST6))
         mapped = tuple((i.host, i.port) for i in peer_items if i.type in (x1.ItemType.MAPPED4, x1.ItemType.MAPPED6))
-        result[peer_id] = Announced(obs6, host, mapped)
+        # Several servers may each relay: both peers must pick the same one, so not by the order of
+        # their own servers list but by the relay's address (every peer sees the same addresses).
+        relays = sorted(((ipaddress.ip_address(i.host), i.port) for i in peer_items if i.type == x1.ItemType.RELAY),
+                        key=lambda r: (r[0].version, r[0]))
+        relay = (str(relays[0][0]), relays[0][1]) if relays else None
+        result[peer_id] = Announced(obs6, host, mapped, relay)
     return result

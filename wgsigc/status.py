@@ -26,12 +26,13 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
                 now: float, port_mapping: dict[str, Any] | None = None) -> dict[str, Any]:
     """The status of one interface as plain data (pure): the JSON output, and what the text shows."""
     peers: dict[str, dict[str, Any]] = {}
+    memories: dict[str, dict[str, Any]] = {}
 
     def entry(key: str) -> dict[str, Any]:
         return peers.setdefault(key, {
             "public_key": key, "server_endpoint": None, "kernel_endpoint": None, "record_age": None,
             "latest_handshake": None, "handshake_age": None, "last_action": None, "last_detail": None,
-            "problem": None, "candidates": [], "in_use": None, "why": None, "worked": [],
+            "problem": None, "candidates": [], "in_use": None, "why": None, "worked": [], "relay": None,
         })
 
     for peer in _list((record or {}).get("peers")):
@@ -52,13 +53,15 @@ def status_view(name: str, record: dict[str, Any] | None, live: InterfaceState |
         e["why"] = peer.get("why") if isinstance(peer.get("why"), str) else None
         memory: dict[str, Any] = peer["pending"] if isinstance(peer.get("pending"), dict) else {}
         e["worked"] = [w for w in _list(memory.get("worked")) if isinstance(w, dict)]
+        memories[peer["public_key"]] = memory
     if live is not None:
         for key, state in live.peers.items():
             e = entry(str(key))
             e["kernel_endpoint"] = endpoint_text(state.endpoint)
             e["latest_handshake"] = state.latest_handshake or None
             _live_in_use(e, state.endpoint, state.latest_handshake, now)
-    for e in peers.values():
+    for name, e in peers.items():
+        e["relay"] = _relay(e, memories.get(name, {}))  # after the live view: what the kernel points at now
         if e["latest_handshake"]:
             e["handshake_age"] = int(now - e["latest_handshake"])
     last_run = None
@@ -88,6 +91,19 @@ def _list(value: Any) -> list[Any]:
     return value if isinstance(value, list) else []
 
 
+def _relay(e: dict[str, Any], memory: dict[str, Any]) -> str | None:
+    """The relay's part, one phrase: None when wgsigc neither asks for one nor has one."""
+    relay = next((c.get("endpoint") for c in e["candidates"] if c.get("kind") == "relay"), None)
+    asked = memory.get("relay") is True
+    if relay is None:
+        return "asked for (every direct candidate failed), none allocated yet" if asked else None
+    if isinstance(e["in_use"], str) and e["in_use"].endswith("(relay)"):
+        return f"in use: {relay} (no direct candidate got a handshake)"
+    if memory.get("probe_since") is not None:
+        return f"allocated: {relay}; trying a direct path again"
+    return f"allocated: {relay}" + ("" if asked else ", no longer asked for (a direct path works)")
+
+
 def _live_in_use(e: dict[str, Any], endpoint: Any, handshake: int, now: float) -> None:
     """Which candidate the kernel points at now, and why: the last run's reason while it is still
     on the endpoint that run left, else what the live handshake says."""
@@ -101,6 +117,8 @@ def _live_in_use(e: dict[str, Any], endpoint: Any, handshake: int, now: float) -
     if in_use != e["in_use"] or young:
         e["why"] = f"handshake {int(now - handshake)} s ago" if young else (
             "changed since the last run" if e["in_use"] else None)
+        if kind == "relay" and e["why"]:
+            e["why"] += ", relayed: no direct candidate got a handshake"
     e["in_use"] = in_use
 
 
@@ -156,6 +174,8 @@ def format_view(view: dict[str, Any], now: float | None = None) -> str:
         if p["in_use"]:
             why = f", {p['why']}" if p["why"] else ""
             lines.append(f"    in use: {p['in_use']}{why}")
+        if p.get("relay"):
+            lines.append(f"    relay: {p['relay']}")
         if p["worked"]:
             worked = ", ".join(f"{w.get('endpoint')} ({_ago(_age(w.get('handshake'), now))})" for w in p["worked"])
             lines.append(f"    worked: {worked}")

@@ -3,6 +3,7 @@
     wgsigd SECRET_FILE [PORT] [--encrypt]   the C server's form (group 0)
     wgsigd --config FILE                    groups and settings from TOML
     wgsigd genkey FILE                      create a new group secret
+    wgsigd relay --config FILE              the relay process (the file's [relay] section)
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="wgsigd",
         description="wgsig signalling server: tells WireGuard peers each other's public endpoints.",
-        epilog="Also: 'wgsigd genkey FILE' writes a new 32-byte group secret (mode 0600).",
+        epilog="Also: 'wgsigd genkey FILE' writes a new 32-byte group secret (mode 0600);"
+        " 'wgsigd relay --config FILE' runs the relay (wgsigd.toml's [relay] section).",
     )
     p.add_argument("secret_file", nargs="?", metavar="SECRET_FILE", help="32-byte group secret (group 0)")
     p.add_argument("port", nargs="?", type=int, default=None, metavar="PORT", help=f"UDP port (default {DEFAULT_PORT})")
@@ -75,6 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["genkey"]:
         return genkey(argv[1:])
+    if argv[:1] == ["relay"]:
+        from wgsigd import relay
+
+        return relay.main(argv[1:])
     args = parser().parse_args(argv)
     from wgsigd.logsetup import setup_logging
 

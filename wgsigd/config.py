@@ -8,10 +8,12 @@ is wgsigd's own, here.
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wgsig import relayalloc, relayforward
 from wgsig.host import configfile
 from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
 from wgsig.host.configfile import MetricsDirectory
@@ -50,6 +52,23 @@ class GroupSource:
 
 
 @dataclass(frozen=True)
+class RelayConfig:
+    """The [relay] section: off unless present (README, "Relay")."""
+
+    address: str  # what the peers send to: this host's public address
+    ports: tuple[int, int]  # the range the allocations take their two ports from
+    listen: str = "0.0.0.0"  # where the relay process binds them
+    lifetime: float = relayalloc.DEFAULT_LIFETIME
+    idle: float = relayforward.DEFAULT_IDLE
+    max_per_peer: int = relayalloc.DEFAULT_MAX_PER_PEER
+    max_per_group: int = relayalloc.DEFAULT_MAX_PER_GROUP
+    rate: float = relayforward.DEFAULT_RATE
+    burst: int = relayforward.DEFAULT_BURST
+    global_rate: float = relayforward.DEFAULT_GLOBAL_RATE
+    global_burst: int = relayforward.DEFAULT_GLOBAL_BURST
+
+
+@dataclass(frozen=True)
 class DaemonConfig:
     listen: str = "0.0.0.0"
     port: int = DEFAULT_PORT
@@ -67,6 +86,7 @@ class DaemonConfig:
     max_answer_bytes: int = DEFAULT_MAX_ANSWER_BYTES  # per answer to a replay or an untied label-less request
     metrics_directory: MetricsDirectory | None = None  # None: no metrics (the command-line form)
     metrics_interval: float = DEFAULT_METRICS_INTERVAL  # seconds between two writes of wgsigd.prom
+    relay: RelayConfig | None = None  # the [relay] section; None: no relay (the default)
 
     def warnings(self) -> list[str]:
         """Settings that are valid but unsafe, one line each (--check, start and reload say them)."""
@@ -121,7 +141,11 @@ def from_command_line(secret_file: str, port: int, encrypt: bool, state_director
 _TOP_KEYS = {
     "listen", "port", "state_directory", "window", "save_interval", "idle_exit", "group",
     "answer_rate", "answer_burst", "max_answer_bytes", "metrics_directory", "metrics_interval",
-    "answer_bytes_rate", "answer_bytes_burst", "replay_bytes_rate", "replay_bytes_burst",
+    "answer_bytes_rate", "answer_bytes_burst", "replay_bytes_rate", "replay_bytes_burst", "relay",
+}
+_RELAY_KEYS = {
+    "address", "ports", "listen", "lifetime", "idle_timeout", "max_per_peer", "max_per_group", "rate", "burst",
+    "global_rate", "global_burst",
 }
 _GROUP_KEYS = {"id", "secret_file", "previous_secret_files", "encrypt", "allowed_keys", "max_records", "max_age"}
 
@@ -163,7 +187,50 @@ def parse_config(data: dict[str, Any], where: str) -> DaemonConfig:
         ),
         metrics_directory=metrics,
         metrics_interval=_number(data, "metrics_interval", where, 1, 3600, DEFAULT_METRICS_INTERVAL),
+        relay=_parse_relay(data["relay"], f"{where}: [relay]") if "relay" in data else None,
     )
+
+
+def _parse_relay(table: Any, where: str) -> RelayConfig:
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where}: must be a table")
+    _no_unknown(table, _RELAY_KEYS, where)
+    if "address" not in table:
+        raise ConfigError(f"{where}: missing 'address' (this host's public IP address, which the peers send to)")
+    address = _ip(table, "address", where, None)
+    if address in ("0.0.0.0", "::"):
+        raise ConfigError(f"{where}: 'address' must be the address the peers send to, not {address}")
+    ports = table.get("ports", "40000-40999")
+    low, _, high = ports.partition("-") if isinstance(ports, str) else ("", "", "")
+    if not (low.isdigit() and high.isdigit() and 1024 <= int(low) < int(high) <= 65535):
+        raise ConfigError(f"{where}: 'ports' must be a range \"LOW-HIGH\" within 1024-65535, LOW < HIGH,"
+                          f" got {ports!r}")
+    return RelayConfig(
+        address=address,
+        ports=(int(low), int(high)),
+        listen=_ip(table, "listen", where, "0.0.0.0"),
+        lifetime=_number(table, "lifetime", where, 1, 86400, relayalloc.DEFAULT_LIFETIME),
+        idle=_number(table, "idle_timeout", where, 1, 86400, relayforward.DEFAULT_IDLE),
+        max_per_peer=int(_number(table, "max_per_peer", where, 1, 1000, relayalloc.DEFAULT_MAX_PER_PEER,
+                                 integer=True)),
+        max_per_group=int(_number(table, "max_per_group", where, 1, 100000, relayalloc.DEFAULT_MAX_PER_GROUP,
+                                  integer=True)),
+        rate=_number(table, "rate", where, 1000, 1e11, relayforward.DEFAULT_RATE),
+        burst=int(_number(table, "burst", where, 1500, 1e11, relayforward.DEFAULT_BURST, integer=True)),
+        global_rate=_number(table, "global_rate", where, 1000, 1e12, relayforward.DEFAULT_GLOBAL_RATE),
+        global_burst=int(_number(table, "global_burst", where, 1500, 1e12, relayforward.DEFAULT_GLOBAL_BURST,
+                                 integer=True)),
+    )
+
+
+def _ip(table: dict[str, Any], key: str, where: str, default: str | None) -> str:
+    value = table.get(key, default)
+    try:
+        if not isinstance(value, str):
+            raise ValueError(value)
+        return str(ipaddress.ip_address(value))
+    except ValueError:
+        raise ConfigError(f"{where}: {key!r} must be an IP address, got {value!r}") from None
 
 
 def _budgets(data: dict[str, Any], where: str) -> dict[str, Any]:

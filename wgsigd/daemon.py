@@ -19,6 +19,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import secrets
 import select
 import signal
 import socket
@@ -27,10 +28,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from wgsig import relayfile
 from wgsig.endpoint import endpoint_text
 from wgsig.events import Answered
+from wgsig.host.atomicfile import replace_file
 from wgsig.metrics import encode
 from wgsig.ratelimit import ReplayCache
+from wgsig.relayalloc import RelayTable
 from wgsig.server import Server
 from wgsig.sockfilter import MAX_STEERED_SOURCES
 from wgsigd.config import ConfigError, DaemonConfig
@@ -108,8 +112,19 @@ class Daemon:
         self._reload_config = reload_config
         self._replay_cache = ReplayCache(config.window)  # kept across reloads
         limits = config.limits(self._replay_cache)
-        self.server = Server(config.load_groups(), window=config.window, random_bytes=os.urandom, limits=limits)
+        relay, relay_host = None, None
+        if config.relay is not None and config.state_directory is not None:
+            r = config.relay
+            relay = RelayTable(r.ports, secrets.randbelow, r.lifetime, r.max_per_peer, r.max_per_group)
+            relay_host = r.address
+        self.server = Server(config.load_groups(), window=config.window, random_bytes=os.urandom, limits=limits,
+                             relay=relay, relay_host=relay_host)
         self.store = StateStore(config.state_directory) if config.state_directory else None
+        # The relay's allocations, for the relay process (wgsigd relay): rewritten when they change.
+        self.relay_path = None
+        if relay is not None and config.state_directory is not None:
+            self.relay_path = config.state_directory / relayfile.FILE_NAME
+        self._relay_failing = False
         self.events = EventLog()
         self.metrics = MetricsWriter(config.metrics_directory) if config.metrics_directory else None
         self.start_time = time.time()
@@ -164,6 +179,7 @@ class Daemon:
         handlers = {sig: signal.signal(sig, self._on_signal) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
         saved = False
         try:
+            self._write_relay_file()  # the relay process starts from no allocation, not an old file
             for sock in self._sockets():
                 sock.setblocking(False)
                 attach_request_filter(sock, self.server.request_shapes())
@@ -350,6 +366,9 @@ class Daemon:
             assert self.metrics is not None
             self.metrics.write_async(self.metrics_text)
             chores.next_metrics = now + chores.metrics_interval
+        relay = self.server.relay
+        if relay is not None and (relay.expire(time.time()) or relay.dirty):
+            self._write_relay_file()
         if now >= chores.next_status:
             self.hooks.status(self.status_line())
             chores.next_status = now + STATUS_INTERVAL
@@ -377,6 +396,21 @@ class Daemon:
                 attach_request_filter(sock, self.server.request_shapes())
             log.info("configuration reloaded: %s", self.status_line())
         self.hooks.ready(self.status_line())
+
+    def _write_relay_file(self) -> None:
+        """Hand the allocations to the relay process (atomically: it reads the old file or the new)."""
+        relay = self.server.relay
+        if relay is None or self.relay_path is None:
+            return
+        try:
+            replace_file(self.relay_path, relayfile.encode(relay.snapshot()), 0o600)
+        except OSError as error:
+            relay.dirty = True  # tried again at the next chores
+            if not self._relay_failing:
+                log.error("cannot write the relay allocations %s: %s", self.relay_path, error.strerror)
+            self._relay_failing = True
+        else:
+            self._relay_failing = False
 
     def _save_async(self) -> None:
         if self.store is not None:
