@@ -45,7 +45,8 @@ NFT
 stamp "lab"
 head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret
 ip netns add pub; ip -n pub link set lo up
-ip -n pub link add br0 type bridge; ip -n pub link set br0 up
+# a fixed address, or the bridge takes its lowest port's and changes as NATs attach (tests/natlab.sh)
+ip -n pub link add br0 address 02:00:00:00:02:01 type bridge; ip -n pub link set br0 up
 ip -n pub addr add 192.0.2.1/24 dev br0
 mkdir -p /tmp/wgsigd-state
 cat > /tmp/wgsigd.toml <<EOF2
