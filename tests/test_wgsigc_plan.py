@@ -105,7 +105,8 @@ def test_same_public_ip_reports_hairpin_only_once_the_public_endpoint_failed() -
     """Issue 17.3: with a NAT that hairpins the tunnel comes up; no warning before it had its chance."""
     peer = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
     rs = records(record(OWN, "198.51.100.1", 51820), record(PEER, "198.51.100.1", 40000))
-    first = plan(state(peer), rs, Settings(handshake_timeout=15), NOW)
+    seen = plan(state(peer), rs, Settings(handshake_timeout=15), NOW - 3)  # its LAN candidates' grace
+    first = plan(state(peer), rs, Settings(handshake_timeout=15), NOW, seen.memory({}))
     (d1,) = first.decisions
     assert first.problems == [] and d1.write is not None and d1.write.endpoint == ("198.51.100.1", 40000)
     pointed = PeerState(PEER, ("198.51.100.1", 40000), ("10.0.0.2/32",), 25, 0)
@@ -264,24 +265,31 @@ def test_a_symmetric_peers_endpoint_stays_on_the_view_in_use_while_the_newest_vi
     assert p2.memory({})[PEER].record_endpoint == ("203.0.113.5", 44498)
 
 
-def test_a_peer_that_just_registered_behind_this_public_ip_gets_a_moment_for_its_lan_candidates() -> None:
+def test_a_peer_first_seen_behind_this_public_ip_gets_a_moment_for_its_lan_candidates() -> None:
     """An X1 peer announces its LAN addresses in the request after its registration: the hairpin
-    endpoint, the only candidate until they arrive, waits CANDIDATES_GRACE (3 s) for them; a peer
-    that announces nothing (a C peer) gets the hairpin endpoint after that."""
+    endpoint, the only candidate until they arrive, waits CANDIDATES_GRACE (3 s) from the first
+    sight of the peer; a peer that announces nothing (a C peer) gets it after that, however often
+    its record is refreshed (a converging peer refreshes it every half second)."""
     peer = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)
     own = record(OWN, "198.51.100.1", 51820)
-    fresh = records(own, record(PEER, "198.51.100.1", 40000, age=1))
-    (waiting,) = plan(state(peer), fresh, Settings(), NOW).decisions
+    fresh = records(own, record(PEER, "198.51.100.1", 40000, age=0))
+    first = plan(state(peer), fresh, Settings(), NOW)
+    (waiting,) = first.decisions
     assert waiting.action is Action.WAITING and waiting.write is None and "LAN candidates" in waiting.detail
+    assert first.waiting == [PEER], "a converging run keeps fetching meanwhile"
+    memory = first.memory({})
     # A second later the server has its LAN address: that one is written, not the hairpin one.
     local = LocalView("198.51.100.1", (ipaddress.ip_network("10.1.0.0/24"),))
     announced = {PEER: Announced(host=(("10.1.0.7", 51820),))}
-    (lan,) = plan(state(peer), fresh, Settings(), NOW + 1, announced=announced, local=local).decisions
+    (lan,) = plan(state(peer), fresh, Settings(), NOW + 1, memory, announced=announced, local=local).decisions
     assert lan.write is not None and lan.write.endpoint == ("10.1.0.7", 51820)
-    older = records(own, record(PEER, "198.51.100.1", 40000, age=4))
-    (hairpin,) = plan(state(peer), older, Settings(), NOW).decisions
+    # Nothing announced: still waiting at 2 s with a just-refreshed record, the hairpin endpoint at 3 s.
+    refreshed = records(own, record(PEER, "198.51.100.1", 40000, age=0))
+    second = plan(state(peer), refreshed, Settings(), NOW + 2, memory)
+    assert second.decisions[0].write is None
+    (hairpin,) = plan(state(peer), refreshed, Settings(), NOW + 3, second.memory(memory)).decisions
     assert hairpin.write is not None and hairpin.write.endpoint == ("198.51.100.1", 40000)
-    # Not for a peer behind another public IP, however fresh its record.
+    # Not for a peer behind another public IP.
     elsewhere = records(own, record(PEER, "203.0.113.5", 40000, age=0))
     (public,) = plan(state(peer), elsewhere, Settings(), NOW).decisions
     assert public.write is not None and public.write.endpoint == ("203.0.113.5", 40000)

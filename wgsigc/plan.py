@@ -401,10 +401,12 @@ def _known_peer(
         candidates=tuple(c.endpoint for c in candidates),
     )
     in_use = _in_use(kernel, candidates)
-    if _candidates_on_their_way(record, kernel, now_announced, candidates, now):
-        detail = (f"waiting for its LAN candidates: it registered {now - label_seconds(record.label):.0f} s ago"
-                  " from this host's public IP and announces them in its next request")
-        return PeerDecision(key, Action.WAITING, detail, pending=remembered, in_use=in_use, why=detail, **base)
+    if _candidates_on_their_way(kernel, now_announced, candidates, memory.waiting_since, now):
+        first_seen = memory.waiting_since if memory.waiting_since is not None else now
+        detail = (f"waiting {CANDIDATES_GRACE} s for its LAN candidates (behind this host's public IP, none"
+                  f" announced yet, {now - first_seen:.0f} s so far)")
+        pending = replace_memory(remembered, None, now, first_seen, False, False)
+        return PeerDecision(key, Action.WAITING, detail, pending=pending, in_use=in_use, why=detail, **base)
     # After following a moved peer its handshake (through the old address) is still young: it is
     # healthy again only once a handshake came after the follow.
     following = memory.following and memory.waiting_since is not None and handshake < int(memory.waiting_since)
@@ -414,7 +416,9 @@ def _known_peer(
     if not candidates:
         return PeerDecision(key, Action.NO_CANDIDATE, refused or "no endpoint this host can reach (e.g. IPv6 only,"
                             " no IPv6 here)", pending=remembered, in_use=in_use, **base)
-    waiting_since = memory.waiting_since if memory.waiting_since is not None and not (left or succeeded) else now
+    # (Nothing written yet, e.g. after the LAN candidates' grace: the waiting starts with the first write.)
+    waiting_since = (memory.waiting_since if memory.waiting_since is not None and memory.endpoint is not None
+                     and not (left or succeeded) else now)
     endpoints = [c.endpoint for c in candidates]
     current = memory.endpoint
     index = endpoints.index(current) if current in endpoints else None
@@ -479,18 +483,20 @@ def _known_peer(
 # comes a timer period later.
 SAME_ROUND = 10
 # An X1 peer registers first and announces its LAN addresses in its next request, a moment later:
-# a peer behind this host's public IP that registered less than this long ago may be one whose
-# LAN candidates are on their way, so the hairpin endpoint (the only candidate until then) waits.
-# Once taken and working, the hairpin path would stay (a healthy peer is never moved).
+# a peer behind this host's public IP that was never given an endpoint and announces nothing yet
+# may be one whose LAN candidates are on their way, so the hairpin endpoint (the only candidate
+# until then) waits this long from the first sight of it. Once taken and working, the hairpin
+# path would stay (a healthy peer is never moved). Not the record's age: a converging peer
+# refreshes its record every half second.
 CANDIDATES_GRACE = 3
 
 
-def _candidates_on_their_way(record: Record, kernel: Endpoint | None, announced: Sequence[Endpoint],
-                             candidates: Sequence[Candidate], now: float) -> bool:
-    """Whether to wait a moment for a just-registered peer's LAN candidates (pure)."""
+def _candidates_on_their_way(kernel: Endpoint | None, announced: Sequence[Endpoint], candidates: Sequence[Candidate],
+                             waiting_since: float | None, now: float) -> bool:
+    """Whether to wait a moment for a just-seen peer's LAN candidates (pure)."""
     return (
         kernel is None and not announced and bool(candidates) and all(c.kind == "hairpin" for c in candidates)
-        and now - label_seconds(record.label) < CANDIDATES_GRACE
+        and (waiting_since is None or now - waiting_since < CANDIDATES_GRACE)
     )
 
 
