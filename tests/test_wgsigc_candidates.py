@@ -5,11 +5,10 @@ Pure code: hand-made interface states and records stand in for the kernel and th
 
 from __future__ import annotations
 
-import ipaddress
-
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wgsig import ipaddr
 from wgsig.endpoint import Endpoint
 from wgsig.keys import PublicKey
 from wgsig.label import encode_label
@@ -20,7 +19,7 @@ from wgsigc.plan import Action, InterfaceState, PeerMemory, PeerState, Plan, Set
 NOW = 1_700_000_000
 OWN, PEER = PublicKey(bytes([1]) * 32), PublicKey(bytes([2]) * 32)
 MY_PUBLIC = "198.51.100.1"
-LAN = LocalView(MY_PUBLIC, (ipaddress.ip_network("192.168.1.0/24"), ipaddress.ip_network("2001:db8:1::/64")), True)
+LAN = LocalView(MY_PUBLIC, (ipaddr.parse_prefix("192.168.1.0/24"), ipaddr.parse_prefix("2001:db8:1::/64")), True)
 PEER_LAN = Announced(("2001:db8:1::2", 51820), (("192.168.1.2", 51820), ("10.8.0.2", 51820), ("2001:db8:1::2", 51820)))
 
 
@@ -52,7 +51,7 @@ def test_same_nat_peer_lan_first_then_ipv6_then_routed_lan_then_hairpin() -> Non
 
 def test_other_peer_ipv6_first_then_forward_then_public_and_no_ipv6_without_it_here() -> None:
     announced = Announced(("2001:db8:9::2", 51820), (("10.9.0.2", 51820),), (("203.0.113.9", 4000),))
-    far = LocalView(MY_PUBLIC, (ipaddress.ip_network("192.168.1.0/24"),), True)
+    far = LocalView(MY_PUBLIC, (ipaddr.parse_prefix("192.168.1.0/24"),), True)
     assert [c.kind for c in candidate_order(("203.0.113.9", 51820), announced, far)] == ["ipv6", "mapped", "public"]
     v4_only = LocalView(MY_PUBLIC, far.onlink, False)
     assert [c.kind for c in candidate_order(("203.0.113.9", 51820), announced, v4_only)] == ["mapped", "public"]
@@ -148,7 +147,7 @@ def test_a_healthy_peer_that_did_not_move_is_never_written_and_writes_are_candid
         now += tick
 
 
-FAR = LocalView(MY_PUBLIC, (ipaddress.ip_network("192.168.1.0/24"),), True)
+FAR = LocalView(MY_PUBLIC, (ipaddr.parse_prefix("192.168.1.0/24"),), True)
 
 
 def kinds(order: list[Candidate]) -> list[tuple[Endpoint, str]]:
@@ -335,7 +334,7 @@ def test_hairpin_problem_only_after_the_public_step_ran_out() -> None:
 def test_a_lan_endpoint_that_worked_is_not_tried_from_elsewhere_and_not_rested_on() -> None:
     """A laptop away from home: the peer's home LAN address worked once; here it could be anyone."""
     home = ("192.168.1.2", 51820)
-    elsewhere = LocalView("203.0.113.200", (ipaddress.ip_network("10.77.0.0/16"),), False)
+    elsewhere = LocalView("203.0.113.200", (ipaddr.parse_prefix("10.77.0.0/16"),), False)
     order = candidate_order(("198.51.100.1", 40000), None, elsewhere, [home])
     assert kinds(order) == [(("198.51.100.1", 40000), "public")]
     # still tried at home (on-link), and when the peer still announces it
@@ -358,7 +357,7 @@ def test_candidates_are_written_as_the_kernel_reports_them() -> None:
 def test_a_higher_ranked_candidate_that_appears_mid_cycle_is_tried_at_once_and_only_once() -> None:
     """Dual stack: the peer registers over IPv6 while this side is cycling through its IPv4
     candidates; moving to its IPv6 endpoint at once is what lets both stateful firewalls open."""
-    far = LocalView(MY_PUBLIC, (ipaddress.ip_network("192.168.1.0/24"),), True)
+    far = LocalView(MY_PUBLIC, (ipaddr.parse_prefix("192.168.1.0/24"),), True)
     record = rec("203.0.113.9", 51820)
     v4_only = Announced(None, (("10.9.0.2", 51820),))
     fresh = PeerState(PEER, None, ("10.0.0.2/32",), 0, 0)

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.procs import env, run_wgsigc, write_secret
+from wgsig import ipaddr
 from wgsig.host.configfile import MetricsDirectory
 from wgsigc.config import ConfigError, ServerAddress, load_config, parse_config, parse_server, state_file_for
 
@@ -121,7 +122,7 @@ def test_x1_keys() -> None:
                                                   "advertise": ["198.51.100.7:51820", "[2001:db8::7]:5"]}}},
                           "f").interfaces[0]
     assert not config.candidates and not config.ipv6 and config.converge_seconds == 0
-    assert [str(n) for n in config.exclude_candidates] == ["172.16.0.0/12", "fd00::/8"]
+    assert [ipaddr.prefix_to_text(n) for n in config.exclude_candidates] == ["172.16.0.0/12", "fd00::/8"]
     assert config.advertise == (("198.51.100.7", 51820), ("2001:db8::7", 5))
     for key, value, message in (
         ("candidates", "yes", "candidates must be a bool"),

@@ -6,13 +6,13 @@ reads a real kernel's addresses through pyroute2 in a network namespace made for
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import subprocess
 import sys
 
 import pytest
 
+from wgsig import ipaddr
 from wgsigc.localaddrs import (
     IFA_F_DEPRECATED,
     IFA_F_TEMPORARY,
@@ -42,14 +42,14 @@ def test_lan_addresses_are_announced_tunnels_containers_and_rotating_ones_are_no
     ]
     found = select(addresses, LINKS, "wg0", ipv6_default_route=True)
     assert found.announce == ("192.168.1.10", "10.0.0.5", "2001:db8::10")
-    assert ipaddress.ip_network("192.168.1.0/24") in found.onlink
+    assert ipaddr.parse_prefix("192.168.1.0/24") in found.onlink
     assert found.global_ipv6
 
 
 def test_exclusions_limits_and_two_per_slash64() -> None:
     addresses = [Address("eth0", f"2001:db8::{i}", 64) for i in range(1, 5)]
     addresses += [Address("eth0", "10.1.0.2", 24), Address("eth0", "172.16.5.5", 16)]
-    found = select(addresses, LINKS, "wg0", exclude=[ipaddress.ip_network("172.16.0.0/12")], limit=3)
+    found = select(addresses, LINKS, "wg0", exclude=[ipaddr.parse_prefix("172.16.0.0/12")], limit=3)
     assert found.announce == ("10.1.0.2", "2001:db8::1", "2001:db8::2")
     assert not found.global_ipv6  # no IPv6 default route
 

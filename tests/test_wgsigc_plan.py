@@ -3,8 +3,7 @@ records stand in for the kernel and the servers: no I/O)."""
 
 from __future__ import annotations
 
-import ipaddress
-
+from wgsig import ipaddr
 from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import Record
@@ -279,7 +278,7 @@ def test_a_peer_first_seen_behind_this_public_ip_gets_a_moment_for_its_lan_candi
     assert first.waiting == [PEER], "a converging run keeps fetching meanwhile"
     memory = first.memory({})
     # A second later the server has its LAN address: that one is written, not the hairpin one.
-    local = LocalView("198.51.100.1", (ipaddress.ip_network("10.1.0.0/24"),))
+    local = LocalView("198.51.100.1", (ipaddr.parse_prefix("10.1.0.0/24"),))
     announced = {PEER: Announced(host=(("10.1.0.7", 51820),))}
     (lan,) = plan(state(peer), fresh, Settings(), NOW + 1, memory, announced=announced, local=local).decisions
     assert lan.write is not None and lan.write.endpoint == ("10.1.0.7", 51820)

@@ -13,12 +13,12 @@ are added, with exactly the configured allowed IPs; a peer with a recent handsha
 from __future__ import annotations
 
 import base64
-import ipaddress
 from typing import Any
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wgsig import ipaddr
 from wgsig.endpoint import Endpoint
 from wgsig.keys import PublicKey
 from wgsig.label import encode_label
@@ -139,10 +139,10 @@ RECORD_POOL = [("198.51.100.1", 40000), ("198.51.100.1", 40001), ("203.0.113.5",
 ROAM_POOL = [("198.18.0.9", 3333), ("198.18.0.10", 4444)]
 REAL = [e for e in ANNOUNCE_POOL + RECORD_POOL + ROAM_POOL if e[1] != 0]
 LOCALS = [
-    LocalView("198.51.100.1", (ipaddress.ip_network("192.168.1.0/24"), ipaddress.ip_network("2001:db8:1::/64")),
+    LocalView("198.51.100.1", (ipaddr.parse_prefix("192.168.1.0/24"), ipaddr.parse_prefix("2001:db8:1::/64")),
               True),
-    LocalView("198.51.100.1", (ipaddress.ip_network("192.168.1.0/24"),), False),
-    LocalView("203.0.113.200", (ipaddress.ip_network("192.168.7.0/24"),), True),
+    LocalView("198.51.100.1", (ipaddr.parse_prefix("192.168.1.0/24"),), False),
+    LocalView("203.0.113.200", (ipaddr.parse_prefix("192.168.7.0/24"),), True),
 ]
 announcements = st.builds(
     Announced,

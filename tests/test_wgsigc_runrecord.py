@@ -3,7 +3,6 @@ from hand-made interface states and records (no kernel, no servers)."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from pathlib import Path
 from typing import Any
@@ -12,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from wgsig import ipaddr
 from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import Record
@@ -21,7 +21,7 @@ from wgsigc.plan import InterfaceState, PeerMemory, PeerState, Plan, Settings, p
 
 NOW = 1_700_000_000
 OWN, PEER = PublicKey(bytes([1]) * 32), PublicKey(bytes([2]) * 32)
-LAN = LocalView("198.51.100.1", (ipaddress.ip_network("192.168.1.0/24"),), True)
+LAN = LocalView("198.51.100.1", (ipaddr.parse_prefix("192.168.1.0/24"),), True)
 ANNOUNCED = Announced(("2001:db8:1::2", 51820), (("192.168.1.2", 51820),), (("198.51.100.1", 4000),))
 
 

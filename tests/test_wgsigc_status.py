@@ -4,13 +4,13 @@ configuration and of a missing interface through the real command line."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 from pathlib import Path
 
 import pytest
 
+from wgsig import ipaddr
 from wgsig.keys import PublicKey
 from wgsig.label import encode_label
 from wgsig.wire import Record
@@ -106,7 +106,7 @@ def test_missing_interface_is_exit_4_and_recorded(tmp_path: Path, capsys: pytest
 
 
 def test_status_says_which_candidate_is_in_use_and_why() -> None:
-    local = LocalView("198.51.100.1", (ipaddress.ip_network("192.168.1.0/24"),), False)
+    local = LocalView("198.51.100.1", (ipaddr.parse_prefix("192.168.1.0/24"),), False)
     announced = {PEER: Announced(None, (("192.168.1.2", 51820),))}
     records = {OWN: Record(OWN, "198.51.100.1", 51820, encode_label(NOW - 1, 0)),
                PEER: Record(PEER, "198.51.100.1", 40000, encode_label(NOW - 30, 0))}

@@ -9,7 +9,7 @@ plain IPv4 address back.  Pure: no name resolution, no sockets.
 
 from __future__ import annotations
 
-import ipaddress
+from wgsig import ipaddr
 
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 if not TYPE_CHECKING:  # (in this order, linters see typing's overload)
@@ -59,15 +59,15 @@ def parse_endpoint(text: Any) -> Endpoint | None:
         host = host[1:-1]
     try:
         number = int(port)
-        ipaddress.ip_address(host)
+        ipaddr.parse(host)
     except ValueError:
         return None
     return (host, number) if 0 <= number < 65536 else None
 
 
 NO_IPV4_ENDPOINT = ("0.0.0.0", 0)  # an X1 server's record of a peer seen only over IPv6: not an endpoint, not damage
-_THIS_NETWORK = ipaddress.ip_network("0.0.0.0/8")
-_BROADCAST = ipaddress.IPv4Address("255.255.255.255")
+_THIS_NETWORK = (4, 0, 8)  # 0.0.0.0/8
+_BROADCAST = (4, 0xFFFFFFFF)
 
 
 def unusable_reason(endpoint: Endpoint) -> str | None:
@@ -75,23 +75,23 @@ def unusable_reason(endpoint: Endpoint) -> str | None:
     reserved or scope-less link-local address), or None when it is a plausible peer endpoint."""
     host, port = endpoint
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddr.parse(host)
     except ValueError:
         return f"{host!r} is not an IP address"
     if not 0 < port < 65536:
         return f"port {port}"
-    if address.is_unspecified:
+    if ipaddr.is_unspecified(address):
         return "an unspecified address"
-    if address.is_multicast:
+    if ipaddr.is_multicast(address):
         return "a multicast address"
     if address == _BROADCAST:
         return "the broadcast address"
-    if address.is_link_local:
+    if ipaddr.is_link_local(address):
         return "a link-local address (no scope)"
-    if isinstance(address, ipaddress.IPv4Address):
-        if address in _THIS_NETWORK:
+    if address[0] == 4:
+        if ipaddr.within(address, _THIS_NETWORK):
             return "an address of 0.0.0.0/8 (this network)"
-        if address.is_reserved:
+        if ipaddr.is_reserved(address):
             return "a reserved address (240.0.0.0/4)"
     return None
 

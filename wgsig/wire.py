@@ -21,11 +21,10 @@ constant time.
 
 from __future__ import annotations
 
-import ipaddress
 import struct
 from collections.abc import Iterable, Sequence
 
-from wgsig import hmac256
+from wgsig import hmac256, ipaddr
 from wgsig.label import LABEL_SIZE, is_valid_label
 from wgsig.plainclass import dataclass
 
@@ -161,8 +160,10 @@ def encode_endpoint(ip_packed: bytes, port: int) -> bytes:
 
 def encode_record(record: Record) -> bytes:
     """The 50 bytes of a record."""
-    packed = ipaddress.IPv4Address(record.ip).packed
-    return record.peer_id + encode_endpoint(packed, record.port) + record.label
+    version, value = ipaddr.parse(record.ip)
+    if version != 4:
+        raise ValueError(f"a record holds an IPv4 address, not {record.ip!r}")
+    return record.peer_id + _ENDPOINT.pack(value ^ IP_MASK, record.port) + record.label
 
 
 def decode_record(data: bytes) -> Record | None:
@@ -170,7 +171,7 @@ def decode_record(data: bytes) -> Record | None:
     if data == EMPTY_RECORD:
         return None
     scrambled, port = _ENDPOINT.unpack_from(data, RECORD_ENDPOINT_AT)
-    ip = str(ipaddress.IPv4Address(scrambled ^ IP_MASK))
+    ip = ipaddr.to_text((4, scrambled ^ IP_MASK))
     return Record(bytes(data[RECORD_PEER_ID]), ip, port, bytes(data[RECORD_LABEL]))
 
 

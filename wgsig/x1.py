@@ -22,11 +22,10 @@ Everything here is pure: bytes in, bytes or values out.
 from __future__ import annotations
 
 import collections
-import ipaddress
 import struct
 from collections.abc import Callable, Iterable, Sequence
 
-from wgsig import hmac256
+from wgsig import hmac256, ipaddr
 from wgsig.wire import (
     MAC_SIZE,
     RECORDS_PER_DATAGRAM,
@@ -143,20 +142,20 @@ def _xor(data: bytes, mask: bytes) -> bytes:
 
 def encode_item(item: Item) -> bytes:
     """TYPE, LEN, VALUE of one item."""
-    address = ipaddress.ip_address(item.host)
+    address = ipaddr.parse(item.host)
     if not 0 <= item.port < 1 << 16:
         raise ValueError(f"port {item.port} is out of range")
     if item.type in _EITHER_TYPES:
-        six = address.version == 6
+        six = address[0] == 6
     elif item.type in _V4_TYPES:
         six = False
     elif item.type in _V6_TYPES:
         six = True
     else:
         raise ValueError(f"unknown item type {item.type}")
-    if (address.version == 6) != six:
+    if (address[0] == 6) != six:
         raise ValueError(f"item type {item.type} does not take address {item.host}")
-    packed = _xor(address.packed, _MASK6 if six else _MASK4)
+    packed = _xor(ipaddr.packed(address), _MASK6 if six else _MASK4)
     return bytes((item.type, len(packed) + 2)) + item.port.to_bytes(2, "big") + packed  # LEN counts PORT
 
 
@@ -176,10 +175,7 @@ def _decode_value(kind: int, value: bytes) -> Item | None:
     if len(value) != (_V6_LEN if six else _V4_LEN):
         raise DecodeError(f"X1 item type {kind} has {len(value)} value bytes")
     port = int.from_bytes(value[VALUE_PORT], "big")
-    if six:
-        host = str(ipaddress.IPv6Address(_xor(value[VALUE_ADDRESS], _MASK6)))
-    else:
-        host = str(ipaddress.IPv4Address(_xor(value[VALUE_ADDRESS], _MASK4)))
+    host = ipaddr.to_text(ipaddr.unpacked(_xor(value[VALUE_ADDRESS], _MASK6 if six else _MASK4)))
     return Item(kind, host, port)
 
 

@@ -21,13 +21,15 @@ LAN, WireGuard's REKEY_TIMEOUT of 5 s else).
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Sequence
-
+from wgsig import ipaddr
 from wgsig.endpoint import Endpoint, unusable_reason
 from wgsig.plainclass import dataclass
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from wgsig.ipaddr import Prefix as Network
 
 LAN_STEP = 2.0
 WAN_STEP = 5.0  # REKEY_TIMEOUT: WireGuard retries a handshake after 5 s
@@ -69,7 +71,7 @@ class Candidate:
 
 
 _NOT_REACHABLE6 = tuple(
-    ipaddress.ip_network(n) for n in ("fe80::/10", "fc00::/7", "ff00::/8", "::/128", "::1/128", "::ffff:0:0/96")
+    ipaddr.parse_prefix(n) for n in ("fe80::/10", "fc00::/7", "ff00::/8", "::/128", "::1/128", "::ffff:0:0/96")
 )
 
 
@@ -80,34 +82,34 @@ def usable(endpoint: Endpoint | None) -> bool:
     return endpoint is not None and unusable_reason(endpoint) is None
 
 
-_LAN_NETS = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
+_LAN_NETS = tuple(ipaddr.parse_prefix(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"))
 
 
 def lan_address(endpoint: Endpoint) -> bool:
     """A LAN address (RFC 1918, IPv6 unique-local). Not Python's is_private, which counts the
     documentation ranges too (the lab's "public" addresses)."""
     try:
-        address = ipaddress.ip_address(endpoint[0])
+        address = ipaddr.parse(endpoint[0])
     except ValueError:
         return False
-    return any(address.version == net.version and address in net for net in _LAN_NETS)
+    return ipaddr.within_any(address, _LAN_NETS)
 
 
 def _global6(host: str) -> bool:
     """An IPv6 address routed beyond its site: not link-local, unique-local, multicast, mapped.
     (Documentation prefixes count: the lab uses 2001:db8::/32.)"""
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddr.parse(host)
     except ValueError:
         return False
-    return address.version == 6 and not any(address in net for net in _NOT_REACHABLE6)
+    return address[0] == 6 and not ipaddr.within_any(address, _NOT_REACHABLE6)
 
 
 def canonical(endpoint: Endpoint) -> Endpoint:
     """The address as the kernel reports it ("2001:db8::2", not "2001:DB8:0::2"): the plan
     compares what it wrote with what the kernel says."""
     try:
-        return str(ipaddress.ip_address(endpoint[0])), endpoint[1]
+        return ipaddr.canonical(endpoint[0]), endpoint[1]
     except ValueError:
         return endpoint
 
@@ -122,10 +124,10 @@ def canonical_announced(announced: Announced) -> Announced:
 
 def _onlink(host: str, local: LocalView) -> bool:
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddr.parse(host)
     except ValueError:
         return False
-    return any(address.version == net.version and address in net for net in local.onlink)
+    return ipaddr.within_any(address, local.onlink)
 
 
 def _v6(host: str) -> bool:

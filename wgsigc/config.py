@@ -10,10 +10,9 @@ own, here.
 
 from __future__ import annotations
 
-import ipaddress
 import os
-from collections.abc import Callable
 
+from wgsig import ipaddr
 from wgsig.endpoint import check_port, parse_port, split_host_port
 from wgsig.host import configfile
 from wgsig.host.configfile import ConfigError as ConfigError  # re-exported: callers catch it from here
@@ -23,7 +22,10 @@ from wgsig.plainclass import dataclass, field
 
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any, TypeVar
+
+    from wgsig.ipaddr import Prefix
 
     _T = TypeVar("_T")
 
@@ -71,7 +73,7 @@ class InterfaceConfig:
     state_file: str | None = None  # a path (strings here: a run loads no pathlib)
     # X1 (doc/x1.md): announce this host's LAN addresses and use the peers' (on by default).
     candidates: bool = True
-    exclude_candidates: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+    exclude_candidates: tuple[Prefix, ...] = ()
     advertise: tuple[tuple[str, int], ...] = ()  # port forwards to announce, e.g. ("198.51.100.7", 51820)
     ipv6: bool = True  # register over IPv6 too, when this host has a global address
     # While a peer waits for a handshake, a run keeps fetching and judging for this long (seconds):
@@ -113,7 +115,7 @@ def parse_server(text: str) -> ServerAddress:
 
 def _is_ipv6(host: str) -> bool:
     try:
-        return ipaddress.ip_address(host).version == 6
+        return ipaddr.version(host) == 6
     except ValueError:
         return False
 
@@ -122,7 +124,7 @@ def parse_endpoint_text(text: str) -> tuple[str, int]:
     """An advertised endpoint: "a.b.c.d:port" or "[v6]:port", the port required."""
     host, port_text = split_host_port(text.strip(), None)
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddr.canonical(host)
         port = int(port_text)
     except ValueError:
         raise ValueError(
@@ -132,7 +134,7 @@ def parse_endpoint_text(text: str) -> tuple[str, int]:
         check_port(port)
     except ValueError as error:
         raise ValueError(f"{text!r}: {error}") from None
-    return str(address), port
+    return address, port
 
 
 def load_config(path: str, cache: str | None = None) -> ClientConfig:
@@ -239,8 +241,8 @@ def _interface(name: str, table: dict[str, Any], where: str, state_directory: st
     )
 
 
-def _network(text: str) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    return ipaddress.ip_network(text, strict=False)
+def _network(text: str) -> Prefix:
+    return ipaddr.parse_prefix(text, strict=False)
 
 
 def _strings(table: dict[str, Any], key: str, where: str, parse: Callable[[str], _T], example: str) -> list[_T]:
@@ -268,7 +270,7 @@ def _extra_peers(raw: Any, where: str) -> dict[PublicKey, tuple[str, ...]]:
         if not configfile.is_strings(ips):
             raise ConfigError(f'{here}: allowed_ips must be a list of CIDR strings, e.g. ["10.0.0.2/32"]')
         try:
-            peers[key] = tuple(str(ipaddress.ip_network(i, strict=True)) for i in ips)
+            peers[key] = tuple(ipaddr.prefix_to_text(ipaddr.parse_prefix(i, strict=True)) for i in ips)
         except ValueError as error:
             raise ConfigError(f"{here}: allowed_ips: {error}") from None
     return peers

@@ -6,13 +6,12 @@ datagrams from any other address or port never reach the collector.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 import select
 import time
 from collections.abc import Callable, Sequence
 
-from wgsig import x1
+from wgsig import ipaddr, x1
 from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
 from wgsig.host import lightsocket as socket
 from wgsig.label import label_from_ns
@@ -98,13 +97,13 @@ def _literal(host: str, port: int, family: int) -> list[Any] | None:
     if "%" in host:
         return None
     try:
-        address = ipaddress.ip_address(host)
+        address = ipaddr.parse(host)
     except ValueError:
         return None
-    if address.version == 4 and family in (socket.AF_INET, socket.AF_UNSPEC):
-        return [(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP, "", (str(address), port))]
-    if address.version == 6 and family in (socket.AF_INET6, socket.AF_UNSPEC):
-        return [(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP, "", (str(address), port, 0, 0))]
+    if address[0] == 4 and family in (socket.AF_INET, socket.AF_UNSPEC):
+        return [(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_UDP, "", (ipaddr.to_text(address), port))]
+    if address[0] == 6 and family in (socket.AF_INET6, socket.AF_UNSPEC):
+        return [(socket.AF_INET6, socket.SOCK_DGRAM, socket.IPPROTO_UDP, "", (ipaddr.to_text(address), port, 0, 0))]
     return None  # an IPv6 literal asked for as IPv4: getaddrinfo's own error
 
 

@@ -15,10 +15,7 @@ is the common one), minus the configured ``exclude_candidates``.
 
 from __future__ import annotations
 
-import ipaddress
-from collections.abc import Iterable, Sequence
-
-from wgsig import rtnetlink
+from wgsig import ipaddr, rtnetlink
 from wgsig.host import lightsocket as socket
 from wgsig.plainclass import dataclass
 
@@ -38,8 +35,13 @@ _SKIP_PREFIXES = ("lo", "wg", "wt", "ts", "tailscale", "zt", "docker", "veth", "
 # address often sits on a bridge; the host sides of containers go by name (veth*, docker*, br-*).
 _SKIP_KINDS = frozenset({"wireguard", "tun", "vxlan", "geneve", "gre", "gretap", "ipip", "sit", "ip6tnl", "ip6gre"})
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
-_ULA = ipaddress.ip_network("fc00::/7")
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from wgsig.ipaddr import Prefix as Network
+
+_ULA = ipaddr.parse_prefix("fc00::/7")
 
 
 class LocalAddressError(Exception):
@@ -89,27 +91,26 @@ def select(addresses: Iterable[Address], links: Sequence[Link], wireguard: str, 
     for entry in addresses:
         if _skipped(by_name.get(entry.ifname), wireguard):
             continue
-        ip = ipaddress.ip_address(entry.address.split("%")[0])
-        if ip.is_loopback or ip.is_link_local or ip.is_multicast or ip.is_unspecified:
+        ip = ipaddr.parse(entry.address.split("%")[0])
+        if ipaddr.is_loopback(ip) or ipaddr.is_link_local(ip) or ipaddr.is_multicast(ip) or ipaddr.is_unspecified(ip):
             continue
-        if ip.version == 4 and entry.scope != RT_SCOPE_UNIVERSE:
+        if ip[0] == 4 and entry.scope != RT_SCOPE_UNIVERSE:
             continue
-        if ip.version == 6 and entry.flags & _UNUSABLE:
+        if ip[0] == 6 and entry.flags & _UNUSABLE:
             continue
-        network = ipaddress.ip_network(f"{ip}/{entry.prefixlen}", strict=False)
-        onlink.append(network)
-        if ip.version == 6 and ip not in _ULA:
+        onlink.append(ipaddr.prefix_of(ip, entry.prefixlen))
+        if ip[0] == 6 and not ipaddr.within(ip, _ULA):
             global_v6 = True  # (documentation prefixes count: test labs use them)
-        if any(ip in excluded for excluded in exclude):
+        if ipaddr.within_any(ip, exclude):
             continue
-        if ip.version == 4:
-            v4.append(str(ip))
+        if ip[0] == 4:
+            v4.append(ipaddr.to_text(ip))
             continue
-        slash64 = ipaddress.ip_network(f"{ip}/64", strict=False)
+        slash64 = ipaddr.prefix_of(ip, 64)
         if per64.get(slash64, 0) >= 2:
             continue
         per64[slash64] = per64.get(slash64, 0) + 1
-        v6.append(str(ip))
+        v6.append(ipaddr.to_text(ip))
     return LocalAddresses(tuple((v4 + v6)[:limit]), tuple(onlink), global_v6 and ipv6_default_route)
 
 

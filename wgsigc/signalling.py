@@ -17,12 +17,11 @@ sent only to a server that said SV_XR_OK.  ``poll`` repeats step 3 (or a CLFLG 1
 from __future__ import annotations
 
 import errno
-import ipaddress
 import os
 import time
 from collections.abc import Sequence
 
-from wgsig import x1
+from wgsig import ipaddr, x1
 from wgsig.client import GroupCredentials, build_request
 from wgsig.endpoint import endpoint_text
 from wgsig.host import lightsocket as socket
@@ -268,8 +267,8 @@ def announced_from(items: dict[bytes, list[x1.Item]]) -> dict[bytes, Announced]:
         mapped = tuple((i.host, i.port) for i in peer_items if i.type in (x1.ItemType.MAPPED4, x1.ItemType.MAPPED6))
         # Several servers may each relay: both peers must pick the same one, so not by the order of
         # their own servers list but by the relay's address (every peer sees the same addresses).
-        relays = sorted(((ipaddress.ip_address(i.host), i.port) for i in peer_items if i.type == x1.ItemType.RELAY),
-                        key=lambda r: (r[0].version, r[0]))
-        relay = (str(relays[0][0]), relays[0][1]) if relays else None
+        relays = sorted(((ipaddr.parse(i.host), i.port) for i in peer_items if i.type == x1.ItemType.RELAY),
+                        key=lambda r: r[0])  # IPv4 first
+        relay = (ipaddr.to_text(relays[0][0]), relays[0][1]) if relays else None
         result[peer_id] = Announced(obs6, host, mapped, relay)
     return result
