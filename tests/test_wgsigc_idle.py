@@ -46,6 +46,8 @@ NOT_IMPORTED = (
     "pathlib", "urllib", "fnmatch",  # paths as strings in wgsigc's configuration and run record
     "json", "re", "base64",  # the run record through json's C codec (wgsig.host.lightjson); keys through binascii
     "enum",  # wgsigc.plan.Action and wgsig.x1.ItemType are plain classes
+    "ipaddress", "functools",  # addresses through wgsig.ipaddr
+    "collections",  # annotations' abstract classes only for type checkers; X1's tuples written out
 )
 
 PROBE = """

@@ -12,8 +12,6 @@ here does I/O: the caller sends, receives and keeps time.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-
 from wgsig import x1
 from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, envelope_key, seal, unseal
 from wgsig.label import label_seconds
@@ -28,6 +26,10 @@ from wgsig.wire import (
     decode_response,
     encode_request,
 )
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
 
 MAX_REQUEST_PAD = 32
 

@@ -11,13 +11,14 @@ imported on first use: clients of unencrypted groups never pay for it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from wgsig.hmac256 import sha256
 
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
+
+    ChaCha20 = Callable[[bytes, bytes], bytes]  # (nonce, data) -> data XOR keystream
 
 HEADER_SIZE = 16  # SGROUP + NONCE
 NONCE_SIZE = 12
@@ -28,7 +29,6 @@ _SGROUP_MASK = slice(12, HEADER_SIZE)  # ...and within the datagram
 _COUNTER_1 = b"\x01\x00\x00\x00"
 _TAG_SIZE = 16  # Poly1305
 
-ChaCha20 = Callable[[bytes, bytes], bytes]  # (nonce, data) -> data XOR keystream
 
 
 def envelope_key(secret: bytes) -> bytes:

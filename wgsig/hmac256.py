@@ -17,8 +17,6 @@ Pure: no IO; bytes in, bytes out.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 
 try:
@@ -27,6 +25,7 @@ except ImportError:  # pragma: no cover - another interpreter
     from hmac import compare_digest
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from hashlib import sha256  # the same interface; _sha256 has no stubs
 else:
     try:

@@ -16,8 +16,6 @@ Supported, as ``dataclasses`` does it: ``frozen``, defaults, ``field(default_fac
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 if not TYPE_CHECKING:  # (in this order, linters see typing's names)
     def overload(function: Callable[..., object]) -> Callable[..., object]:
@@ -27,6 +25,7 @@ if not TYPE_CHECKING:  # (in this order, linters see typing's names)
     def dataclass_transform(**_: object) -> Callable[[Callable[..., object]], Callable[..., object]]:
         return overload  # the marking is for type checkers only
 else:
+    from collections.abc import Callable
     from typing import Any, TypeVar, dataclass_transform, overload
 
     _T = TypeVar("_T")

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import struct
 import sys
-from collections.abc import Iterator
 
 from wgsig.host import lightsocket as socket
 from wgsig.plainclass import dataclass
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 NLMSG_ERROR = 2
 NLMSG_DONE = 3

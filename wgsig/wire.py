@@ -22,11 +22,14 @@ constant time.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
 
 from wgsig import hmac256, ipaddr
 from wgsig.label import LABEL_SIZE, is_valid_label
 from wgsig.plainclass import dataclass
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
 
 KEY_SIZE = 32
 SECRET_SIZE = 32

@@ -21,9 +21,7 @@ Everything here is pure: bytes in, bytes or values out.
 
 from __future__ import annotations
 
-import collections
 import struct
-from collections.abc import Callable, Iterable, Sequence
 
 from wgsig import hmac256, ipaddr
 from wgsig.wire import (
@@ -38,6 +36,7 @@ from wgsig.wire import (
 
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Sequence
     from typing import NamedTuple, TypeVar
 
     _T = TypeVar("_T")
@@ -112,7 +111,7 @@ _MASK4 = bytes.fromhex("322dccac")
 _MASK6 = _MASK4 * 4
 
 
-if TYPE_CHECKING:  # the types; at run time the same tuples from collections (typing is not loaded)
+if TYPE_CHECKING:  # the types; at run time the same tuples written out (typing is not loaded)
     class Item(NamedTuple):
         type: int
         host: str
@@ -121,11 +120,41 @@ if TYPE_CHECKING:  # the types; at run time the same tuples from collections (ty
     class Entry(NamedTuple):
         slot: int
         item: Item
-else:
-    Item = collections.namedtuple("Item", ("type", "host", "port"))
-    Entry = collections.namedtuple("Entry", ("slot", "item"))
-Item.__doc__ = "One address item: a type and an endpoint (host as text, IPv6 without brackets)."
-Entry.__doc__ = "An answer entry: the slot of the record it belongs to (0-9, or REQUESTER_SLOT) and an item."
+else:  # what collections.namedtuple makes, without loading collections (an idle wgsigc run: issue 16)
+    class Item(tuple):
+        """One address item: a type and an endpoint (host as text, IPv6 without brackets)."""
+
+        __slots__ = ()
+
+        def __new__(cls, type: int, host: str, port: int) -> Item:
+            return tuple.__new__(cls, (type, host, port))
+
+        def __getnewargs__(self) -> tuple[object, ...]:  # copy and pickle
+            return tuple(self)
+
+        def __repr__(self) -> str:
+            return f"Item(type={self[0]!r}, host={self[1]!r}, port={self[2]!r})"
+
+        type = property(lambda self: self[0])
+        host = property(lambda self: self[1])
+        port = property(lambda self: self[2])
+
+    class Entry(tuple):
+        """An answer entry: the slot of the record it belongs to (0-9, or REQUESTER_SLOT) and an item."""
+
+        __slots__ = ()
+
+        def __new__(cls, slot: int, item: Item) -> Entry:
+            return tuple.__new__(cls, (slot, item))
+
+        def __getnewargs__(self) -> tuple[object, ...]:
+            return tuple(self)
+
+        def __repr__(self) -> str:
+            return f"Entry(slot={self[0]!r}, item={self[1]!r})"
+
+        slot = property(lambda self: self[0])
+        item = property(lambda self: self[1])
 
 
 def extension_key(secret: bytes) -> bytes:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import select
 import time
-from collections.abc import Callable, Sequence
 
 from wgsig import ipaddr, x1
 from wgsig.client import AnswerCollector, GroupCredentials, Ignored, Stale, build_request
@@ -20,6 +19,7 @@ from wgsig.wire import Record
 
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
     from typing import Any
 
 # The C server compares labels with 16.8 ms granularity: keep our requests apart.

@@ -15,10 +15,12 @@ make every timer run fail.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.plainclass import dataclass  # wgsigc loads it on every run: no dataclasses module
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 
 @dataclass(frozen=True)

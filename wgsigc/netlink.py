@@ -16,7 +16,6 @@ leave allowed IPs out (``pyroute2load.sends_kernel_peer_flags`` tells which).
 from __future__ import annotations
 
 import errno
-from collections.abc import Iterable, Mapping
 
 from wgsig import rtnetlink, wgnetlink
 from wgsig.endpoint import Endpoint
@@ -29,6 +28,7 @@ from wgsigc.plan import InterfaceState, PeerState, PeerWrite
 
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Mapping
     from typing import Any
 
 
@@ -124,7 +124,7 @@ def merge_device(messages: Iterable[Mapping[str, Any]], name: str) -> InterfaceS
                 _endpoint(raw.get("endpoint")),
                 ips,
                 int(raw.get("keepalive") or 0),
-                int(handshake.get("tv_sec", 0)) if isinstance(handshake, Mapping) else 0,
+                int(handshake.get("tv_sec", 0)) if isinstance(handshake, dict) else 0,
             )
     if public_key is None:
         raise InterfaceError(f"interface {name} has no private key: set one with 'wg set {name} private-key FILE'")

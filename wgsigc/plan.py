@@ -18,8 +18,6 @@ Unknown peers are added only when the configuration gives their allowed IPs.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from wgsig.endpoint import NO_IPV4_ENDPOINT, Endpoint, endpoint_text, unusable_reason
 from wgsig.keys import PublicKey
 from wgsig.label import label_seconds
@@ -37,6 +35,7 @@ from wgsigc.candidates import (
 
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from typing import Any, ClassVar
 
 

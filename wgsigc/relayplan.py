@@ -22,13 +22,15 @@ reaches (both behind NATs that map each destination to a new port):
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 from wgsig.endpoint import Endpoint, endpoint_text
 from wgsig.keys import PublicKey
 from wgsig.plainclass import replace
 from wgsig.x1 import MAX_RELAY_REQUESTS
 from wgsigc.plan import Action, InterfaceState, PeerDecision, PeerMemory, PeerState, PeerWrite, Plan
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from collections.abc import Mapping
 
 RELAY_RETRY = 600.0  # seconds on the relay between two tries of a direct path
 REKEY_SOON = 100.0  # session age from which a probe may start (WireGuard rekeys at 120 s)

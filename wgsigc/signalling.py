@@ -19,7 +19,6 @@ from __future__ import annotations
 import errno
 import os
 import time
-from collections.abc import Sequence
 
 from wgsig import ipaddr, x1
 from wgsig.client import GroupCredentials, build_request
@@ -36,6 +35,7 @@ from wgsigc.rawsend import port_is_free, send_from_port, set_mark, udp_socket
 
 TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from typing import Any
 
 CLFLG_REGISTER = 0 | x1.XA

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Collection, Mapping
 
 from wgsig.plainclass import dataclass
 
@@ -20,6 +19,7 @@ TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module
 if not TYPE_CHECKING:  # (in this order, linters see typing's overload)
     from wgsig.plainclass import overload
 else:
+    from collections.abc import Collection, Mapping
     from typing import Any, TypeGuard, TypeVar, overload
 
     _T = TypeVar("_T")

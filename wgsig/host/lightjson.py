@@ -15,10 +15,9 @@ Where ``_json`` is missing (another interpreter), json itself is used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import Any
 
 _make_scanner: Callable[[Any], Callable[[str, int], tuple[Any, int]]] | None

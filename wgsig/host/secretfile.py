@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Callable
 
 from wgsig.wire import SECRET_SIZE
+
+TYPE_CHECKING = False  # not typing's: an idle wgsigc run loads no typing module (issue 16)
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 # The shipped units pass every file F of this directory as the credential "keys_F"
 # (LoadCredential=keys:/etc/wgsig/keys).
