@@ -75,7 +75,7 @@ measure() {  # measure NAME CMD...: prints "FIGURE NAME wall user sys"
 mkdir -m 0700 /tmp/sd-a /tmp/sd-b
 export STATE_DIRECTORY=/tmp/sd-a
 STATE_DIRECTORY=/tmp/sd-b ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
-measure converging ip netns exec a python3 -m wgsigc --config /tmp/a-once.toml
+measure converging ip netns exec a python3 /srv/payload/wgsigc --config /tmp/a-once.toml
 cat /tmp/out.log
 STATE_DIRECTORY=/tmp/sd-b ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
 for i in $(seq 60); do
@@ -88,23 +88,34 @@ baseline() { wg show wg0 dump >/dev/null && wg set wg0 peer "$(cat /tmp/b.pub)" 
 # idle runs and baselines in turn, so that both see the same load on the host
 for i in $(seq __REPEAT__); do
     before=$(sent)
-    measure idle ip netns exec a python3 -m wgsigc --config /tmp/a.toml
+    measure idle ip netns exec a python3 /srv/payload/wgsigc --config /tmp/a.toml  # as wgsigc.service runs it
     echo "FIGURE idle_datagrams $(( $(sent) - before ))"
     cp /tmp/out.log /tmp/idle.log
     __COMPARE__
     measure baseline ip netns exec a bash -c "$(declare -f baseline); endpoint=$endpoint; baseline"
 done
 cat /tmp/idle.log
-ip netns exec a python3 -X importtime -m wgsigc --config /tmp/a.toml 2>/tmp/imports.log >/dev/null
+ip netns exec a python3 -X importtime /srv/payload/wgsigc --config /tmp/a.toml 2>/tmp/imports.log >/dev/null
 echo "FIGURE modules $(grep -c '^import time:' /tmp/imports.log) $(grep -c '| *pyroute2' /tmp/imports.log)"
 grep -q 'pyroute2.ndb' /tmp/imports.log && echo "FIGURE imports_ndb 1" || echo "FIGURE imports_ndb 0"
 grep -q 'wgsig.metrics' /tmp/imports.log && echo "FIGURE imports_metrics 1" || echo "FIGURE imports_metrics 0"
 __PROFILE__
 """
 
+# /usr/bin/wgsigc as setuptools writes it (and wgsig's .deb installed it until packaging/bin/)
+SETUPTOOLS_SCRIPT = """#!/usr/bin/python3
+# -*- coding: utf-8 -*-
+import re
+import sys
+from wgsigc.cli import main
+if __name__ == "__main__":
+    sys.argv[0] = re.sub(r"(-script\\.pyw|\\.exe)?$", "", sys.argv[0])
+    sys.exit(main())
+"""
+
 # --compare DIR: the same idle run of another source tree, right after each of this tree's
 COMPARE = ("PYTHONPATH=/srv/payload/src-compare measure idle_compare"
-           " ip netns exec a python3 -m wgsigc --config /tmp/a.toml")
+           " ip netns exec a python3 /srv/payload/wgsigc-compare --config /tmp/a.toml")
 
 # --profile: where an idle run's time goes (the interpreter's own start, imports, functions)
 PROFILE = r"""
@@ -112,13 +123,13 @@ for flags in "" "-I" "-I -S"; do
     for i in 1 2 3; do measure "python3_$(echo "$flags" | tr -d ' -')" python3 $flags -c pass; done
 done
 # what an idle run costs beside its own work: ip netns exec, the standard library it needs, its imports
-printf 'import sys\nfrom wgsigc.cli import main\nsys.exit(main())\n' > /tmp/wgsigc-script  # as /usr/bin/wgsigc
 for i in 1 2 3; do
     measure netns_pass ip netns exec a python3 -c pass
     measure stdlib_floor ip netns exec a python3 -c \
         'import _socket, _json, _sha256, binascii, ipaddress, struct, select'
     measure imports_only ip netns exec a python3 -c 'import wgsigc.cli, wgsigc.kernelmode'
-    measure idle_script ip netns exec a python3 /tmp/wgsigc-script --config /tmp/a.toml
+    measure idle_module ip netns exec a python3 -m wgsigc --config /tmp/a.toml
+    measure idle_setuptools ip netns exec a python3 /srv/payload/wgsigc-setuptools --config /tmp/a.toml
 done
 echo "PROFILE imports (self us, cumulative us, module), the 40 slowest by self time:"
 sed -n 's/^import time: *\([0-9]*\) | *\([0-9]*\) | \(.*\)$/\1 \2 \3/p' /tmp/imports.log | sort -rn | head -40
@@ -155,6 +166,12 @@ def main() -> int:
                 shutil.copytree(args.compare / package, payload / "src-compare" / package,
                                 ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "tests" / "natlab.sh", payload / "natlab.sh")
+        # the idle runs start as wgsigc.service starts them: /usr/bin/wgsigc, packaging/bin's script
+        shutil.copy(ROOT / "packaging" / "bin" / "wgsigc", payload / "wgsigc")
+        compare_script = args.compare / "packaging" / "bin" / "wgsigc" if args.compare else None
+        (payload / "wgsigc-compare").write_text(
+            compare_script.read_text() if compare_script and compare_script.exists() else SETUPTOOLS_SCRIPT)
+        (payload / "wgsigc-setuptools").write_text(SETUPTOOLS_SCRIPT)
         compileall.compile_dir(payload, quiet=2)  # as the package's postinst does
         (payload / "runs.sh").write_text(GUEST.replace("__REPEAT__", str(args.repeat)).replace(
             "__PROFILE__", PROFILE if args.profile else "").replace("__COMPARE__", COMPARE if args.compare else ""))
@@ -194,7 +211,8 @@ def main() -> int:
         line("the standard library an idle run needs (_socket, _json, _sha256, binascii, ipaddress, struct, select)",
              figures(out, "stdlib_floor"))
         line("import wgsigc.cli, wgsigc.kernelmode", figures(out, "imports_only"))
-        line("idle run as /usr/bin/wgsigc starts it (a script, not -m)", figures(out, "idle_script"))
+        line("idle run as python3 -m wgsigc (runpy)", figures(out, "idle_module"))
+        line("idle run through setuptools' console script (imports re)", figures(out, "idle_setuptools"))
         print(out[out.find("PROFILE imports"):])
     return 0
 

@@ -176,6 +176,27 @@ def test_deb_ships_the_bash_completions(debs: Path, tmp_path: Path) -> None:
         assert (tmp_path / path).read_bytes() == (REPO / "packaging" / "bash-completion" / command).read_bytes()
 
 
+def test_deb_ships_commands_that_load_only_the_program(debs: Path, tmp_path: Path) -> None:
+    """/usr/bin/wgsigc and wgsigd are packaging/bin's scripts, not setuptools' console scripts
+    (which import re at every start); the packaged wgsigc runs and imports no re, enum or
+    argparse on the unit's command line (the built package's contents, run on the host)."""
+    deb = debs / f"wgsig_{VERSION}_all.deb"
+    env = {"PATH": SYSTEM_PATH}
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(tmp_path)], env=env, check=True)
+    for command in ("wgsigc", "wgsigd"):
+        installed = tmp_path / "usr" / "bin" / command
+        assert installed.read_bytes() == (REPO / "packaging" / "bin" / command).read_bytes()
+        assert installed.stat().st_mode & 0o777 == 0o755
+    done = subprocess.run(["/usr/bin/python3", "-X", "importtime", str(tmp_path / "usr/bin/wgsigc"),
+                           "--config", str(tmp_path / "missing.toml")],
+                          env={**env, "PYTHONPATH": str(tmp_path / "usr/lib/python3/dist-packages")},
+                          capture_output=True, text=True, timeout=60)
+    said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert done.returncode == 6 and len(said) == 1 and "missing.toml does not exist" in said[0], done.stderr
+    imported = {line.rsplit("|", 1)[1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "wgsigc.cli" in imported and not imported & {"re", "enum", "argparse"}, sorted(imported)
+
+
 def _payload(tmp_path: Path, debs: Path, script: str) -> Path:
     payload = write_payload(tmp_path / "p", _script(script))
     shutil.copytree(debs, payload / "debs")
