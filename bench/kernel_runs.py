@@ -18,7 +18,12 @@ the process and its children):
 - the baseline: ``wg show wg0 dump`` plus ``wg set wg0 peer B endpoint ...`` (the same read
   and write, without any signalling), one after each idle run (the host's load varies);
 - with ``--compare DIR`` (another wgsig tree, e.g. ``git archive main | tar -x -C DIR``), that
-  tree's idle run right after each of this tree's: a before and after within one boot.
+  tree's idle run right after each of this tree's: a before and after within one boot (through
+  that tree's ``packaging/bin/wgsigc``, or setuptools' console script where it has none, as its
+  package installed it).
+
+Every run starts as wgsigc.service starts it: ``/usr/bin/wgsigc`` (``packaging/bin/wgsigc``, its
+``#!`` line included), the tree's modules on ``PYTHONPATH``.
 
 The VM is software-emulated (about 14 times slower than the host for Python, more when the
 host is busy): the figures compare the three, they are not a small board's.
@@ -75,7 +80,7 @@ measure() {  # measure NAME CMD...: prints "FIGURE NAME wall user sys"
 mkdir -m 0700 /tmp/sd-a /tmp/sd-b
 export STATE_DIRECTORY=/tmp/sd-a
 STATE_DIRECTORY=/tmp/sd-b ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
-measure converging ip netns exec a python3 /srv/payload/wgsigc --config /tmp/a-once.toml
+measure converging ip netns exec a /srv/payload/wgsigc --config /tmp/a-once.toml
 cat /tmp/out.log
 STATE_DIRECTORY=/tmp/sd-b ip netns exec b python3 -m wgsigc --config /tmp/b-once.toml >/dev/null 2>&1
 for i in $(seq 60); do
@@ -88,14 +93,14 @@ baseline() { wg show wg0 dump >/dev/null && wg set wg0 peer "$(cat /tmp/b.pub)" 
 # idle runs and baselines in turn, so that both see the same load on the host
 for i in $(seq __REPEAT__); do
     before=$(sent)
-    measure idle ip netns exec a python3 /srv/payload/wgsigc --config /tmp/a.toml  # as wgsigc.service runs it
+    measure idle ip netns exec a /srv/payload/wgsigc --config /tmp/a.toml  # as wgsigc.service runs it (its #! line)
     echo "FIGURE idle_datagrams $(( $(sent) - before ))"
     cp /tmp/out.log /tmp/idle.log
     __COMPARE__
     measure baseline ip netns exec a bash -c "$(declare -f baseline); endpoint=$endpoint; baseline"
 done
 cat /tmp/idle.log
-ip netns exec a python3 -X importtime /srv/payload/wgsigc --config /tmp/a.toml 2>/tmp/imports.log >/dev/null
+ip netns exec a python3 -S -X importtime /srv/payload/wgsigc --config /tmp/a.toml 2>/tmp/imports.log >/dev/null
 echo "FIGURE modules $(grep -c '^import time:' /tmp/imports.log) $(grep -c '| *pyroute2' /tmp/imports.log)"
 grep -q 'pyroute2.ndb' /tmp/imports.log && echo "FIGURE imports_ndb 1" || echo "FIGURE imports_ndb 0"
 grep -q 'wgsig.metrics' /tmp/imports.log && echo "FIGURE imports_metrics 1" || echo "FIGURE imports_metrics 0"
@@ -115,7 +120,7 @@ if __name__ == "__main__":
 
 # --compare DIR: the same idle run of another source tree, right after each of this tree's
 COMPARE = ("PYTHONPATH=/srv/payload/src-compare measure idle_compare"
-           " ip netns exec a python3 /srv/payload/wgsigc-compare --config /tmp/a.toml")
+           " ip netns exec a /srv/payload/wgsigc-compare --config /tmp/a.toml")
 
 # --profile: where an idle run's time goes (the interpreter's own start, imports, functions)
 PROFILE = r"""
@@ -129,7 +134,8 @@ for i in 1 2 3; do
         'import _socket, _json, _sha256, binascii, ipaddress, struct, select'
     measure imports_only ip netns exec a python3 -c 'import wgsigc.cli, wgsigc.kernelmode'
     measure idle_module ip netns exec a python3 -m wgsigc --config /tmp/a.toml
-    measure idle_setuptools ip netns exec a python3 /srv/payload/wgsigc-setuptools --config /tmp/a.toml
+    measure idle_site ip netns exec a python3 /srv/payload/wgsigc --config /tmp/a.toml  # site loaded (no -S)
+    measure idle_setuptools ip netns exec a /srv/payload/wgsigc-setuptools --config /tmp/a.toml
 done
 echo "PROFILE imports (self us, cumulative us, module), the 40 slowest by self time:"
 sed -n 's/^import time: *\([0-9]*\) | *\([0-9]*\) | \(.*\)$/\1 \2 \3/p' /tmp/imports.log | sort -rn | head -40
@@ -172,6 +178,8 @@ def main() -> int:
         (payload / "wgsigc-compare").write_text(
             compare_script.read_text() if compare_script and compare_script.exists() else SETUPTOOLS_SCRIPT)
         (payload / "wgsigc-setuptools").write_text(SETUPTOOLS_SCRIPT)
+        for script in ("wgsigc-compare", "wgsigc-setuptools"):
+            (payload / script).chmod(0o755)
         compileall.compile_dir(payload, quiet=2)  # as the package's postinst does
         (payload / "runs.sh").write_text(GUEST.replace("__REPEAT__", str(args.repeat)).replace(
             "__PROFILE__", PROFILE if args.profile else "").replace("__COMPARE__", COMPARE if args.compare else ""))
@@ -212,6 +220,8 @@ def main() -> int:
              figures(out, "stdlib_floor"))
         line("import wgsigc.cli, wgsigc.kernelmode", figures(out, "imports_only"))
         line("idle run as python3 -m wgsigc (runpy)", figures(out, "idle_module"))
+        line("idle run through packaging/bin/wgsigc with the site module (python3 SCRIPT, no -S)",
+             figures(out, "idle_site"))
         line("idle run through setuptools' console script (imports re)", figures(out, "idle_setuptools"))
         print(out[out.find("PROFILE imports"):])
     return 0
