@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nspawn_guest_helpers import DIST, UNIT_DIR, check, install_project, out, phase, prop, run, wait_for
+from nspawn_guest_helpers import UNIT_DIR, check, install_project, out, phase, prop, run, wait_for
 
 CONFIG = Path("/etc/wgsig/wgsigd.toml")
 SECRET_FILE = Path("/etc/wgsig/keys/zero.key")
@@ -61,20 +61,12 @@ def without_section() -> None:
 
 
 def ask(sock: socket.socket, peer: bytes, clflg: int, relay_to: list[bytes] | None = None) -> Any:
-    sys.path.insert(0, str(DIST))
-    from wgsig.client import AnswerCollector, GroupCredentials, build_request
-    from wgsig.label import label_from_ns
+    from x1_exchange import exchange  # imports wgsig: installed by now
 
-    creds = GroupCredentials(0, SECRET_FILE.read_bytes())
-    items = [] if relay_to is not None else None
-    sock.sendto(build_request(creds, peer, label_from_ns(time.time_ns()), clflg, os.urandom, items, relay_to or []),
-                ("127.0.0.1", 1223))
-    sock.settimeout(5)
-    collector = AnswerCollector(creds)
-    while not collector.complete:
-        collector.receive_datagram(sock.recv(4096))
-    time.sleep(0.03)
-    return collector
+    from wgsig.client import GroupCredentials
+
+    return exchange(sock, ("127.0.0.1", 1223), GroupCredentials(0, SECRET_FILE.read_bytes()), peer, clflg, relay_to,
+                    timeout=5)
 
 
 def relayed() -> None:

@@ -32,7 +32,8 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def guest_run(tmp_path_factory: pytest.TempPathFactory) -> str:
-    directory = write_unit_guest_payload(tmp_path_factory.mktemp("relay-nspawn"), "nspawn_relay_guest.py")
+    directory = write_unit_guest_payload(tmp_path_factory.mktemp("relay-nspawn"), "nspawn_relay_guest.py",
+                                         {"x1_exchange.py": "x1_exchange.py"})
     rc, output = run_in_nspawn(directory, timeout=180)
     print(output)
     assert rc == 0, output
