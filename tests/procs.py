@@ -36,6 +36,24 @@ def free_udp_port(parity: int | None = None) -> int:
         return port
 
 
+def free_udp_range(count: int) -> int:
+    """The first of ``count`` consecutive ports of 127.0.0.1 free for UDP (a relay's port range)."""
+    while True:
+        low = random.randrange(33000, 59000)
+        probes = []
+        try:
+            for port in range(low, low + count):
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return low
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+
+
 def unprivileged_prefix() -> list[str]:
     """A command prefix under which file permissions apply: as root, drop CAP_DAC_OVERRIDE and
     CAP_DAC_READ_SEARCH (root-owned 0600 files stay readable, a 0555 directory is not writable)."""
