@@ -89,14 +89,21 @@ def query(
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.connect(("127.0.0.1", port))
         sock.send(build_request(credentials, peer_id, label_from_ns(time.time_ns()), clflg, os.urandom))
-        sock.settimeout(timeout)
-        collector = AnswerCollector(credentials)
-        try:
-            while not collector.complete:
-                collector.receive_datagram(sock.recv(4096))
-        except (TimeoutError, ConnectionRefusedError):
-            return None
-        return collector.records()
+        collector = collect_answer(sock, credentials, timeout)
+        return None if collector is None else collector.records()
+
+
+def collect_answer(sock: socket.socket, credentials: GroupCredentials, timeout: float) -> AnswerCollector | None:
+    """The whole answer to the request just sent on the connected ``sock``; None when it is not
+    complete within ``timeout`` or the port refused it."""
+    sock.settimeout(timeout)
+    collector = AnswerCollector(credentials)
+    try:
+        while not collector.complete:
+            collector.receive_datagram(sock.recv(4096))
+    except (TimeoutError, ConnectionRefusedError):
+        return None
+    return collector
 
 
 class Wgsigd:
