@@ -31,6 +31,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.procs import free_udp_range  # noqa: E402
 from wgsig import relayfile  # noqa: E402
 from wgsig.relayfile import FILE_NAME  # noqa: E402
 
@@ -125,25 +126,6 @@ def one(target: tuple[str, int], sink_port: int, relay: tuple[str, int] | None, 
     }
 
 
-def free_ports(count: int) -> int:
-    import random
-
-    while True:
-        low = random.randrange(33000, 59000)
-        socks = []
-        try:
-            for port in range(low, low + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind(("127.0.0.1", port))
-            return low
-        except OSError:
-            continue
-        finally:
-            for s in socks:
-                s.close()
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=5.0)
@@ -153,7 +135,7 @@ def main() -> int:
     args = parser.parse_args()
     if (args.size - 32) % 16:
         parser.error("--size must be 32 + 16k (a WireGuard data message)")
-    low = free_ports(3)
+    low = free_udp_range(3)
     port_a, port_b, direct_port = low, low + 1, low + 2
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp) / "state"

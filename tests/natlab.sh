@@ -1,16 +1,19 @@
-# The NAT lab of the VM tests (sourced by tests/kernel_lab.sh and the story of tests/test_deb_vm.py).
+# The NAT lab of the VM tests (sourced by tests/kernel_lab.sh, the other labs and the story of
+# tests/test_deb_vm.py).
 #
-# natlab_setup PUB: a "public" network 192.0.2.0/24 on bridge br0 in namespace PUB ("" = the root
-# namespace, 192.0.2.1 there), and for x in a, b: namespace natX (WAN 192.0.2.11 / .12, LAN
-# 10.1.0.1 / 10.2.0.1) masquerading for namespace X (10.1.0.2 / 10.2.0.2) behind it.
+# natlab_setup PUB [MASQUERADE]: a "public" network 192.0.2.0/24 on bridge br0 in namespace PUB
+# ("" = the root namespace, 192.0.2.1 there), and for x in a, b: namespace natX (WAN 192.0.2.11 /
+# .12, LAN 10.1.0.1 / 10.2.0.1) masquerading for namespace X (10.1.0.2 / 10.2.0.2) behind it, with
+# natlab_nat_rules' MASQUERADE ("masquerade fully-random": symmetric NATs, as tests/relay_lab.sh's).
 # The NATs drop unsolicited inbound WAN traffic, as real routers do: otherwise the first punch
 # packet creates a conntrack entry that clashes with the peer's own mapping, and masquerade
 # picks another public port.
-# natlab_nat_rules NS: masquerade on wan0 and drop unsolicited inbound WAN traffic, as real routers do.
+# natlab_nat_rules NS [MASQUERADE]: MASQUERADE (default "masquerade") on wan0 and drop unsolicited
+# inbound WAN traffic, as real routers do.
 natlab_nat_rules() {
-    ip netns exec "$1" nft -f - <<'NFT'
+    ip netns exec "$1" nft -f - <<NFT
 table ip nat {
-    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade; }
+    chain post { type nat hook postrouting priority srcnat; oifname "wan0" ${2:-masquerade}; }
 }
 table ip filter {
     # prerouting, not forward: a punch packet to the NAT's own address must not create a
@@ -24,7 +27,7 @@ NFT
 }
 
 natlab_setup() {
-    _pub=$1
+    _pub=$1; _masquerade=${2:-masquerade}
     for _n in nata natb a b $_pub; do ip netns add "$_n"; ip -n "$_n" link set lo up; done
     _in_pub() { if [ -n "$_pub" ]; then ip -n "$_pub" "$@"; else ip "$@"; fi; }
     # A fixed address: a bridge without one takes its ports' lowest, so it changes as scenarios
@@ -48,7 +51,7 @@ natlab_setup() {
         ip -n "$_x" addr add "$_lan.0.2/24" dev eth0; ip -n "$_x" link set eth0 up
         ip -n "$_x" route add default via "$_lan.0.1"
         ip netns exec "nat$_x" sysctl -qw net.ipv4.ip_forward=1
-        natlab_nat_rules "nat$_x"
+        natlab_nat_rules "nat$_x" "$_masquerade"
     done
 }
 

@@ -25,7 +25,6 @@ between the ``natmatrix`` markers).
 from __future__ import annotations
 
 import argparse
-import compileall
 import itertools
 import re
 import sys
@@ -229,17 +228,14 @@ def _side(facts: dict[str, str], pid: str, x: str) -> Side:
 def run_matrix(pairs: list[tuple[str, str]], count: int = LANES) -> tuple[dict[str, str], str]:
     """One VM boot for every pair; the facts it reported and its whole output."""
     sys.path.insert(0, str(ROOT))
-    from tests.labfacts import run_lab
-    from tests.test_kernel_vm import _copy_sources
+    from tests.labfacts import run_sources_lab
 
     with tempfile.TemporaryDirectory() as tmp:
         payload = Path(tmp)
-        _copy_sources(payload / "src")
-        compileall.compile_dir(payload, quiet=2, workers=2)
         lane = lanes(pairs, count)
         (payload / "pairs.txt").write_text("".join(f"p{i} {lane[i]} {a} {b}\n" for i, (a, b) in enumerate(pairs)))
         busiest = max(sum(estimate(*p) for i, p in enumerate(pairs) if lane[i] == k) for k in set(lane))
-        lab = run_lab(payload, HERE / "natmatrix_lab.sh", int(180 + 2 * busiest), "NAT matrix")
+        lab = run_sources_lab(payload, HERE / "natmatrix_lab.sh", int(180 + 2 * busiest), "NAT matrix")
         return lab.facts, lab.output
 
 

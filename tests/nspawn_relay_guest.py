@@ -10,71 +10,21 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import socket
-import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PAYLOAD = Path("/srv/payload")
-DIST = Path("/usr/lib/python3/dist-packages")
-UNIT_DIR = Path("/lib/systemd/system")
+from nspawn_guest_helpers import UNIT_DIR, check, install_project, out, phase, prop, run, wait_for
+
 CONFIG = Path("/etc/wgsig/wgsigd.toml")
 SECRET_FILE = Path("/etc/wgsig/keys/zero.key")
 A, B = b"\xa1" * 32, b"\xb2" * 32
 
 
-def run(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def out(*cmd: str) -> str:
-    return run(*cmd).stdout.strip()
-
-
-def check(name: str, ok: bool, detail: str = "") -> bool:
-    print(f"CHECK {name} {'PASS' if ok else 'FAIL'} {' '.join(detail.split())[:1500]}", flush=True)
-    return ok
-
-
-def phase(name: str, body: Callable[[], None]) -> None:
-    try:
-        body()
-    except Exception as error:  # a failed check, not the end of the run
-        check(f"{name}_completed", False, f"{type(error).__name__}: {error}")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def prop(unit: str, name: str) -> str:
-    return out("systemctl", "show", "-P", name, unit)
-
-
 def relay_ports() -> list[str]:
     return [line.split()[3] for line in out("ss", "-Hlun").splitlines() if re.search(r":400\d\d$", line.split()[3])]
-
-
-def install() -> None:
-    for package in ("wgsig", "wgsigd", "wgsigc"):
-        shutil.copytree(PAYLOAD / "src" / package, DIST / package, dirs_exist_ok=True)
-    for program in ("wgsigd", "wgsigc"):
-        path = Path("/usr/bin") / program
-        path.write_text(f"#!/usr/bin/python3\nimport sys\nfrom {program}.cli import main\nsys.exit(main())\n")
-        path.chmod(0o755)
-    for unit in sorted((PAYLOAD / "units").iterdir()):
-        shutil.copy(unit, UNIT_DIR / unit.name)
-    run("addgroup", "--system", "--quiet", "wgsig-metrics")
-    run("systemctl", "daemon-reload")
 
 
 def static_checks() -> None:
@@ -111,20 +61,12 @@ def without_section() -> None:
 
 
 def ask(sock: socket.socket, peer: bytes, clflg: int, relay_to: list[bytes] | None = None) -> Any:
-    sys.path.insert(0, str(DIST))
-    from wgsig.client import AnswerCollector, GroupCredentials, build_request
-    from wgsig.label import label_from_ns
+    from x1_exchange import exchange  # imports wgsig: installed by now
 
-    creds = GroupCredentials(0, SECRET_FILE.read_bytes())
-    items = [] if relay_to is not None else None
-    sock.sendto(build_request(creds, peer, label_from_ns(time.time_ns()), clflg, os.urandom, items, relay_to or []),
-                ("127.0.0.1", 1223))
-    sock.settimeout(5)
-    collector = AnswerCollector(creds)
-    while not collector.complete:
-        collector.receive_datagram(sock.recv(4096))
-    time.sleep(0.03)
-    return collector
+    from wgsig.client import GroupCredentials
+
+    return exchange(sock, ("127.0.0.1", 1223), GroupCredentials(0, SECRET_FILE.read_bytes()), peer, clflg, relay_to,
+                    timeout=5)
 
 
 def relayed() -> None:
@@ -173,7 +115,7 @@ def relayed() -> None:
 
 
 def main() -> int:
-    phase("install", install)
+    phase("install", install_project)
     phase("static", static_checks)
     phase("unconfigured", unconfigured)
     phase("without_section", without_section)

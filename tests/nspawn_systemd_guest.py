@@ -19,13 +19,11 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-PAYLOAD = Path("/srv/payload")
-DIST = Path("/usr/lib/python3/dist-packages")
-UNIT_DIR = Path("/lib/systemd/system")
+from nspawn_guest_helpers import DIST, PAYLOAD, UNIT_DIR, check, install_project, out, phase, prop, run, wait_for
+
 PORT = 1223
 KEYS = Path("/etc/wgsig/keys")
 SECRET_FILE = KEYS / "zero.key"
@@ -40,41 +38,6 @@ def peer(i: int) -> bytes:
 
 def b64(key: bytes) -> str:
     return base64.b64encode(key).decode()
-
-
-def run(*cmd: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
-
-
-def out(*cmd: str) -> str:
-    return run(*cmd).stdout.strip()
-
-
-def check(name: str, ok: bool, detail: str = "") -> bool:
-    detail = " ".join(detail.split())[:1500]
-    print(f"CHECK {name} {'PASS' if ok else 'FAIL'} {detail}", flush=True)
-    return ok
-
-
-def phase(name: str, body: Callable[[], None]) -> None:
-    """Run one group of checks; an exception is a failed check, not the end of the run."""
-    try:
-        body()
-    except Exception as error:  # reported as a failed check
-        check(f"{name}_completed", False, f"{type(error).__name__}: {error}")
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value or time.monotonic() > deadline:
-            return value
-        time.sleep(0.1)
-
-
-def prop(unit: str, name: str) -> str:
-    return out("systemctl", "show", "-P", name, unit)
 
 
 def journal(*matches: str, since: float | None = None) -> list[dict[str, Any]]:
@@ -92,20 +55,10 @@ def wgsigc(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def install() -> None:
-    for package in ("wgsig", "wgsigd", "wgsigc"):
-        shutil.copytree(PAYLOAD / "src" / package, DIST / package, dirs_exist_ok=True)
-    for program in ("wgsigd", "wgsigc"):
-        path = Path("/usr/bin") / program
-        path.write_text(f"#!/usr/bin/python3\nimport sys\nfrom {program}.cli import main\nsys.exit(main())\n")
-        path.chmod(0o755)
-    for unit in sorted((PAYLOAD / "units").iterdir()):
-        shutil.copy(unit, UNIT_DIR / unit.name)
-    # The units' SupplementaryGroups= (metrics), created by the package's postinst.
-    run("addgroup", "--system", "--quiet", "wgsig-metrics")
+    install_project()
     probe = Path("/usr/local/lib/wgsig-test")
     probe.mkdir(parents=True, exist_ok=True)
     shutil.copy(PAYLOAD / "caps_probe.py", probe / "caps_probe.py")
-    run("systemctl", "daemon-reload")
 
 
 def static_checks() -> None:

@@ -36,6 +36,24 @@ def free_udp_port(parity: int | None = None) -> int:
         return port
 
 
+def free_udp_range(count: int) -> int:
+    """The first of ``count`` consecutive ports of 127.0.0.1 free for UDP (a relay's port range)."""
+    while True:
+        low = random.randrange(33000, 59000)
+        probes = []
+        try:
+            for port in range(low, low + count):
+                probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                probes.append(probe)
+                probe.bind(("127.0.0.1", port))
+            return low
+        except OSError:
+            continue
+        finally:
+            for probe in probes:
+                probe.close()
+
+
 def unprivileged_prefix() -> list[str]:
     """A command prefix under which file permissions apply: as root, drop CAP_DAC_OVERRIDE and
     CAP_DAC_READ_SEARCH (root-owned 0600 files stay readable, a 0555 directory is not writable)."""
@@ -71,14 +89,21 @@ def query(
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.connect(("127.0.0.1", port))
         sock.send(build_request(credentials, peer_id, label_from_ns(time.time_ns()), clflg, os.urandom))
-        sock.settimeout(timeout)
-        collector = AnswerCollector(credentials)
-        try:
-            while not collector.complete:
-                collector.receive_datagram(sock.recv(4096))
-        except (TimeoutError, ConnectionRefusedError):
-            return None
-        return collector.records()
+        collector = collect_answer(sock, credentials, timeout)
+        return None if collector is None else collector.records()
+
+
+def collect_answer(sock: socket.socket, credentials: GroupCredentials, timeout: float) -> AnswerCollector | None:
+    """The whole answer to the request just sent on the connected ``sock``; None when it is not
+    complete within ``timeout`` or the port refused it."""
+    sock.settimeout(timeout)
+    collector = AnswerCollector(credentials)
+    try:
+        while not collector.complete:
+            collector.receive_datagram(sock.recv(4096))
+    except (TimeoutError, ConnectionRefusedError):
+        return None
+    return collector
 
 
 class Wgsigd:

@@ -11,43 +11,16 @@
 set -u
 umask 077
 . /srv/payload/labfacts.sh
+. /srv/payload/natlab.sh
 SRC=/srv/payload/src
 export PYTHONPATH=$SRC
 stamp() { echo "=== $(cut -d' ' -f1 /proc/uptime) s: $*"; }
 now_s() { date +%s.%N; }
 LIFETIME=45
 
-side() {  # side X N LAN: peer X (LAN.2) behind a symmetric NAT natX (public 192.0.2.N)
-    local x=$1 n=$2 lan=$3
-    ip netns add "nat$x"; ip netns add "$x"
-    ip -n "nat$x" link set lo up; ip -n "$x" link set lo up
-    ip link add wan0 netns "nat$x" type veth peer name "p$x" netns pub
-    ip -n pub link set "p$x" master br0 up
-    ip -n "nat$x" addr add "192.0.2.$n/24" dev wan0; ip -n "nat$x" link set wan0 up
-    ip link add lan0 netns "nat$x" type veth peer name eth0 netns "$x"
-    ip -n "nat$x" addr add "$lan.1/24" dev lan0; ip -n "nat$x" link set lan0 up
-    ip -n "$x" addr add "$lan.2/24" dev eth0; ip -n "$x" link set eth0 up
-    ip -n "$x" route add default via "$lan.1"
-    ip netns exec "nat$x" sysctl -qw net.ipv4.ip_forward=1
-    ip netns exec "nat$x" nft -f - <<'NFT'
-table ip nat {
-    chain post { type nat hook postrouting priority srcnat; oifname "wan0" masquerade fully-random; }
-}
-table ip filter {
-    chain pre { type filter hook prerouting priority filter; policy accept;
-        iifname "wan0" ct state established,related accept
-        iifname "wan0" drop
-    }
-}
-NFT
-}
-
 stamp "lab"
 head -c 32 /dev/urandom > /tmp/secret; chmod 600 /tmp/secret
-ip netns add pub; ip -n pub link set lo up
-# a fixed address, or the bridge takes its lowest port's and changes as NATs attach (tests/natlab.sh)
-ip -n pub link add br0 address 02:00:00:00:02:01 type bridge; ip -n pub link set br0 up
-ip -n pub addr add 192.0.2.1/24 dev br0
+natlab_setup pub "masquerade fully-random"  # a (10.1.0.2) behind NAT 192.0.2.11, b (10.2.0.2) behind .12
 mkdir -p /tmp/wgsigd-state
 cat > /tmp/wgsigd.toml <<EOF2
 listen = "192.0.2.1"
@@ -69,7 +42,6 @@ EOF2
 cd /tmp
 ip netns exec pub python3 -m wgsigd relay --config /tmp/wgsigd.toml > /tmp/relay.log 2>&1 &
 relay_pid=$!
-side a 11 10.1.0; side b 12 10.2.0
 for i in $(seq 100); do ip netns exec pub ss -Hlun | grep -q ':1223 ' && break; sleep 0.2; done
 
 for k in a b; do wg genkey > "/tmp/$k.key"; wg pubkey < "/tmp/$k.key" > "/tmp/$k.pub"; done

@@ -230,35 +230,34 @@ def test_state_is_loaded_before_ready(tmp_path: Path, notify_socket: tuple[socke
         stop(second)
 
 
-def test_two_passed_sockets_are_a_clear_error(python_mode: str, tmp_path: Path) -> None:
-    ports = [free_port(), free_port()]
+def refused_sockets(python_mode: str, tmp_path: Path, ports: list[int]) -> tuple[list[str], str]:
+    """wgsigd activated on a UDP socket of 127.0.0.1 for each of ``ports`` (it does not serve those)
+    and woken by a datagram: it exits 6; its ``wgsigd:`` lines and its whole log."""
     log = tmp_path / "wgsigd.log"
     proc = socket_activate([f"127.0.0.1:{p}" for p in ports],
                            wgsigd_command(python_mode, "--config", str(write_config(tmp_path, ports[0]))),
                            base_env(), log)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
         client.sendto(b"x", ("127.0.0.1", ports[0]))
-    assert proc.wait(timeout=15) == 6
-    lines = [line for line in log.read_text().splitlines() if line.startswith("wgsigd:")]
+    assert proc.wait(timeout=15) == 6, log.read_text()
+    text = log.read_text()
+    return [line for line in text.splitlines() if line.startswith("wgsigd:")], text
+
+
+def test_two_passed_sockets_are_a_clear_error(python_mode: str, tmp_path: Path) -> None:
+    ports = [free_port(), free_port()]
+    lines, log = refused_sockets(python_mode, tmp_path, ports)
     assert lines == [f"wgsigd: the service manager passed two sockets (127.0.0.1:{ports[0]} and 127.0.0.1:{ports[1]})"
                      " that are not one port's SO_REUSEPORT pair: wgsigd serves one UDP socket, or two of the same"
                      " address and port (wgsigd.socket: two identical ListenDatagram= lines and ReusePort=yes)"
-                     ], log.read_text()
+                     ], log
 
 
 def test_three_passed_sockets_are_a_clear_error(python_mode: str, tmp_path: Path) -> None:
-    ports = [free_port(), free_port(), free_port()]
-    log = tmp_path / "wgsigd.log"
-    proc = socket_activate([f"127.0.0.1:{p}" for p in ports],
-                           wgsigd_command(python_mode, "--config", str(write_config(tmp_path, ports[0]))),
-                           base_env(), log)
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as client:
-        client.sendto(b"x", ("127.0.0.1", ports[0]))
-    assert proc.wait(timeout=15) == 6
-    lines = [line for line in log.read_text().splitlines() if line.startswith("wgsigd:")]
+    lines, log = refused_sockets(python_mode, tmp_path, [free_port(), free_port(), free_port()])
     assert lines == ["wgsigd: the service manager passed 3 sockets; wgsigd serves one UDP socket, or two of the same"
                      " address and port (wgsigd.socket: one ListenDatagram= line, or two identical ones with"
-                     " ReusePort=yes)"], log.read_text()
+                     " ReusePort=yes)"], log
 
 
 def test_passed_stream_socket_is_a_clear_error(python_mode: str, tmp_path: Path) -> None:

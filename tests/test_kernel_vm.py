@@ -32,54 +32,28 @@ Scenarios:
 
 from __future__ import annotations
 
-import compileall
 import errno
 import json
 import re
-import shutil
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from tests.labfacts import LabRun, run_lab
+from tests.labfacts import LabRun, run_sources_lab
 from tests.vmlib import add_pyroute2
 
 pytestmark = pytest.mark.vm
 
-ROOT = Path(__file__).resolve().parent.parent
 PYROUTE2_NEW = "0.9.5"
 
 LAB = Path(__file__).resolve().parent / "kernel_lab.sh"
 
 
-def _copy_sources(dest: Path) -> None:
-    """Copy the packages; the working tree is shared with other editors, so check that the copy
-    imports (a file caught mid-edit does not) and copy again if it does not."""
-    for _attempt in range(5):
-        shutil.rmtree(dest, ignore_errors=True)
-        for package in ("wgsig", "wgsigd", "wgsigc"):
-            shutil.copytree(ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
-        check = subprocess.run(
-            [sys.executable, "-c", "import wgsigd.cli, wgsigc.cli, wgsigc.kernelmode, wgsigc.status"],
-            cwd=dest, capture_output=True, text=True,
-        )
-        if check.returncode == 0:
-            return
-        time.sleep(3)
-    pytest.fail(f"the sources do not import:\n{check.stderr}", pytrace=False)
-
-
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
     payload = tmp_path_factory.mktemp("kernel-lab")
-    _copy_sources(payload / "src")
     add_pyroute2(payload, PYROUTE2_NEW)
-    # Byte-compile on the host (same Python 3.11 as the guest): saves seconds per import under TCG.
-    compileall.compile_dir(payload, quiet=2, workers=2)
-    return run_lab(payload, LAB, 420, "kernel lab")
+    return run_sources_lab(payload, LAB, 420, "kernel lab")
 
 
 # Debian's pyroute2, which sends the wrong peer flags, and a recent one (PYTHONPATH) that sends the kernel's

@@ -16,13 +16,15 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.procs import free_udp_port, write_secret
-from wgsig.client import AnswerCollector, GroupCredentials, build_request
+from tests.procs import collect_answer, free_udp_port, write_secret
+from wgsig.client import GroupCredentials, build_request
 from wgsig.label import label_from_ns
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -63,18 +65,16 @@ def ask(
         sock = bound(source, port)
     try:
         started = time.monotonic()
-        sock.send(build_request(CREDENTIALS, peer_id, label_from_ns(time.time_ns()), 0, os.urandom))
-        sock.settimeout(timeout)
-        collector = AnswerCollector(CREDENTIALS)
-        try:
-            while not collector.complete:
-                collector.receive_datagram(sock.recv(4096))
-        except (TimeoutError, ConnectionRefusedError):
-            return None
-        return time.monotonic() - started
+        send_registration(sock, peer_id)
+        return None if collect_answer(sock, CREDENTIALS, timeout) is None else time.monotonic() - started
     finally:
         if own:
             sock.close()
+
+
+def send_registration(sock: socket.socket, peer_id: bytes) -> None:
+    """A registration (CLFLG 0) of ``peer_id`` on the connected ``sock``, its answer not read."""
+    sock.send(build_request(CREDENTIALS, peer_id, label_from_ns(time.time_ns()), 0, os.urandom))
 
 
 def bound(source: str, port: int) -> socket.socket:
@@ -115,20 +115,38 @@ def fill(port: int, pid: int, sockets: int, index: int) -> None:
     pytest.fail("the queue did not fill")
 
 
+@contextmanager
+def stopped(pid: int) -> Iterator[None]:
+    """wgsigd stopped (SIGSTOP): what is sent meanwhile waits in its sockets' queues."""
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+@contextmanager
+def serving(tmp_path: Path, sockets: int, swap: bool = False, port: int = 0
+            ) -> Iterator[tuple[subprocess.Popen[bytes], int, Path]]:
+    """``start``'s wgsigd, its process, port and log; at the end terminated, and it must exit 0."""
+    proc, port, log = start(tmp_path, sockets, swap, port)
+    try:
+        yield proc, port, log
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0, log.read_text()
+
+
 def wait_known(port: int, pid: int, source: str, peer_id: bytes, known: int = 0) -> None:
     """Register from ``source`` until, with wgsigd stopped, its request queues on the passed socket
     ``known`` (0: descriptor 3, 1: descriptor 4), not on the other."""
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         assert ask(port, source, peer_id) is not None
-        os.kill(pid, signal.SIGSTOP)
-        try:
-            with bound(source, port) as sock:
-                sock.send(build_request(CREDENTIALS, peer_id, label_from_ns(time.time_ns()), 0, os.urandom))
-                time.sleep(0.05)
-                steered, other = queues(pid, 2)[known], queues(pid, 2)[1 - known]
-        finally:
-            os.kill(pid, signal.SIGCONT)
+        with stopped(pid), bound(source, port) as sock:
+            send_registration(sock, peer_id)
+            time.sleep(0.05)
+            steered, other = queues(pid, 2)[known], queues(pid, 2)[1 - known]
         if steered[0] and not other[0]:
             while queues(pid, 2)[known][0] and time.monotonic() < deadline:  # let wgsigd read it
                 time.sleep(0.01)
@@ -142,8 +160,7 @@ def test_a_known_peer_is_answered_while_the_other_queue_is_full(tmp_path: Path, 
     """``swapped``: descriptor 3 is the socket that joined the reuseport group second; wgsigd notices
     that known sources arrive on the socket it reads second and reads that one first."""
     known, other = (1, 0) if swap else (0, 1)
-    proc, port, log = start(tmp_path, 2, swap)
-    try:
+    with serving(tmp_path, 2, swap) as (proc, port, log):
         wait_known(port, proc.pid, KNOWN, b"\xa1" * 32, known)
         if swap:
             deadline = time.monotonic() + 15
@@ -152,21 +169,15 @@ def test_a_known_peer_is_answered_while_the_other_queue_is_full(tmp_path: Path, 
                 time.sleep(0.2)
             assert "reading it first" in log.read_text(), log.read_text()
         with bound(KNOWN, port) as peer:
-            os.kill(proc.pid, signal.SIGSTOP)
-            try:
+            with stopped(proc.pid):
                 fill(port, proc.pid, 2, other)
                 queued_known, drops_known = queues(proc.pid, 2)[known]
                 assert queued_known == 0 and drops_known == 0, "the flood reached the known sources' socket"
                 assert queues(proc.pid, 2)[other][0] > 1 << 20
-            finally:
-                os.kill(proc.pid, signal.SIGCONT)
             # Thousands of flood datagrams wait on the other socket; the known peer's request is read first.
             latency = ask(port, KNOWN, b"\xa1" * 32, timeout=2.0, sock=peer)
         assert latency is not None, log.read_text()
         assert queues(proc.pid, 2)[known][1] == 0
-    finally:
-        proc.terminate()
-        assert proc.wait(15) == 0, log.read_text()
     text = log.read_text()
     assert "(a pair: known sources first)" in text, text
     assert "cannot attach" not in text, text
@@ -174,61 +185,39 @@ def test_a_known_peer_is_answered_while_the_other_queue_is_full(tmp_path: Path, 
 
 
 def test_a_new_peer_is_registered_and_then_known(tmp_path: Path) -> None:
-    proc, port, log = start(tmp_path, 2)
-    try:
+    with serving(tmp_path, 2) as (proc, port, _):
         assert ask(port, NEW, b"\xb2" * 32) is not None  # through the other sources' socket
         wait_known(port, proc.pid, NEW, b"\xb2" * 32)
-    finally:
-        proc.terminate()
-        assert proc.wait(15) == 0, log.read_text()
 
 
 def test_the_loaded_records_addresses_are_known_at_start(tmp_path: Path) -> None:
-    proc, port, log = start(tmp_path, 2)
-    try:
+    with serving(tmp_path, 2) as (_, port, _):
         assert ask(port, KNOWN, b"\xa1" * 32) is not None
-    finally:
-        proc.terminate()
-        assert proc.wait(15) == 0, log.read_text()
-    proc, port, log = start(tmp_path, 2, port=port)  # loads the record of KNOWN
-    try:
-        os.kill(proc.pid, signal.SIGSTOP)
-        try:
+    with serving(tmp_path, 2, port=port) as (proc, port, _):  # loads the record of KNOWN
+        with stopped(proc.pid):
             with bound(KNOWN, port) as sock:
-                sock.send(build_request(CREDENTIALS, b"\xa1" * 32, label_from_ns(time.time_ns()), 0, os.urandom))
+                send_registration(sock, b"\xa1" * 32)
                 time.sleep(0.05)
                 first, second = queues(proc.pid, 2)
             assert first[0] and not second[0], (first, second)
-        finally:
-            os.kill(proc.pid, signal.SIGCONT)
-    finally:
-        proc.terminate()
-        assert proc.wait(15) == 0, log.read_text()
 
 
 def test_one_passed_socket_is_served_as_before(tmp_path: Path) -> None:
     """One socket: no reuseport program, and a full queue drops a known peer's request too."""
-    proc, port, log = start(tmp_path, 1)
-    try:
+    with serving(tmp_path, 1) as (proc, port, log):
         assert ask(port, KNOWN, b"\xa1" * 32) is not None
         time.sleep(1.2)
-        os.kill(proc.pid, signal.SIGSTOP)
-        try:
+        with stopped(proc.pid):
             fill(port, proc.pid, 1, 0)
             with bound(KNOWN, port) as peer:
                 dropped = queues(proc.pid, 1)[0][1]
-                peer.send(build_request(CREDENTIALS, b"\xa1" * 32, label_from_ns(time.time_ns()), 0, os.urandom))
+                send_registration(peer, b"\xa1" * 32)
                 time.sleep(0.05)
                 assert queues(proc.pid, 1)[0][1] == dropped + 1  # the known peer's request was dropped
-        finally:
-            os.kill(proc.pid, signal.SIGCONT)
         deadline = time.monotonic() + 10
         while queues(proc.pid, 1)[0][0] and time.monotonic() < deadline:
             time.sleep(0.01)
         assert ask(port, KNOWN, b"\xa1" * 32) is not None  # once the queue is read
-    finally:
-        proc.terminate()
-        assert proc.wait(15) == 0, log.read_text()
     text = log.read_text()
     assert "known sources" not in text, text
     assert "wgsigd serving on 127.0.0.1:" in text, text

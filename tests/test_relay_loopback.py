@@ -9,7 +9,6 @@ observed with short settings."""
 from __future__ import annotations
 
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import ROOT, Wgsigd, env, free_udp_port, write_secret
+from tests.procs import ROOT, Wgsigd, env, free_udp_port, free_udp_range, write_secret
+from tests.x1_exchange import exchange
 from wgsig import x1
-from wgsig.client import AnswerCollector, GroupCredentials, build_request
-from wgsig.label import label_from_ns
+from wgsig.client import AnswerCollector, GroupCredentials
 from wgsig.x1 import ItemType
 
 SECRET = bytes(range(7, 39))
@@ -39,22 +38,12 @@ def wg(size: int, kind: int = 4) -> bytes:
 
 def ask(server: int, ip: str, creds: GroupCredentials, peer: bytes, clflg: int, relay_to: list[bytes] | None = None,
         sock: socket.socket | None = None) -> AnswerCollector:
-    own = sock or socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        if sock is None:
-            own.bind((ip, 0))
-        items = [] if relay_to is not None else None
-        own.sendto(build_request(creds, peer, label_from_ns(time.time_ns()), clflg, os.urandom, items, relay_to or []),
-                   ("127.0.0.1", server))
-        own.settimeout(2)
-        collector = AnswerCollector(creds)
-        while not collector.complete:
-            collector.receive_datagram(own.recv(4096))
-        time.sleep(0.03)
-        return collector
-    finally:
-        if sock is None:
-            own.close()
+    """``exchange`` from ``sock``, or from a new socket of ``ip`` closed after."""
+    if sock is not None:
+        return exchange(sock, ("127.0.0.1", server), creds, peer, clflg, relay_to)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as own:
+        own.bind((ip, 0))
+        return exchange(own, ("127.0.0.1", server), creds, peer, clflg, relay_to)
 
 
 def relay_of(collector: AnswerCollector, peer: bytes) -> tuple[str, int] | None:
@@ -83,28 +72,11 @@ def wait_for(path: Path, text: str, timeout: float = 10) -> None:
     raise AssertionError(f"{text!r} not in {path}: {path.read_text() if path.exists() else '(missing)'}")
 
 
-def free_range(count: int) -> int:
-    while True:
-        low = random.randrange(33000, 59000)
-        try:
-            probes = []
-            for port in range(low, low + count):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                probes.append(s)
-                s.bind(("127.0.0.1", port))
-            return low
-        except OSError:
-            continue
-        finally:
-            for s in probes:
-                s.close()
-
-
 def test_relay_forwards_only_wireguard_datagrams_between_consenting_registered_peers(tmp_path: Path) -> None:
     secret = write_secret(tmp_path / "secret", SECRET)
     other = write_secret(tmp_path / "other", OTHER)
     port = free_udp_port()
-    low = free_range(10)
+    low = free_udp_range(10)
     config = tmp_path / "wgsigd.toml"
     config.write_text(
         f'listen = "127.0.0.1"\nport = {port}\nstate_directory = "{tmp_path}/state"\n'

@@ -8,17 +8,12 @@ systemd-analyze."""
 from __future__ import annotations
 
 import re
-import shutil
-from pathlib import Path
 
 import pytest
 
-from tests.vmlib import run_in_nspawn, write_payload
+from tests.vmlib import run_in_nspawn, write_unit_guest_payload
 
 pytestmark = pytest.mark.vm
-
-ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
 
 CHECKS = [
     "relay_verify_clean",
@@ -37,15 +32,8 @@ CHECKS = [
 
 @pytest.fixture(scope="module")
 def guest_run(tmp_path_factory: pytest.TempPathFactory) -> str:
-    directory = tmp_path_factory.mktemp("relay-nspawn")
-    for package in ("wgsig", "wgsigd", "wgsigc"):
-        shutil.copytree(ROOT / package, directory / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (directory / "units").mkdir()
-    for unit in sorted((ROOT / "packaging" / "systemd").iterdir()):
-        if unit.suffix in (".socket", ".service", ".timer"):
-            shutil.copy(unit, directory / "units" / unit.name)
-    shutil.copy(TESTS / "nspawn_relay_guest.py", directory / "nspawn_relay_guest.py")
-    write_payload(directory, "exec /usr/bin/python3 /srv/payload/nspawn_relay_guest.py")
+    directory = write_unit_guest_payload(tmp_path_factory.mktemp("relay-nspawn"), "nspawn_relay_guest.py",
+                                         {"x1_exchange.py": "x1_exchange.py"})
     rc, output = run_in_nspawn(directory, timeout=180)
     print(output)
     assert rc == 0, output

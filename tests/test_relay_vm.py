@@ -8,14 +8,12 @@ It prints what it saw as FACT lines (tests/labfacts.sh); each test judges one be
 
 from __future__ import annotations
 
-import compileall
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.labfacts import LabRun, run_lab
-from tests.test_kernel_vm import _copy_sources
+from tests.labfacts import LabRun, run_sources_lab
 
 pytestmark = pytest.mark.vm
 
@@ -24,10 +22,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
-    payload = tmp_path_factory.mktemp("relay-lab")
-    _copy_sources(payload / "src")
-    compileall.compile_dir(payload, quiet=2, workers=2)
-    return run_lab(payload, HERE / "relay_lab.sh", 480, "relay lab")
+    return run_sources_lab(tmp_path_factory.mktemp("relay-lab"), HERE / "relay_lab.sh", 480, "relay lab")
 
 
 def test_two_peers_behind_fully_random_nats_get_a_tunnel_through_the_relay(lab: LabRun) -> None:

@@ -11,17 +11,13 @@ by the systemd-analyze that ships in bookworm.
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
 
-from tests.vmlib import run_in_nspawn, run_in_qemu, write_payload
+from tests.vmlib import run_in_nspawn, run_in_qemu, write_unit_guest_payload
 
 pytestmark = pytest.mark.vm
-
-ROOT = Path(__file__).resolve().parent.parent
-TESTS = Path(__file__).resolve().parent
 
 CHECKS = [
     "verify_clean",
@@ -60,15 +56,7 @@ CHECKS = [
 
 
 def _payload(directory: Path) -> Path:
-    for package in ("wgsig", "wgsigd", "wgsigc"):
-        shutil.copytree(ROOT / package, directory / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
-    (directory / "units").mkdir()
-    for unit in sorted((ROOT / "packaging" / "systemd").iterdir()):
-        if unit.suffix in (".socket", ".service", ".timer"):
-            shutil.copy(unit, directory / "units" / unit.name)
-    shutil.copy(TESTS / "nspawn_systemd_guest.py", directory / "nspawn_systemd_guest.py")
-    shutil.copy(TESTS / "nspawn_caps_probe.py", directory / "caps_probe.py")
-    return write_payload(directory, "exec /usr/bin/python3 /srv/payload/nspawn_systemd_guest.py")
+    return write_unit_guest_payload(directory, "nspawn_systemd_guest.py", {"nspawn_caps_probe.py": "caps_probe.py"})
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hmac
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -44,14 +45,21 @@ def test_request_vector_byte_for_byte() -> None:
     assert x1.open_request_block(data, XKEY) == items
 
 
-def test_answer_vector_byte_for_byte() -> None:
-    v = VECTORS["answer"]
+def answer_vector(v: dict[str, Any]) -> tuple[wire.Record, list[Entry], bytes]:
+    """An answer vector built again from its parts: its record, its entries and the extended datagram
+    (the base response of that one record, then the X1 answer block), checked against its bytes."""
     r = v["record"]
     record = wire.Record(bytes.fromhex(r["peer_id"]), r["ip"], r["port"], bytes.fromhex(r["label"]))
     datagram = wire.encode_response(wire.encode_record(record) + bytes(450), 0, VECTORS["group"], SECRET, v["svext"])
     entries = [Entry(slot, Item(*item)) for slot, item in v["entries"]]
     data = x1.encode_answer_block(datagram, entries, XKEY)
     assert data.hex() == v["bytes"]
+    return record, entries, data
+
+
+def test_answer_vector_byte_for_byte() -> None:
+    v = VECTORS["answer"]
+    record, entries, data = answer_vector(v)
     assert data[540] == 0x41 and data[-32:] == hmac.digest(XKEY, data[:-32], "sha256")
     assert x1.open_answer_block(data, XKEY) == entries
     # The base datagram still authenticates on its own, with SVEXT saying what follows.
@@ -192,12 +200,7 @@ def test_relay_request_vector_byte_for_byte() -> None:
 
 def test_relay_answer_vector_byte_for_byte() -> None:
     v = VECTORS["relay_answer"]
-    r = v["record"]
-    record = wire.Record(bytes.fromhex(r["peer_id"]), r["ip"], r["port"], bytes.fromhex(r["label"]))
-    datagram = wire.encode_response(wire.encode_record(record) + bytes(450), 0, VECTORS["group"], SECRET, v["svext"])
-    entries = [Entry(slot, Item(*item)) for slot, item in v["entries"]]
-    data = x1.encode_answer_block(datagram, entries, XKEY)
-    assert data.hex() == v["bytes"]
+    _, entries, data = answer_vector(v)
     assert v["svext"] & x1.SV_RELAY == 0x0008
     # RELAY: slot, TYPE 0x08, LEN 6, PORT, the address XORed with the record mask, as OBS.
     assert data[544:553] == bytes.fromhex("00 08 06 9c41") + bytes(a ^ m for a, m in zip(

@@ -34,15 +34,13 @@ firewalls (inbound only when established or related). Every NAT drops unsolicite
 
 from __future__ import annotations
 
-import compileall
 import json
 import re
 from pathlib import Path
 
 import pytest
 
-from tests.labfacts import LabRun, run_lab
-from tests.test_kernel_vm import _copy_sources
+from tests.labfacts import LabRun, run_sources_lab
 
 pytestmark = pytest.mark.vm
 
@@ -51,10 +49,7 @@ HERE = Path(__file__).resolve().parent
 
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
-    payload = tmp_path_factory.mktemp("x1-lab")
-    _copy_sources(payload / "src")
-    compileall.compile_dir(payload, quiet=2, workers=2)
-    return run_lab(payload, HERE / "x1_lab.sh", 600, "X1 lab")
+    return run_sources_lab(tmp_path_factory.mktemp("x1-lab"), HERE / "x1_lab.sh", 600, "X1 lab")
 
 
 def _succeeded(lab: LabRun, *names: str) -> None:

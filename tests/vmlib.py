@@ -23,7 +23,9 @@ from pathlib import Path
 
 import pytest
 
-VM_DIR = Path(__file__).resolve().parent / "vm"
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+VM_DIR = TESTS / "vm"
 CACHE = Path(os.environ.get("WGSIG_VM_CACHE", "/var/cache/wgsig-test"))
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Extra seconds on top of a run's timeout for boot and shutdown (QEMU TCG is slow).
@@ -88,6 +90,22 @@ def write_payload(payload_dir: Path, script: str) -> Path:
     run_sh.write_text("#!/bin/sh\nset -e\n" + script.strip() + "\n")
     run_sh.chmod(0o755)
     return payload_dir
+
+
+def write_unit_guest_payload(payload_dir: Path, guest: str, extra: dict[str, str] | None = None) -> Path:
+    """A payload that runs the guest script ``tests/GUEST`` under systemd (run_in_nspawn, run_in_qemu):
+    the project's packages in ``src/``, the units of packaging/systemd/ in ``units/``, the guest
+    script beside tests/nspawn_guest_helpers.py, and each ``extra`` file of tests/ under its new
+    name; return the dir."""
+    for package in ("wgsig", "wgsigd", "wgsigc"):
+        shutil.copytree(ROOT / package, payload_dir / "src" / package, ignore=shutil.ignore_patterns("__pycache__"))
+    (payload_dir / "units").mkdir()
+    for unit in sorted((ROOT / "packaging" / "systemd").iterdir()):
+        if unit.suffix in (".socket", ".service", ".timer"):
+            shutil.copy(unit, payload_dir / "units" / unit.name)
+    for name, copy_as in {guest: guest, "nspawn_guest_helpers.py": "nspawn_guest_helpers.py", **(extra or {})}.items():
+        shutil.copy(TESTS / name, payload_dir / copy_as)
+    return write_payload(payload_dir, f"exec /usr/bin/python3 /srv/payload/{guest}")
 
 
 def fetch_pyroute2(version: str = "0.9.5") -> Path:
