@@ -41,7 +41,7 @@ from wgsig.sockfilter import MAX_STEERED_SOURCES
 from wgsigd.config import ConfigError, DaemonConfig
 from wgsigd.eventlog import EventLog
 from wgsigd.metricsfile import MetricsWriter, families
-from wgsigd.mmsg import CAPACITY, BatchReceiver, BatchSender, batch_receiver, batch_sender
+from wgsigd.mmsg import BatchReceiver, BatchSender, batch_receiver, batch_sender
 from wgsigd.shedding import attach_request_filter, attach_source_steering, detach_filter
 from wgsigd.store import StateStore, remedy
 
@@ -49,6 +49,10 @@ log = logging.getLogger("wgsigd")
 
 RECV_SIZE = 2048
 CHORE_EVERY = 256  # datagrams handled between two looks at the clock-driven chores under load
+# Datagrams read in one recvmmsg and answered in one sendmmsg: a batch's answers wait for its last
+# request, so a batch as large as the pass would hold every answer back until the pass ends, and a
+# client with a few requests in flight would wait for them all (bench/README.md, issue 16).
+IO_BATCH = 32
 # Datagrams of the other sources' socket read between two looks at the known sources' one: at about
 # 5 us each, a known peer's request waits at most about 0.3 ms for them; while the known sources'
 # socket is busy too (a flood spoofing their addresses), the other gets 64 of every 320 reads.
@@ -337,21 +341,23 @@ class Daemon:
                 return self._answer_some(limit, sock, sender)
             handled = 0
             while handled < limit:
-                wanted = min(limit - handled, CAPACITY)
+                wanted = min(limit - handled, IO_BATCH)
                 datagrams = receiver.receive(wanted)
                 self._answer_datagrams(datagrams, sock, sender)
+                if sender is not None:
+                    sender.flush()
                 handled += len(datagrams)
                 if len(datagrams) < wanted:
                     break  # fewer than asked for: the socket is empty
             return handled
         finally:
             if sender is not None:
-                sender.flush()  # the answers of this pass, in one system call
+                sender.flush()  # whatever an exception left queued
 
     def _answer_some(self, limit: int, sock: socket.socket, sender: BatchSender | None) -> int:
         """recvfrom per datagram (no recvmmsg)."""
         recvfrom = sock.recvfrom
-        datagrams = []
+        datagrams: list[tuple[bytes, Any]] = []
         for count in range(limit):
             try:
                 datagrams.append(recvfrom(RECV_SIZE))
@@ -360,6 +366,11 @@ class Daemon:
                 return count
             except ConnectionRefusedError:
                 continue  # ICMP error from an earlier answer: nothing to do
+            if len(datagrams) == IO_BATCH:
+                self._answer_datagrams(datagrams, sock, sender)
+                if sender is not None:
+                    sender.flush()
+                datagrams = []
         self._answer_datagrams(datagrams, sock, sender)
         return limit
 
