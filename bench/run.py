@@ -4,6 +4,8 @@
     /usr/bin/python3 bench/run.py                      # every scenario, 5 runs each, medians
     /usr/bin/python3 bench/run.py plain encrypted --repeat 3 --duration 3
     /usr/bin/python3 bench/run.py --python ~/.pyenv/versions/3.11.7/bin/python3
+    /usr/bin/python3 bench/run.py plain encrypted --c-server /tmp/wgsig-c/plain/wgsigd \
+        --c-server-encrypted /tmp/wgsig-c/enc/wgsigd    # the C server too, same run (README: building it)
 
 Each run starts a fresh wgsigd (``-m wgsigd --config``, state directory in a
 temporary directory, saving every second as configured by default) pinned to
@@ -178,21 +180,28 @@ def pinned(cpu: str) -> list[str]:
 
 
 def one_run(python: str, loadgen: Path, scenario: Scenario, duration: float, warmup: float,
-            server_env: dict[str, str]) -> dict[str, float]:
+            server_env: dict[str, str], c_server: Path | None = None) -> dict[str, float]:
+    """One run against a fresh wgsigd, or against the C server binary ``c_server`` (same pinning,
+    priority, load generator and secret; it takes ``SECRET_FILE PORT`` and serves one group)."""
     with tempfile.TemporaryDirectory(prefix="wgsig-bench-") as tmp:
         workdir = Path(tmp)
         secret, secret_file, port, config = prepare_server(workdir, scenario)
-        command = [python, "-c", QUIET_LAUNCHER] if scenario.quiet else [python, "-m", "wgsigd"]
+        if c_server is not None:
+            argv = [str(c_server), str(secret_file), str(port)]
+            env = dict(os.environ)
+        else:
+            command = [python, "-c", QUIET_LAUNCHER] if scenario.quiet else [python, "-m", "wgsigd"]
+            argv = [*command, "--config", str(config)]
+            env = {**os.environ, **server_env, "PYTHONPATH": str(REPO)}
         server = subprocess.Popen(
-            [*pinned(SERVER_CPU), *command, "--config", str(config)],
-            cwd=REPO, env={**os.environ, **server_env, "PYTHONPATH": str(REPO)},
+            [*pinned(SERVER_CPU), *argv], cwd=REPO, env=env,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
             deadline = time.monotonic() + 60
             while not udp_port_bound(port):
                 if server.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"wgsigd did not start (exit code {server.poll()})")
+                    raise RuntimeError(f"{argv[0]} did not start (exit code {server.poll()})")
                 time.sleep(0.02)
             rate_cap = 60_000 if scenario.max_records >= 1000 else 250_000
             generator = subprocess.Popen(
@@ -242,16 +251,32 @@ ATTEMPTS = 4
 
 
 def undisturbed_run(python: str, loadgen: Path, scenario: Scenario, duration: float, warmup: float,
-                    server_env: dict[str, str]) -> dict[str, float]:
+                    server_env: dict[str, str], c_server: Path | None = None) -> dict[str, float]:
     """A run in which the server had its core to itself, or the last of ATTEMPTS tries (flagged)."""
     for attempt in range(ATTEMPTS):
-        result = one_run(python, loadgen, scenario, duration, warmup, server_env)
+        result = one_run(python, loadgen, scenario, duration, warmup, server_env, c_server)
         if result["cpu_share"] >= MIN_CPU_SHARE:
             break
         print(f"  ({scenario.name}: server got {result['cpu_share']:.0%} of its core, load"
               f" {os.getloadavg()[0]:.1f}: {'again' if attempt + 1 < ATTEMPTS else 'kept, flagged'})", flush=True)
         time.sleep(2)
     return result
+
+
+def c_skip_reason(scenario: Scenario, plain: Path | None, encrypted: Path | None) -> str:
+    """Why ``scenario`` has no C server run, or "" when it has one."""
+    if scenario.groups != 1 or scenario.max_records != 10 or scenario.prefill:
+        # The C server keeps one table of 10 records for every GROUP and loads no state.
+        return "the C server serves one group of 10 records"
+    if (encrypted if scenario.encrypt else plain) is None:
+        return f"no --c-server{'-encrypted' if scenario.encrypt else ''} given"
+    return ""
+
+
+def c_server_for(scenario: Scenario, plain: Path | None, encrypted: Path | None) -> Path | None:
+    if c_skip_reason(scenario, plain, encrypted):
+        return None
+    return encrypted if scenario.encrypt else plain
 
 
 def median(runs: list[dict[str, float]], key: str) -> float:
@@ -367,7 +392,16 @@ def main() -> int:
     p.add_argument("--warmup", type=float, default=1.0, help="seconds of load before measuring")
     p.add_argument("--no-unit-environment", action="store_true",
                    help="run wgsigd without the Environment= settings of packaging/systemd/wgsigd.service")
+    p.add_argument("--c-server", type=Path, metavar="PATH",
+                   help="the C server's wgsigd built without ENC_PAYLOAD: each plain one-group scenario is also"
+                        " run against it, runs interleaved, and the ratio printed (see bench/README.md)")
+    p.add_argument("--c-server-encrypted", type=Path, metavar="PATH",
+                   help="the same for the encrypted scenarios, with the C server built with ENC_PAYLOAD"
+                        " (its Makefile's default)")
     args = p.parse_args()
+    for binary in (args.c_server, args.c_server_encrypted):
+        if binary is not None and not os.access(binary, os.X_OK):
+            p.error(f"{binary}: not an executable file")
     server_env = {} if args.no_unit_environment else unit_environment()
     names = args.scenarios or [*DEFAULT_SCENARIOS, "wgsigc"]
     unknown = [n for n in names if n not in SCENARIOS and n != "wgsigc"]
@@ -392,12 +426,29 @@ def main() -> int:
                 wgsigc_run(args.python, max(args.repeat, 5), server_env)
                 continue
             scenario = SCENARIOS[name]
-            runs = [undisturbed_run(args.python, loadgen, scenario, args.duration, args.warmup, server_env)
-                    for _ in range(args.repeat)]
+            c_server = c_server_for(scenario, args.c_server, args.c_server_encrypted)
+            runs, c_runs = [], []
+            for _ in range(args.repeat):  # interleaved, so that both see the machine's same moments
+                runs.append(undisturbed_run(args.python, loadgen, scenario, args.duration, args.warmup, server_env))
+                if c_server is not None:
+                    c_runs.append(undisturbed_run(args.python, loadgen, scenario, args.duration, args.warmup,
+                                                  server_env, c_server))
             if not header_printed:
                 print(HEADER)
                 header_printed = True
-            print_row(name, report(scenario, runs))
+            figures = report(scenario, runs)
+            print_row(name, figures)
+            if c_runs:
+                c_figures = report(scenario, c_runs)
+                print_row("  C server", c_figures)
+                ratios = [r["answers_per_s"] / c["answers_per_s"] for r, c in zip(runs, c_runs, strict=True)]
+                print(f"  wgsigd / C: {figures['answers_per_s'] / c_figures['answers_per_s']:.2f}x answers/s"
+                      f" (medians; run by run {', '.join(f'{x:.2f}' for x in ratios)}),"
+                      f" {c_figures['cpu_us_per_request'] / figures['cpu_us_per_request']:.2f}x by CPU per request",
+                      flush=True)
+            elif args.c_server or args.c_server_encrypted:
+                reason = c_skip_reason(scenario, args.c_server, args.c_server_encrypted)
+                print(f"  (no C server run for {name}: {reason})")
     print("\nanswers/s: measured; capacity: 1 / (server CPU per request), what an otherwise idle machine gives;")
     print("cpu: share of its core the server got; gap: longest time without an answer (median, and worst run).")
     return 0

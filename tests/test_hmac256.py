@@ -1,8 +1,9 @@
 """wgsig.hmac256: HMAC-SHA256 over the interpreter's built-in SHA-256 gives hmac.digest's tags,
 byte for byte, and every recorded vector (the C programs' and X1's) under either implementation.
 
-Pure code, no fakes. In this test process wgsig.server may already have switched the module to
-OpenSSL (``prefer_openssl``): each vector test below sets the implementation it checks.
+Pure code, no fakes. In this test process another test may already have switched the module to
+OpenSSL (``prefer_openssl``, which wgsigd's start-up calls): each vector test below sets the
+implementation it checks.
 """
 
 from __future__ import annotations
@@ -76,9 +77,27 @@ def test_c_client_vectors_under_each_implementation(scenario: dict[str, Any], im
     test_client_vectors.test_skeleton_matches_the_c_client(scenario)  # the answers' tags checked, a bad one refused
 
 
-def test_a_client_process_never_loads_openssl_and_wgsigd_switches_to_it() -> None:
+def test_a_client_process_never_loads_openssl_and_prefer_openssl_switches_to_it() -> None:
     code = ("import sys; import wgsig.client, wgsig.x1, wgsig.envelope; print('_hashlib' in sys.modules);"
-            " import wgsig.server, wgsig.hmac256 as h; print(h.digest is not h.builtin_digest,"
+            " import wgsig.hmac256 as h; h.prefer_openssl(); print(h.digest is not h.builtin_digest,"
             " h.digest(b'k' * 70, b'd') == h.builtin_digest(b'k' * 70, b'd'))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["False", "True", "True"]
+
+
+def test_importing_the_server_switches_nothing_and_wgsigd_start_up_prefers_openssl() -> None:
+    """The switch is wgsigd's explicit start-up step, not a side effect of importing wgsig.server."""
+    code = (
+        "import wgsig.server, wgsig.hmac256 as h, sys; assert h.digest is h.builtin_digest, 'switched by import';"
+        "from unittest import mock; import wgsigd.cli as cli, wgsigd.daemon as d;"
+        "mock.patch.object(d.Daemon, 'run', lambda self: 0).start();"
+        "mock.patch('wgsigd.activation.acquire_sockets', lambda config, bind: [None]).start();"
+        "import pathlib; p = pathlib.Path(sys.argv[1]); p.write_bytes(bytes(32)); p.chmod(0o600);"
+        "assert cli.main([str(p), '1223']) == 0; assert h.digest is not h.builtin_digest, 'not switched'"
+    )
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        done = subprocess.run([sys.executable, "-c", code, os.path.join(tmp, "secret")], capture_output=True,
+                              text=True, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    assert done.returncode == 0, done.stderr

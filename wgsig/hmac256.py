@@ -8,7 +8,7 @@ byte as ``hmac.digest(key, data, "sha256")`` (tests/test_hmac256.py, and every w
 
 That SHA-256 is slower per byte than OpenSSL's (in the order of 1.7 against 2.1 µs for a
 50-byte message, 6.5 against 2.4 µs for 500 bytes): wgsigd, which loads OpenSSL anyway for its
-``Signer`` and tags every datagram it answers, calls ``prefer_openssl()`` (``wgsig/server.py``)
+``Signer`` and tags every datagram it answers, calls ``prefer_openssl()`` at start (``wgsigd/cli.py``)
 and the same functions then run on ``hmac.digest``. Callers look ``digest`` up on this module at
 each call (``hmac256.digest(...)``), so the switch reaches them.
 

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from wgsig import hmac256, x1
+from wgsig import x1
 from wgsig.endpoint import IPV4_MAPPED, Endpoint, unmapped
 from wgsig.envelope import HEADER_SIZE, NONCE_SIZE, Envelope, envelope_key, scrambled_group
 from wgsig.events import Answered, Change, Event, Reason, Rejected
@@ -43,10 +43,6 @@ from wgsig.wire import (
     encode_endpoint,
 )
 from wgsig.x1view import CAPABILITIES, NO_IPV4, GroupExtensions, encode_observed
-
-# The server loads OpenSSL anyway (Signer) and tags datagram-sized messages: X1's blocks (wgsig.x1)
-# go through OpenSSL's HMAC, 2-3 times as fast as the built-in SHA-256 a client run uses there.
-hmac256.prefer_openssl()
 
 DEFAULT_WINDOW = 30
 DEFAULT_MAX_RECORDS = 256

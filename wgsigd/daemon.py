@@ -27,6 +27,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from wgsig import relayfile
 from wgsig.endpoint import endpoint_text
@@ -40,6 +41,7 @@ from wgsig.sockfilter import MAX_STEERED_SOURCES
 from wgsigd.config import ConfigError, DaemonConfig
 from wgsigd.eventlog import EventLog
 from wgsigd.metricsfile import MetricsWriter, families
+from wgsigd.mmsg import BatchReceiver, BatchSender, batch_receiver, batch_sender
 from wgsigd.shedding import attach_request_filter, attach_source_steering, detach_filter
 from wgsigd.store import StateStore, remedy
 
@@ -47,6 +49,10 @@ log = logging.getLogger("wgsigd")
 
 RECV_SIZE = 2048
 CHORE_EVERY = 256  # datagrams handled between two looks at the clock-driven chores under load
+# Datagrams read in one recvmmsg and answered in one sendmmsg: a batch's answers wait for its last
+# request, so a batch as large as the pass would hold every answer back until the pass ends, and a
+# client with a few requests in flight would wait for them all (bench/README.md, issue 16).
+IO_BATCH = 32
 # Datagrams of the other sources' socket read between two looks at the known sources' one: at about
 # 5 us each, a known peer's request waits at most about 0.3 ms for them; while the known sources'
 # socket is busy too (a flood spoofing their addresses), the other gets 64 of every 320 reads.
@@ -130,6 +136,9 @@ class Daemon:
         self.start_time = time.time()
         self._stop = False
         self._reload = False
+        # Datagrams in and out with recvmmsg(2) and sendmmsg(2) where available (wgsigd/mmsg.py).
+        self.batch_syscalls = True
+        self._batches: dict[socket.socket, tuple[BatchReceiver | None, BatchSender | None]] = {}
 
     def load_state(self) -> None:
         if self.store is None:
@@ -318,24 +327,63 @@ class Daemon:
     def _answer_queued(self, limit: int, sock: socket.socket | None = None) -> int:
         """Answer datagrams queued on ``sock`` (by default the first socket) until it is empty or
         ``limit`` were read; returns how many were."""
-        # The per-datagram path: bound methods in locals, one clock read per datagram.
         sock = self.sock if sock is None else sock
-        recvfrom, sendto = sock.recvfrom, sock.sendto
-        receive, events, wall_clock = self.server.receive_datagram, self.events, time.time
-        known, steered, checked, first = self._known, self._steered, self._checked, sock is self.sock
+        batch = self._batches.get(sock)
+        if batch is None:
+            # recvmmsg(2) and sendmmsg(2) where the C library has them (wgsigd/mmsg.py), else
+            # recvfrom and sendto per datagram.
+            on = self.batch_syscalls
+            batch = self._batches[sock] = (
+                batch_receiver(sock, RECV_SIZE) if on else None, batch_sender(sock) if on else None)
+        receiver, sender = batch
+        try:
+            if receiver is None:
+                return self._answer_some(limit, sock, sender)
+            handled = 0
+            while handled < limit:
+                wanted = min(limit - handled, IO_BATCH)
+                datagrams = receiver.receive(wanted)
+                self._answer_datagrams(datagrams, sock, sender)
+                if sender is not None:
+                    sender.flush()
+                handled += len(datagrams)
+                if len(datagrams) < wanted:
+                    break  # fewer than asked for: the socket is empty
+            return handled
+        finally:
+            if sender is not None:
+                sender.flush()  # whatever an exception left queued
+
+    def _answer_some(self, limit: int, sock: socket.socket, sender: BatchSender | None) -> int:
+        """recvfrom per datagram (no recvmmsg)."""
+        recvfrom = sock.recvfrom
+        datagrams: list[tuple[bytes, Any]] = []
         for count in range(limit):
             try:
-                data, source = recvfrom(RECV_SIZE)
+                datagrams.append(recvfrom(RECV_SIZE))
             except BlockingIOError:
+                self._answer_datagrams(datagrams, sock, sender)
                 return count
             except ConnectionRefusedError:
                 continue  # ICMP error from an earlier answer: nothing to do
+            if len(datagrams) == IO_BATCH:
+                self._answer_datagrams(datagrams, sock, sender)
+                if sender is not None:
+                    sender.flush()
+                datagrams = []
+        self._answer_datagrams(datagrams, sock, sender)
+        return limit
+
+    def _answer_datagrams(self, datagrams: list[tuple[bytes, Any]], sock: socket.socket,
+                          sender: BatchSender | None) -> None:
+        # The per-datagram path: bound methods in locals, one clock read per datagram.
+        send = sender.add if sender is not None else self._sendto(sock)
+        receive, events, wall_clock = self.server.receive_datagram, self.events, time.time
+        known, steered, checked, first = self._known, self._steered, self._checked, sock is self.sock
+        for data, source in datagrams:
             answer, event = receive(data, source, wall_clock())
             for datagram in answer:
-                try:
-                    sendto(datagram, source)
-                except OSError as error:
-                    log.debug("cannot answer %s: %s", source, error.strerror)
+                send(datagram, source)
             events(event)
             if known is not None and event.__class__ is Answered:
                 # the most recently seen last; an IPv4 one not steered yet is at the next rebuild
@@ -349,7 +397,19 @@ class Daemon:
                         self._on_first += 1
                     else:
                         self._on_second += 1
-        return limit
+
+    @staticmethod
+    def _sendto(sock: socket.socket) -> Callable[[bytes, tuple[object, ...]], None]:
+        """One sendto per datagram: where sendmmsg(2) is not available."""
+        sendto = sock.sendto
+
+        def send(datagram: bytes, source: tuple[object, ...]) -> None:
+            try:
+                sendto(datagram, source)
+            except OSError as error:
+                log.debug("cannot answer %s: %s", source, error.strerror)
+
+        return send
 
     def _chores(self, chores: _Chores, now: float) -> float:
         """Reload, periodic save, metrics, status and watchdog when due; returns seconds until the next one."""
