@@ -106,6 +106,18 @@ def collect_answer(sock: socket.socket, credentials: GroupCredentials, timeout: 
     return collector
 
 
+def received(sock: socket.socket, timeout: float) -> list[bytes]:
+    """Every datagram that reaches ``sock`` until none comes for ``timeout`` seconds (0: the ones
+    queued now)."""
+    sock.settimeout(timeout)
+    out = []
+    try:
+        while True:
+            out.append(sock.recv(4096))
+    except (TimeoutError, BlockingIOError):
+        return out
+
+
 class Wgsigd:
     """A wgsigd process; ``ready`` once it answers a request."""
 

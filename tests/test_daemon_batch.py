@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import received
 from wgsig.label import encode_label
 from wgsig.wire import RESPONSE_SIZE, encode_request
 from wgsigd import mmsg
@@ -29,16 +30,6 @@ def _daemon(tmp_path: Path, sock: socket.socket, batch: bool) -> Daemon:
     daemon.batch_syscalls = batch
     sock.setblocking(False)
     return daemon
-
-
-def _answers(sock: socket.socket) -> list[bytes]:
-    out = []
-    sock.setblocking(False)
-    try:
-        while True:
-            out.append(sock.recv(4096))
-    except BlockingIOError:
-        return out
 
 
 @pytest.mark.parametrize("batch", [True, False], ids=["mmsg", "recvfrom"])
@@ -74,7 +65,7 @@ def test_every_request_of_a_pass_is_answered_to_its_source(
         assert daemon._answer_queued(CHORE_EVERY) == 0
         assert daemon.server.answered == count
         for k, c in enumerate(clients):
-            got = _answers(c)
+            got = received(c, 0)
             assert len(got) == len(range(k, count, 3))
             assert {len(a) for a in got} == {RESPONSE_SIZE}
         # each source's address, as recvfrom names it, reached the table
@@ -131,7 +122,7 @@ def test_a_pass_without_the_libc_calls_falls_back(tmp_path: Path, monkeypatch: p
         client.send(encode_request(os.urandom(32), encode_label(int(time.time()), 1), 0, 7, SECRET))
         assert daemon._answer_queued(CHORE_EVERY) == 1
         assert daemon._batches[server] == (None, None)
-        assert [len(a) for a in _answers(client)] == [RESPONSE_SIZE]
+        assert [len(a) for a in received(client, 0)] == [RESPONSE_SIZE]
     finally:
         server.close()
         client.close()

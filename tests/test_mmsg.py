@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.procs import received
 from wgsigd import mmsg
 
 
@@ -31,26 +32,16 @@ def ipv4() -> Iterator[tuple[socket.socket, list[socket.socket]]]:
         s.close()
 
 
-def _received(sock: socket.socket) -> list[bytes]:
-    out = []
-    sock.settimeout(0.2)
-    try:
-        while True:
-            out.append(sock.recv(4096))
-    except (TimeoutError, BlockingIOError):
-        return out
-
-
 def test_queued_datagrams_arrive_at_their_sources_in_order(ipv4: tuple[socket.socket, list[socket.socket]]) -> None:
     sender, receivers = ipv4
     batch = mmsg.batch_sender(sender)
     assert batch is not None
     for i in range(30):
         batch.add(bytes([i]) * (1 + i * 40), receivers[i % 3].getsockname())
-    assert _received(receivers[0]) == []  # nothing before the flush
+    assert received(receivers[0], 0.2) == []  # nothing before the flush
     batch.flush()
     for r, receiver in enumerate(receivers):
-        assert _received(receiver) == [bytes([i]) * (1 + i * 40) for i in range(r, 30, 3)]
+        assert received(receiver, 0.2) == [bytes([i]) * (1 + i * 40) for i in range(r, 30, 3)]
 
 
 def test_a_full_batch_goes_out_by_itself_and_large_datagrams_on_their_own(
@@ -64,7 +55,7 @@ def test_a_full_batch_goes_out_by_itself_and_large_datagrams_on_their_own(
         batch.add(i.to_bytes(2, "big"), target)
     big = bytes(mmsg.SLOT_SIZE + 1)
     batch.add(big, target)  # flushes what is queued first: the order stays
-    got = _received(receivers[0])
+    got = received(receivers[0], 0.2)
     assert got == [i.to_bytes(2, "big") for i in range(mmsg.CAPACITY)] + [big]
 
 
@@ -79,7 +70,7 @@ def test_a_datagram_that_cannot_be_sent_is_skipped_and_the_rest_arrive(
     batch.add(b"nowhere", ("127.0.0.1", 0))  # port 0: the kernel refuses it (EINVAL), as sendto does
     batch.add(b"two", target)
     batch.flush()
-    assert _received(receivers[0]) == [b"one", b"two"]
+    assert received(receivers[0], 0.2) == [b"one", b"two"]
 
 
 def test_a_dual_stack_socket_sends_to_ipv6_and_mapped_ipv4_sources() -> None:
@@ -100,8 +91,8 @@ def test_a_dual_stack_socket_sends_to_ipv6_and_mapped_ipv4_sources() -> None:
         batch.add(b"v4", ("::ffff:127.0.0.1", four.getsockname()[1], 0, 0))
         batch.add(b"scoped", ("fe80::1%nosuchif", 9, 0, 0))  # a scope name: left to sendto, which fails
         batch.flush()
-        assert _received(six) == [b"v6"]
-        assert _received(four) == [b"v4"]
+        assert received(six, 0.2) == [b"v6"]
+        assert received(four, 0.2) == [b"v4"]
     finally:
         for s in (sender, six, four):
             s.close()

@@ -253,7 +253,9 @@ def test_forged_from_another_port_then_real(fake: Callable[[Handler], FakeServer
 def test_garbage_from_the_server_address(fake: Callable[[Handler], FakeServer], secret_file: Path) -> None:
     good = answer(records((PEER, 2, 0)))[0]
     bad_label = bytearray(good)
-    server = fake(lambda req, src: [b"", b"x" * 539, b"y" * 541, os.urandom(540), bytes(bad_label[:-1]) + b"\0"])
+    # the answer with its last byte changed (a fixed b"\0" was the answer itself 1 time in 256)
+    server = fake(lambda req, src: [b"", b"x" * 539, b"y" * 541, os.urandom(540),
+                                    bytes(bad_label[:-1]) + bytes([bad_label[-1] ^ 1])])
     # One attempt with time for all five to arrive on a loaded machine (they are the whole test).
     result = wgsigc(server.port, secret_file, "--timeout", "2", "--attempts", "1")
     assert result.returncode == 2

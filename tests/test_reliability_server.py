@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.procs import Wgsigd, env, free_udp_port, query, unprivileged_prefix, write_secret
+from tests.procs import Wgsigd, env, free_udp_port, query, received, unprivileged_prefix, write_secret
 from wgsig.client import Accepted, AnswerCollector, GroupCredentials, Ignored, build_request
 from wgsig.events import Answered, Change, Reason, Rejected
 from wgsig.label import encode_label, label_from_ns
@@ -363,16 +363,6 @@ def start(tmp_path: Path, config: str, credentials: GroupCredentials, port: int)
     return Wgsigd(["--config", str(path)], port, credentials, tmp_path / "wgsigd.log")
 
 
-def collect(sock: socket.socket, credentials: GroupCredentials, timeout: float) -> list[bytes]:
-    got = []
-    sock.settimeout(timeout)
-    try:
-        while True:
-            got.append(sock.recv(4096))
-    except TimeoutError:
-        return got
-
-
 def query_from(source_ip: str, port: int, creds: GroupCredentials, peer_id: bytes, clflg: int,
                timeout: float = 2.0) -> list[bytes]:
     """One request from ``source_ip`` (a loopback address); its datagrams, once complete (or at the timeout)."""
@@ -411,7 +401,7 @@ def test_real_wgsigd_rate_limit(tmp_path: Path) -> None:
             # Ten fresh registrations too: 1,600 bytes, three answers of 540.
             for i in range(10):
                 sock.send(build_request(creds, bytes([i + 1]) * 32, label_from_ns(time.time_ns()), 0, os.urandom))
-            answered = len(collect(sock, creds, 1.5))
+            answered = len(received(sock, 1.5))
             assert 2 <= answered <= 7  # both budgets, plus at most one answer each refilled meanwhile
         # Every registration was applied, answered or not (asked from another address: its own budget).
         datagrams = query_from("127.0.0.2", port, creds, b"\x66" * 32, 0)
@@ -453,18 +443,18 @@ def test_real_wgsigd_captured_fetch_capped_by_other_server_and_after_restart(tmp
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as peer:
             peer.connect(("127.0.0.1", port_a))
             peer.send(captured)
-            assert len(collect(peer, creds, 1.0)) == 3  # the real fetch, from the peer's address: whole
+            assert len(received(peer, 1.0)) == 3  # the real fetch, from the peer's address: whole
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
             attacker.bind(("127.0.0.9", 0))  # the spoofed victim's address
             attacker.sendto(captured, ("127.0.0.1", port_b))
-            got = collect(attacker, creds, 1.0)
+            got = received(attacker, 1.0)
             assert len(got) == 1 and sum(map(len, got)) <= 600
         assert a.stop() == 0
         a = Wgsigd(["--config", str(tmp_path / "a.toml")], port_a, creds, tmp_path / "a2.log")
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as attacker:
             attacker.bind(("127.0.0.9", 0))
             attacker.sendto(captured, ("127.0.0.1", port_a))
-            got = collect(attacker, creds, 1.0)
+            got = received(attacker, 1.0)
             assert len(got) == 1 and sum(map(len, got)) <= 600
     finally:
         assert a.stop() == 0 and b.stop() == 0

@@ -131,7 +131,7 @@ class BatchSender:
             sent = self._sendmmsg(self._fd, headers + done * size, count - done, 0)  # type: ignore[operator]
             if sent < 0:
                 error = ctypes.get_errno()
-                if error == 4:  # EINTR: nothing sent, try again
+                if error == errno.EINTR:  # nothing sent, try again
                     continue
                 # The datagram at ``done`` failed (as its sendto would have): skip it.
                 log.debug("cannot answer %s: %s", self._sources[done], os.strerror(error))
