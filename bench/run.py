@@ -161,9 +161,10 @@ def write_config(workdir: Path, scenario: Scenario, port: int, secret_file: Path
     return config
 
 
-def cpu_seconds(pid: int) -> float:
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """User and system CPU seconds of ``pid`` so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime
+    return int(fields[11]) / TICKS, int(fields[12]) / TICKS  # utime, stime
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -213,13 +214,15 @@ def one_run(python: str, loadgen: Path, scenario: Scenario, duration: float, war
             )
             assert generator.stderr is not None and generator.stdout is not None
             line = generator.stderr.readline()
-            cpu_start = cpu_seconds(server.pid)
+            user_start, system_start = cpu_seconds(server.pid)
             load_start = os.getloadavg()[0]
             if line.strip() != "MEASURE":
                 raise RuntimeError(f"load generator: {line.strip()} {generator.stderr.read()}")
             output = generator.stdout.read()
             generator.wait()
-            cpu = cpu_seconds(server.pid) - cpu_start
+            user_end, system_end = cpu_seconds(server.pid)
+            system = system_end - system_start
+            cpu = user_end - user_start + system
             rss, hwm = memory_mb(server.pid)
             result = json.loads(output)
             saved = (workdir / "state" / STATE_FILE).exists()
@@ -236,6 +239,7 @@ def one_run(python: str, loadgen: Path, scenario: Scenario, duration: float, war
         "answers_per_s": result["answers_per_s"],
         "datagrams_per_s": result["datagrams_per_s"],
         "cpu_us_per_request": cpu / answers * 1e6 if answers else float("nan"),
+        "system_us_per_request": system / answers * 1e6 if answers else float("nan"),
         "cpu_share": cpu / result["seconds"],
         "longest_gap_ms": result["longest_gap_ms"],
         "rss_mb": rss,
@@ -297,14 +301,15 @@ def print_row(name: str, f: dict[str, float]) -> None:
         name += " (!)"  # disturbed: the machine was busy
     print(
         f"{name:16} {f['answers_per_s']:>10,.0f} {f['capacity_per_s']:>10,.0f} {f['cpu_us_per_request']:>9.2f}"
-        f" {f['cpu_us_per_datagram']:>9.2f} {f['cpu_share']:>6.0%} {f['rss_mb']:>7.1f} {f['peak_rss_mb']:>7.1f}"
+        f" {f['cpu_us_per_datagram']:>9.2f} {f['system_us_per_request']:>8.2f} {f['cpu_share']:>6.0%}"
+        f" {f['rss_mb']:>7.1f} {f['peak_rss_mb']:>7.1f}"
         f" {f['longest_gap_ms']:>8.1f} {f['max_longest_gap_ms']:>8.1f} {f['lost']:>6.0f} {f['load']:>5.1f}",
         flush=True,
     )
 
 
 HEADER = (
-    f"{'scenario':16} {'answers/s':>10} {'capacity':>10} {'cpu us/req':>9} {'us/dgram':>9} {'cpu':>6}"
+    f"{'scenario':16} {'answers/s':>10} {'capacity':>10} {'cpu us/req':>9} {'us/dgram':>9} {'sys us':>8} {'cpu':>6}"
     f" {'RSS MB':>7} {'peak MB':>7} {'gap ms':>8} {'max gap':>8} {'lost':>6} {'load':>5}"
 )
 
