@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from hmac import compare_digest as _compare_digest
 from typing import NamedTuple
 
 from wgsig import x1
@@ -34,6 +35,7 @@ from wgsig.wire import (
     REQUEST_SIGNED,
     REQUEST_SIZE,
     REQUEST_TAG,
+    RESPONSE_SIZE,
     SECRET_SIZE,
     STORE_ENDPOINT,
     STORE_LABEL,
@@ -239,6 +241,35 @@ class Server:
 
     def receive_datagram(self, data: bytes, source: Endpoint, now: float) -> tuple[list[bytes], Event]:
         """Handle one datagram from ``source`` at UNIX time ``now``."""
+        return self._receive(data, source, now, None)
+
+    def receive_datagrams(
+        self, datagrams: Iterable[tuple[bytes, Endpoint]], now: float
+    ) -> tuple[list[list[bytes]], list[Event]]:
+        """Handle datagrams that arrived together: each one's answer and event, in their order.
+
+        Every request is checked and applied first; base-protocol answers are built after the
+        whole batch, from the tables as the batch left them.  Requests to one group then share
+        its re-authenticated datagrams instead of each re-signing them (the C server signs the
+        table at every registration): under load the answer a peer gets is at most one batch
+        newer than its own request, never older.  Budgets are charged as each request is taken.
+        """
+        deferred: list[_Deferred] = []
+        receive = self._receive
+        answers = []
+        events = []
+        for data, source in datagrams:
+            answer, event = receive(data, source, now, deferred)
+            answers.append(answer)
+            events.append(event)
+        base_answer = self._base_answer
+        for later, group, group_id, signer, envelope, kept in deferred:
+            later += base_answer(group, group_id, signer, envelope, kept)
+        return answers, events
+
+    def _receive(
+        self, data: bytes, source: Endpoint, now: float, deferred: list[_Deferred] | None
+    ) -> tuple[list[bytes], Event]:
         size = len(data)
         if size > REQUEST_SIZE and self._plain_extended(data):
             # A plain X1 request (CLFLG has XR, the block's length matches): checked whole below.
@@ -286,7 +317,7 @@ class Server:
                 items = x1.open_request_block(clear, group.xkeys[signer.key])
             except DecodeError:
                 return self._reject(Reason.BAD_BLOCK, source, group_id)
-        return self._accept(group, group_id, signer, envelope, clear, source, now, items)
+        return self._accept(group, group_id, signer, envelope, clear, source, now, items, deferred)
 
     def _plain_extended(self, data: bytes) -> bool:
         group = self._groups.get(int.from_bytes(data[REQUEST_GROUP], "big"))
@@ -299,7 +330,7 @@ class Server:
     def _plain_signer(group: _Group, clear: bytes) -> Signer | None:
         """The Signer of the group secret that authenticates ``clear``, if any."""
         signed, tag = clear[:REQUEST_SIGNED], clear[REQUEST_TAG]
-        if group.signer.verify(signed, tag):
+        if _compare_digest(group.signer.digest(signed), tag):  # Signer.verify, inline: every request
             return group.signer
         for signer in group.signers[1:]:
             if signer.verify(signed, tag):
@@ -331,6 +362,7 @@ class Server:
         source: Endpoint,
         now: float,
         items: list[x1.Item] | None = None,
+        deferred: list[_Deferred] | None = None,
     ) -> tuple[list[bytes], Event]:
         peer_id = clear[REQUEST_PEER_ID]
         if peer_id == ZERO_KEY:
@@ -402,8 +434,8 @@ class Server:
                 if v6only:
                     ext.v6only.remove(peer_id)  # seen over IPv4 now: into the table everybody sees
                 change, evicted = table.upsert(peer_id, encode_endpoint(packed, source[1]), label)
-                if evicted is not None:
-                    ext.forget(evicted)
+                if evicted is not None and (ext.obs6 or ext.announced or len(ext.v6only)):
+                    ext.forget(evicted)  # it held something besides its record
                     if self.relay is not None:
                         self.relay.forget_peer(group_id, evicted)
             self.dirty = True
@@ -435,25 +467,48 @@ class Server:
             requester = None
             if stores_label:
                 requester = encode_observed(unmapped(source[0]), source[1], x1.ItemType.OBS)
-            answer = ext.answer(table, group_id, signer, group.xkeys[signer.key], requester, now,
-                                self._capabilities, relays)
+            answer: list[bytes] | None = ext.answer(table, group_id, signer, group.xkeys[signer.key], requester, now,
+                                                    self._capabilities, relays)
+            assert answer is not None
+            count, datagram_size = len(answer), len(answer[0])
             extension = "x1+block" if items is not None else "x1"
         else:
-            answer = table.answer(group_id, signer.key, signer)
+            answer = None  # built below, or after the batch (receive_datagrams)
+            count, datagram_size = table.datagram_count(), RESPONSE_SIZE
             extension = ""
-        if capped and len(answer) > 1:
-            size = len(answer[0]) + (HEADER_SIZE if group.encrypt else 0)  # no blocks: 540 bytes
-            kept = capped_datagrams(len(answer), size, self._max_answer_bytes)  # type: ignore[arg-type]
-            if kept < len(answer):
+        kept = count
+        if capped and count > 1:
+            size = datagram_size + (HEADER_SIZE if group.encrypt else 0)  # no blocks: 540 bytes
+            kept = capped_datagrams(count, size, self._max_answer_bytes)  # type: ignore[arg-type]
+            if kept < count:
                 group.capped += 1
-            answer = answer[:kept]
-        if envelope is not None:
-            answer = self._seal(answer, group_id, envelope)
+        if answer is not None:
+            answer = answer[:kept] if kept < count else answer
+            if envelope is not None:
+                answer = self._seal(answer, group_id, envelope)
+            sent = sum(map(len, answer))
+        else:
+            sent = kept * (RESPONSE_SIZE + HEADER_SIZE if envelope is not None else RESPONSE_SIZE)
+            if deferred is None:
+                answer = self._base_answer(table, group_id, signer, envelope, kept)
+            else:
+                answer = []
+                deferred.append((answer, table, group_id, signer, envelope, kept))
         if limiter is not None:
-            limiter.charge(source[0], sum(map(len, answer)), now)
+            limiter.charge(source[0], sent, now)
         self.answered += 1
         group.answered += 1
-        return answer, Answered(group_id, peer_id, source, clflg, change, evicted, len(answer), extension, ipv6)
+        return answer, Answered(group_id, peer_id, source, clflg, change, evicted, kept, extension, ipv6)
+
+    def _base_answer(
+        self, table: GroupTable, group_id: int, signer: Signer, envelope: Envelope | None, kept: int
+    ) -> list[bytes]:
+        """A base-protocol answer from ``table`` as it is now: its first ``kept`` datagrams, sealed
+        with ``envelope`` for an encrypted group."""
+        answer = table.answer(group_id, signer.key, signer)
+        if kept < len(answer):
+            answer = answer[:kept]
+        return answer if envelope is None else self._seal(answer, group_id, envelope)
 
     def _relay_items(self, group_id: int, peer_id: bytes, now: float) -> dict[bytes, bytes] | None:
         """The requester's RELAY items (relay address and its port), by the peer each one reaches."""
@@ -487,6 +542,11 @@ class Server:
         self.rejected += 1
         counts = self.rejections if group is None else self._groups[group].rejections
         counts[reason] = counts.get(reason, 0) + 1
+
+
+# A base-protocol answer to build once the batch is applied: the list to fill (the one returned for
+# the request), its group's table, group ID, Signer, envelope (encrypted groups) and datagram count.
+_Deferred = tuple[list[bytes], GroupTable, int, Signer, "Envelope | None", int]
 
 
 class _RandomPool:

@@ -177,6 +177,10 @@ class GroupTable:
             self.remove(next(iter(self._slot_of)))
         return removed
 
+    def datagram_count(self) -> int:
+        """How many datagrams ``answer`` gives now."""
+        return len(self._buffer) // RESPONSE_SIGNED
+
     def answer(self, group: int, secret: bytes, signer: Signer | None = None) -> list[bytes]:
         """The cleartext answer datagrams, re-authenticating only stale ones.
 

@@ -376,12 +376,15 @@ class Daemon:
 
     def _answer_datagrams(self, datagrams: list[tuple[bytes, Any]], sock: socket.socket,
                           sender: BatchSender | None) -> None:
-        # The per-datagram path: bound methods in locals, one clock read per datagram.
+        # The per-datagram path: bound methods in locals.  The datagrams were read together: one
+        # clock read, and the core builds their answers once they are all applied.
+        if not datagrams:
+            return
         send = sender.add if sender is not None else self._sendto(sock)
-        receive, events, wall_clock = self.server.receive_datagram, self.events, time.time
+        events = self.events
         known, steered, checked, first = self._known, self._steered, self._checked, sock is self.sock
-        for data, source in datagrams:
-            answer, event = receive(data, source, wall_clock())
+        answers, batch_events = self.server.receive_datagrams(datagrams, time.time())
+        for (_, source), answer, event in zip(datagrams, answers, batch_events, strict=True):
             for datagram in answer:
                 send(datagram, source)
             events(event)
