@@ -434,8 +434,8 @@ class Server:
                 if v6only:
                     ext.v6only.remove(peer_id)  # seen over IPv4 now: into the table everybody sees
                 change, evicted = table.upsert(peer_id, encode_endpoint(packed, source[1]), label)
-                if evicted is not None and (ext.obs6 or ext.announced or len(ext.v6only)):
-                    ext.forget(evicted)  # it held something besides its record
+                if evicted is not None:
+                    ext.forget(evicted)
                     if self.relay is not None:
                         self.relay.forget_peer(group_id, evicted)
             self.dirty = True
@@ -467,31 +467,24 @@ class Server:
             requester = None
             if stores_label:
                 requester = encode_observed(unmapped(source[0]), source[1], x1.ItemType.OBS)
-            answer: list[bytes] | None = ext.answer(table, group_id, signer, group.xkeys[signer.key], requester, now,
-                                                    self._capabilities, relays)
-            assert answer is not None
-            count, datagram_size = len(answer), len(answer[0])
+            answer = ext.answer(table, group_id, signer, group.xkeys[signer.key], requester, now,
+                                self._capabilities, relays)
             extension = "x1+block" if items is not None else "x1"
-        else:
-            answer = None  # built below, or after the batch (receive_datagrams)
-            count, datagram_size = table.datagram_count(), RESPONSE_SIZE
-            extension = ""
-        kept = count
-        if capped and count > 1:
-            size = datagram_size + (HEADER_SIZE if group.encrypt else 0)  # no blocks: 540 bytes
-            kept = capped_datagrams(count, size, self._max_answer_bytes)  # type: ignore[arg-type]
-            if kept < count:
-                group.capped += 1
-        if answer is not None:
-            answer = answer[:kept] if kept < count else answer
+            kept = self._kept(group, len(answer), len(answer[0])) if capped else len(answer)
+            if kept < len(answer):
+                answer = answer[:kept]
             if envelope is not None:
                 answer = self._seal(answer, group_id, envelope)
             sent = sum(map(len, answer))
         else:
+            extension = ""
+            kept = table.datagram_count()
+            if capped:
+                kept = self._kept(group, kept, RESPONSE_SIZE)
             sent = kept * (RESPONSE_SIZE + HEADER_SIZE if envelope is not None else RESPONSE_SIZE)
             if deferred is None:
                 answer = self._base_answer(table, group_id, signer, envelope, kept)
-            else:
+            else:  # built once the batch is applied (receive_datagrams)
                 answer = []
                 deferred.append((answer, table, group_id, signer, envelope, kept))
         if limiter is not None:
@@ -499,6 +492,16 @@ class Server:
         self.answered += 1
         group.answered += 1
         return answer, Answered(group_id, peer_id, source, clflg, change, evicted, kept, extension, ipv6)
+
+    def _kept(self, group: _Group, count: int, datagram_size: int) -> int:
+        """How many of an answer's ``count`` datagrams the byte cap on replays and untied fetches keeps."""
+        if count == 1:
+            return 1
+        size = datagram_size + (HEADER_SIZE if group.encrypt else 0)  # no blocks: 540 bytes
+        kept = capped_datagrams(count, size, self._max_answer_bytes)  # type: ignore[arg-type]
+        if kept < count:
+            group.capped += 1
+        return kept
 
     def _base_answer(
         self, table: GroupTable, group_id: int, signer: Signer, envelope: Envelope | None, kept: int
