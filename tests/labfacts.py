@@ -17,6 +17,7 @@ import re
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from functools import cached_property
@@ -76,6 +77,11 @@ class LabRun:
     def figures(self, name: str) -> list[float]:
         return [float(m) for m in re.findall(rf"^FIGURE {name} (-?[0-9.]+)", self.output, re.M)]
 
+    def answered(self, name: str, what: str) -> None:
+        """fact_ping NAME was answered; if not, the message shows what WireGuard held then."""
+        assert self.fact(name) == "answered", \
+            f"a ping through the tunnel is answered: {what}\nwg show all, then:\n{self.facts.get(name + '.why', '')}"
+
     def passed(self, **behaviours: str) -> None:
         """Shell checks printed as ``RESULT name PASS|FAIL detail``: each name with what it shows."""
         results = dict(re.findall(r"^RESULT (\S+) (PASS|FAIL)", self.output, re.M))
@@ -102,7 +108,8 @@ def run_lab(payload: Path, script: Path, timeout: int, title: str) -> LabRun:
         shutil.copy(HERE / helper, payload / helper)
     start = time.monotonic()
     rc, out = run_in_qemu(payload, timeout=timeout)
-    print(f"\n[{title} VM run: {time.monotonic() - start:.1f} s]\n{out}")
+    if threading.current_thread() is threading.main_thread():  # not from tests/vmlane.py's lane
+        print(f"\n[{title} VM run: {time.monotonic() - start:.1f} s]\n{out}")
     lab = LabRun(out)
     if not lab.facts:
         pytest.fail(f"the lab reported nothing (rc {rc}):\n{out}", pytrace=False)

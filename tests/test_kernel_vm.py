@@ -35,10 +35,12 @@ from __future__ import annotations
 import errno
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests import vmlane
 from tests.labfacts import LabRun, run_sources_lab
 from tests.vmlib import add_pyroute2
 
@@ -49,11 +51,18 @@ PYROUTE2_NEW = "0.9.5"
 LAB = Path(__file__).resolve().parent / "kernel_lab.sh"
 
 
+VM_LANE_ORDER = 1  # tests/vmlane.py: the first lab in the background lane
+
+
+def boot_lab() -> LabRun:
+    with tempfile.TemporaryDirectory(prefix="wgsig-kernel-lab.") as tmp:
+        add_pyroute2(Path(tmp), PYROUTE2_NEW)
+        return run_sources_lab(Path(tmp), LAB, 420, "kernel lab")
+
+
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
-    payload = tmp_path_factory.mktemp("kernel-lab")
-    add_pyroute2(payload, PYROUTE2_NEW)
-    return run_sources_lab(payload, LAB, 420, "kernel lab")
+def lab() -> LabRun:
+    return vmlane.lab_of(__name__, boot_lab)
 
 
 # Debian's pyroute2, which sends the wrong peer flags, and a recent one (PYTHONPATH) that sends the kernel's

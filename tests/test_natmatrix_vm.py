@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests import vmlane
 from tests.natmatrix import HARD, Pair, all_pairs, expected, parse, path_ok, run_matrix, table
 
 pytestmark = pytest.mark.vm
@@ -24,9 +25,16 @@ pytestmark = pytest.mark.vm
 PAIRS = all_pairs()
 
 
+VM_LANE_ORDER = 2  # tests/vmlane.py: after the kernel lab
+
+
+def boot_lab() -> dict[str, str]:
+    return run_matrix(PAIRS)[0]
+
+
 @pytest.fixture(scope="module")
 def matrix() -> dict[tuple[str, str], Pair]:
-    facts, _ = run_matrix(PAIRS)
+    facts = vmlane.lab_of(__name__, boot_lab)
     pairs = parse(facts, PAIRS)
     print(table(pairs))
     return {(p.a, p.b): p for p in pairs}

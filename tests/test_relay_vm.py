@@ -9,10 +9,12 @@ It prints what it saw as FACT lines (tests/labfacts.sh); each test judges one be
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests import vmlane
 from tests.labfacts import LabRun, run_sources_lab
 
 pytestmark = pytest.mark.vm
@@ -20,9 +22,17 @@ pytestmark = pytest.mark.vm
 HERE = Path(__file__).resolve().parent
 
 
+VM_LANE_ORDER = 3  # tests/vmlane.py: after the kernel lab and the NAT matrix
+
+
+def boot_lab() -> LabRun:
+    with tempfile.TemporaryDirectory(prefix="wgsig-relay-lab.") as tmp:
+        return run_sources_lab(Path(tmp), HERE / "relay_lab.sh", 480, "relay lab")
+
+
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
-    return run_sources_lab(tmp_path_factory.mktemp("relay-lab"), HERE / "relay_lab.sh", 480, "relay lab")
+def lab() -> LabRun:
+    return vmlane.lab_of(__name__, boot_lab)
 
 
 def test_two_peers_behind_fully_random_nats_get_a_tunnel_through_the_relay(lab: LabRun) -> None:

@@ -36,10 +36,12 @@ from __future__ import annotations
 
 import json
 import re
+import tempfile
 from pathlib import Path
 
 import pytest
 
+from tests import vmlane
 from tests.labfacts import LabRun, run_sources_lab
 
 pytestmark = pytest.mark.vm
@@ -47,9 +49,17 @@ pytestmark = pytest.mark.vm
 HERE = Path(__file__).resolve().parent
 
 
+VM_LANE_ORDER = 4  # tests/vmlane.py: the last lab in the background lane (its tests run last)
+
+
+def boot_lab() -> LabRun:
+    with tempfile.TemporaryDirectory(prefix="wgsig-x1-lab.") as tmp:
+        return run_sources_lab(Path(tmp), HERE / "x1_lab.sh", 600, "X1 lab")
+
+
 @pytest.fixture(scope="module")
-def lab(tmp_path_factory: pytest.TempPathFactory) -> LabRun:
-    return run_sources_lab(tmp_path_factory.mktemp("x1-lab"), HERE / "x1_lab.sh", 600, "X1 lab")
+def lab() -> LabRun:
+    return vmlane.lab_of(__name__, boot_lab)
 
 
 def _succeeded(lab: LabRun, *names: str) -> None:
@@ -59,7 +69,7 @@ def _succeeded(lab: LabRun, *names: str) -> None:
 
 
 def _answered(lab: LabRun, name: str, what: str) -> None:
-    assert lab.fact(name) == "answered", f"a ping through the tunnel is answered: {what}"
+    lab.answered(name, what)
 
 
 def test_lab_is_up(lab: LabRun) -> None:
@@ -164,9 +174,11 @@ def test_a_wrong_first_candidate_is_cycled_past(lab: LabRun) -> None:
     _succeeded(lab, "cycle_a", "cycle_b")
     run = lab.run("cycle_b")
     assert "10.1.0.2:51820 (lan) (candidate 1 of 2)" in run.out, f"b tried a's LAN address first; {run}"
-    _answered(lab, "cycle_ping", "b to a, after the wrong LAN candidate")
+    for name in ("cycle_a", "cycle_b"):
+        assert "1 healthy" in lab.run(name).out, f"{name}'s run saw a handshake before it ended; {lab.run(name)}"
     assert lab.fact("cycle_endpoint_of_a_in_b") == "192.0.2.11:51820", \
         "a's endpoint in b's kernel is the next candidate, NAT A's public address"
+    _answered(lab, "cycle_ping", "b to a, after the wrong LAN candidate")
     # one LAN step (2 s) and the public one, plus the run's own start-up under emulation
     seconds = lab.figure("cycle_seconds")
     print(f"wrong first candidate cycled past in {seconds:.1f} s")
