@@ -49,6 +49,9 @@ from wgsig.x1view import CAPABILITIES, NO_IPV4, GroupExtensions, encode_observed
 DEFAULT_WINDOW = 30
 DEFAULT_MAX_RECORDS = 256
 _ENCRYPTED_REQUEST_SIZE = HEADER_SIZE + REQUEST_SIZE
+# _accept's "stored label not looked up yet": a stored label is never empty, and None means no record.
+_NOT_LOOKED_UP = b""
+_inet_pton, _AF_INET = socket.inet_pton, socket.AF_INET
 # A plain X1 request: the 82 bytes and a request block of 0 to x1.MAX_REQUEST_BODY body bytes.
 _PLAIN_EXTENDED_SIZES = (REQUEST_SIZE + x1.BLOCK_OVERHEAD, REQUEST_SIZE + x1.BLOCK_OVERHEAD + x1.MAX_REQUEST_BODY)
 
@@ -271,6 +274,7 @@ class Server:
         self, data: bytes, source: Endpoint, now: float, deferred: list[_Deferred] | None
     ) -> tuple[list[bytes], Event]:
         size = len(data)
+        stored: bytes | None = _NOT_LOOKED_UP  # the base protocol's pre-check looks it up
         if size > REQUEST_SIZE and self._plain_extended(data):
             # A plain X1 request (CLFLG has XR, the block's length matches): checked whole below.
             group_id = int.from_bytes(data[REQUEST_GROUP], "big")
@@ -317,7 +321,7 @@ class Server:
                 items = x1.open_request_block(clear, group.xkeys[signer.key])
             except DecodeError:
                 return self._reject(Reason.BAD_BLOCK, source, group_id)
-        return self._accept(group, group_id, signer, envelope, clear, source, now, items, deferred)
+        return self._accept(group, group_id, signer, envelope, clear, source, now, items, deferred, stored)
 
     def _plain_extended(self, data: bytes) -> bool:
         group = self._groups.get(int.from_bytes(data[REQUEST_GROUP], "big"))
@@ -363,6 +367,7 @@ class Server:
         now: float,
         items: list[x1.Item] | None = None,
         deferred: list[_Deferred] | None = None,
+        stored: bytes | None = _NOT_LOOKED_UP,
     ) -> tuple[list[bytes], Event]:
         peer_id = clear[REQUEST_PEER_ID]
         if peer_id == ZERO_KEY:
@@ -381,7 +386,9 @@ class Server:
             int(now) - group.max_age
         ):
             self.dirty = True
-        stored = table.label_of(peer_id)
+            stored = _NOT_LOOKED_UP  # the peer's record may have expired just now
+        if stored is _NOT_LOOKED_UP:
+            stored = table.label_of(peer_id)
         v6only = False
         if stored is None and len(ext.v6only):
             stored = ext.v6only.label_of(peer_id)
@@ -417,7 +424,7 @@ class Server:
             if ip.startswith(IPV4_MAPPED):  # unmapped(), inline: the per-request path
                 ip = ip[len(IPV4_MAPPED) :]
             try:
-                packed = _inet_aton(ip)
+                packed = _inet_pton(_AF_INET, ip)  # _inet_aton, inline: the per-request path
             except OSError:
                 if not xa:
                     return self._reject(Reason.NOT_IPV4, source, group_id, peer_id)

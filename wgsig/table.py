@@ -66,22 +66,24 @@ class GroupTable:
     how the wire pads a last datagram that is not full.
     """
 
-    __slots__ = ("_answers", "_buffer", "_count", "_free", "_group", "_slot_of", "max_records")
+    __slots__ = ("_answers", "_at", "_buffer", "_count", "_free", "_group", "max_records")
 
     def __init__(self, max_records: int) -> None:
         self.max_records = max_records
         self._buffer = bytearray(RESPONSE_SIGNED)  # an empty table still answers one datagram
         self._count = 0  # slots handed out, empty ones below the highest included
         self._group = _NO_GROUP
-        # Peer ID -> slot, least recently updated first: the lookup, eviction and expiry order.
-        # A plain dict keeps insertion order; moving a peer to the end is a pop and a re-insert.
-        self._slot_of: dict[bytes, int] = {}
-        self._free: list[int] = []  # heap of empty slots below _count
+        # Peer ID -> where its slot's 50 bytes start in the buffer (not the slot number: no
+        # arithmetic per request), least recently updated first: the lookup, eviction and expiry
+        # order. A plain dict keeps insertion order; moving a peer to the end is a pop and a re-insert.
+        self._at: dict[bytes, int] = {}
+        # Heap of the offsets of empty slots below _count (offsets sort as their slots do).
+        self._free: list[int] = []
         # Cached answers, one per secret: one, or a few during a secret rollover.
         self._answers: tuple[_Answer, ...] = ()
 
     def __len__(self) -> int:
-        return len(self._slot_of)
+        return len(self._at)
 
     @property
     def slots(self) -> list[bytes]:
@@ -103,18 +105,17 @@ class GroupTable:
         return data[: count * RECORD_SIZE]
 
     def label_of(self, peer_id: bytes) -> bytes | None:
-        slot = self._slot_of.get(peer_id)
-        if slot is None:
+        offset = self._at.get(peer_id)
+        if offset is None:
             return None
-        offset = _offset(slot)
         return bytes(self._buffer[offset + RECORD_LABEL_AT : offset + RECORD_SIZE])
 
     def endpoint_of(self, peer_id: bytes) -> bytes | None:
         """The 6 endpoint bytes of a peer's record, as stored (scrambled address, port)."""
-        slot = self._slot_of.get(peer_id)
-        if slot is None:
+        offset = self._at.get(peer_id)
+        if offset is None:
             return None
-        offset = _offset(slot) + RECORD_ENDPOINT_AT
+        offset += RECORD_ENDPOINT_AT
         return bytes(self._buffer[offset : offset + RECORD_LABEL_AT - RECORD_ENDPOINT_AT])
 
     def records(self) -> Iterator[Record]:
@@ -125,56 +126,53 @@ class GroupTable:
 
     def upsert(self, peer_id: bytes, endpoint: bytes, label: bytes) -> tuple[Change, bytes | None]:
         """Insert or replace a record; returns what changed and the evicted peer ID."""
-        slot_of = self._slot_of
-        slot = slot_of.get(peer_id)
-        if slot is not None:
-            slot_of[peer_id] = slot_of.pop(peer_id)  # now the most recently updated
-            offset = _offset(slot)
+        at = self._at
+        offset = at.get(peer_id)
+        if offset is not None:
+            at[peer_id] = at.pop(peer_id)  # now the most recently updated
             same = self._buffer[offset + RECORD_ENDPOINT_AT : offset + RECORD_LABEL_AT] == endpoint
-            change = Change.UPDATED if same else Change.MOVED
-            self._store(slot, peer_id + endpoint + label)
-            return change, None
+            self._store(offset, peer_id + endpoint + label)
+            return Change.UPDATED if same else Change.MOVED, None
         evicted = None
-        if len(slot_of) >= self.max_records:
+        if len(at) >= self.max_records:
             # Full: the least recently updated record leaves, and its slot is reused
             # unless a lower one is free (new records take the lowest free slot).
-            evicted = next(iter(slot_of))
-            slot = slot_of.pop(evicted)
-            if self._free and self._free[0] < slot:
-                self._store(slot, EMPTY_RECORD)
-                slot = heapq.heappushpop(self._free, slot)
+            evicted = next(iter(at))
+            offset = at.pop(evicted)
+            if self._free and self._free[0] < offset:
+                self._store(offset, EMPTY_RECORD)
+                offset = heapq.heappushpop(self._free, offset)
         else:
-            slot = self._take_slot()
-        slot_of[peer_id] = slot
-        self._store(slot, peer_id + endpoint + label)
+            offset = self._take_slot()
+        at[peer_id] = offset
+        self._store(offset, peer_id + endpoint + label)
         return Change.INSERTED, evicted
 
     def refresh(self, peer_id: bytes, label: bytes) -> bool:
         """Update only the label of an existing record (CLFLG 1)."""
-        slot = self._slot_of.get(peer_id)
-        if slot is None:
+        at = self._at
+        offset = at.get(peer_id)
+        if offset is None:
             return False
-        self._slot_of[peer_id] = self._slot_of.pop(peer_id)
-        offset = _offset(slot)
-        self._store(slot, bytes(self._buffer[offset : offset + RECORD_LABEL_AT]) + label)
+        at[peer_id] = at.pop(peer_id)
+        self._store(offset, bytes(self._buffer[offset : offset + RECORD_LABEL_AT]) + label)
         return True
 
     def remove(self, peer_id: bytes) -> None:
-        slot = self._slot_of.pop(peer_id)
-        self._store(slot, EMPTY_RECORD)
-        heapq.heappush(self._free, slot)
+        offset = self._at.pop(peer_id)
+        self._store(offset, EMPTY_RECORD)
+        heapq.heappush(self._free, offset)
 
     def expire(self, oldest_seconds: int) -> int:
         """Remove records whose label is older than ``oldest_seconds``."""
         buffer = self._buffer
         removed = 0
-        for slot in self._slot_of.values():
-            offset = _offset(slot)
+        for offset in self._at.values():
             if label_seconds(bytes(buffer[offset + RECORD_LABEL_AT : offset + RECORD_SIZE])) >= oldest_seconds:
                 break
             removed += 1
         for _ in range(removed):
-            self.remove(next(iter(self._slot_of)))
+            self.remove(next(iter(self._at)))
         return removed
 
     def datagram_count(self) -> int:
@@ -218,15 +216,16 @@ class GroupTable:
         self._count = max(i for _, i, _ in keep) + 1 if keep else 0
         self._buffer = bytearray(RESPONSE_SIGNED * self._datagram_count())
         self._write_tails()
-        self._slot_of = {}
+        self._at = {}
         for _, slot, data in keep:  # oldest first: the least recently updated order
             offset = _offset(slot)
             self._buffer[offset : offset + RECORD_SIZE] = data
-            self._slot_of[bytes(data[RECORD_PEER_ID])] = slot
-        used = set(self._slot_of.values())
-        self._free = [slot for slot in range(self._count) if slot not in used]  # sorted: a heap
+            self._at[bytes(data[RECORD_PEER_ID])] = offset
+        used = set(self._at.values())
+        self._free = [o for o in map(_offset, range(self._count)) if o not in used]  # sorted: a heap
 
     def _take_slot(self) -> int:
+        """The offset of the lowest empty slot, the buffer grown if there is none."""
         if self._free:
             return heapq.heappop(self._free)
         slot = self._count
@@ -235,7 +234,7 @@ class GroupTable:
             # One more datagram: N_OTHER changes in all of them.
             self._buffer.extend(bytes(RESPONSE_SIGNED))
             self._write_tails()
-        return slot
+        return _offset(slot)
 
     def _datagram_count(self) -> int:
         return max(1, -(-self._count // RECORDS_PER_DATAGRAM))
@@ -249,9 +248,8 @@ class GroupTable:
         for start in range(RECORDS_SIZE, len(self._buffer), RESPONSE_SIGNED):
             self._buffer[start : start + len(tail)] = tail
 
-    def _store(self, slot: int, data: bytes) -> None:
-        offset = _offset(slot)
+    def _store(self, offset: int, data: bytes) -> None:
         self._buffer[offset : offset + RECORD_SIZE] = data
-        bit = 1 << (slot // RECORDS_PER_DATAGRAM)
+        bit = 1 << (offset // RESPONSE_SIGNED)
         for answer in self._answers:
             answer.stale |= bit
