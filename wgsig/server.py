@@ -174,6 +174,7 @@ class Server:
         self._random_bytes = random_bytes
         self._nonces = _RandomPool(random_bytes) if random_bytes is not None else None
         self._groups: dict[int, _Group] = {}
+        self._plain_groups = False  # any group not encrypted (configure)
         self.answered = 0
         self.rejected = 0
         self.rejections: dict[Reason, int] = {}  # datagrams dropped before a group was known
@@ -206,6 +207,7 @@ class Server:
                 group.x1.keep_only(config.allowed_keys)
             new[config.group_id] = group
         self._groups = new
+        self._plain_groups = any(not group.encrypt for group in new.values())  # else no plain X1 to look for
         self.dirty = True
         if self.relay is not None:
             self.relay.keep_groups(new)
@@ -275,7 +277,7 @@ class Server:
     ) -> tuple[list[bytes], Event]:
         size = len(data)
         stored: bytes | None = _NOT_LOOKED_UP  # the base protocol's pre-check looks it up
-        if size > REQUEST_SIZE and self._plain_extended(data):
+        if size > REQUEST_SIZE and self._plain_groups and self._plain_extended(data):
             # A plain X1 request (CLFLG has XR, the block's length matches): checked whole below.
             group_id = int.from_bytes(data[REQUEST_GROUP], "big")
             group: _Group | None = self._groups[group_id]
@@ -347,7 +349,7 @@ class Server:
         clear = b""
         for signer, envelope in zip(group.signers, group.envelopes, strict=True):
             clear = envelope.unseal(data, REQUEST_SIZE)
-            if signer.verify(clear[:REQUEST_SIGNED], clear[REQUEST_TAG]):
+            if _compare_digest(signer.digest(clear[:REQUEST_SIGNED]), clear[REQUEST_TAG]):  # Signer.verify
                 if clear[CLFLG_HIGH] & x1.XR_BYTE:
                     # X1: the block follows in the same keystream; what is left over is pad.
                     size = x1.request_extended_size(envelope.unseal(data, REQUEST_SIZE + x1.BLOCK_HEADER_SIZE))
@@ -531,6 +533,8 @@ class Server:
 
     def _seal(self, answer: list[bytes], group_id: int, envelope: Envelope) -> list[bytes]:
         assert self._nonces is not None
+        if len(answer) == 1:  # most answers: a group of up to ten peers
+            return [envelope.seal(answer[0], group_id, self._nonces.take(NONCE_SIZE))]
         nonces = self._nonces.take(NONCE_SIZE * len(answer))
         return [
             envelope.seal(datagram, group_id, nonces[i : i + NONCE_SIZE])
