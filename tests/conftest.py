@@ -36,3 +36,13 @@ def pytest_collection_finish(session: Any) -> None:
         except BaseException:
             return  # then each lab module's fixture meets the same verdict itself
         vmlane.start([(m.__name__, m.boot_lab) for m in labs])
+
+
+def pytest_unconfigure(config: object) -> None:
+    """A lab still booting in the background lane (pytest stopped early: -x, Ctrl-C) ends with pytest."""
+    from tests import vmlane
+
+    if vmlane.running():
+        from tests.vmlib import stop_all
+
+        stop_all()

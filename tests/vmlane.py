@@ -44,6 +44,11 @@ def start(labs: list[tuple[str, Callable[[], Any]]]) -> None:
     threading.Thread(target=run, name="vm-lane", daemon=True).start()
 
 
+def running() -> bool:
+    """Whether a lab of the lane has not ended yet."""
+    return any(not future.done() for future in _lane.values())
+
+
 def lab_of(module: ModuleType | str, boot: Callable[[], Any]) -> Any:
     """The lab ``module``'s ``boot_lab`` reported: from the lane if it runs there, else booted now."""
     name = module if isinstance(module, str) else module.__name__

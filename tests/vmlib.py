@@ -13,8 +13,10 @@ files are copied back to ``RESULT_DIR/artifacts`` when a result directory is giv
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -151,23 +153,59 @@ def _run(
             cmd.append("--reboot")
         cmd += [str(payload_dir), str(results), str(timeout)]
         limit = (timeout + _MARGIN[kind]) * (2 if reboot else 1)  # the timeout is per boot
+        # In a session of its own, so that the whole run (the script, timeout, QEMU or nspawn) can be
+        # ended together: at the limit, or by stop_all() when pytest stops before a background lab.
+        proc = subprocess.Popen(cmd, env=_host_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                start_new_session=True)
+        _running.add(proc)
         try:
-            proc = subprocess.run(
-                cmd,
-                env=_host_env(),
-                capture_output=True,
-                text=True,
-                timeout=limit,
-            )
+            _, stderr = proc.communicate(timeout=limit)
         except subprocess.TimeoutExpired:
+            _stop(proc)
             return 124, f"[vmlib: {kind} run did not end within {limit} s]"
+        finally:
+            _running.discard(proc)
         log = results / "output.log"
         output = log.read_text(errors="replace") if log.exists() else ""
-        if proc.returncode in (124, 125) and proc.stderr:
+        if proc.returncode in (124, 125) and stderr:
             console = results / "console.log"
             tail = console.read_text(errors="replace")[-4000:] if console.exists() else ""
-            output += f"\n[vmlib: {proc.stderr.strip()}]\n[console tail]\n{tail}"
+            output += f"\n[vmlib: {stderr.strip()}]\n[console tail]\n{tail}"
         return proc.returncode, output
+
+
+_running: set[subprocess.Popen[str]] = set()  # VM and container runs under way (any thread)
+
+
+def _session(sid: int) -> list[int]:
+    """The processes of session ``sid`` (timeout(1) puts QEMU in a process group of its own)."""
+    members = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if int(stat.read_text().rpartition(")")[2].split()[3]) == sid:
+                members.append(int(stat.parent.name))
+    return members
+
+
+def _stop(proc: subprocess.Popen[str]) -> None:
+    """End a run's whole session (its script, timeout and QEMU or nspawn) and reap the script:
+    SIGTERM first, so that the script's trap removes its work directory, then SIGKILL."""
+    for sig, wait in ((signal.SIGTERM, 15), (signal.SIGKILL, None)):
+        for pid in _session(proc.pid):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+        try:
+            proc.wait(timeout=wait)  # not communicate(): the run's own thread may be reading its pipes
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def stop_all() -> None:
+    """End every run still under way: pytest is stopping (tests/conftest.py), perhaps before the
+    background lane's lab (tests/vmlane.py) ended."""
+    for proc in list(_running):
+        _stop(proc)
 
 
 def run_in_qemu(
