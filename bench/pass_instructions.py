@@ -4,7 +4,8 @@ Timings on this project's shared 2-core machine scatter by 20-30 % from one run 
 instruction counts repeat to within a fraction of a percent.  This runs the real daemon's pass
 (``Daemon._answer_queued``: recvmmsg, the core, the event log, sendmmsg) in one process over real
 loopback sockets, 256 requests at a time from 32 client sockets, every request a new peer of one
-group of 10 (as ``bench/run.py``'s ``plain`` and ``encrypted``), under ``valgrind --tool=callgrind``
+group of 10, with ``answer_rate = 0`` (as ``bench/run.py``'s ``plain`` and ``encrypted``: the
+shipped per-source budget would cap a one-address load), under ``valgrind --tool=callgrind``
 with 2,000 and then 12,000 requests: the difference over 10,000 is the count per request, start-up
 and imports cancelled out.  The clients' ``send`` calls are counted too (the same in every tree);
 the kernel's work is not (``bench/run.py``'s ``sys us`` column shows it).

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 
 from wgsig.client import GroupCredentials, build_request
-from wgsig.events import Answered, Reason, Rejected
+from wgsig.events import Answered, Change, Reason, Rejected
 from wgsig.label import encode_label
 from wgsig.server import GroupConfig, Server
 from wgsig.wire import REQUEST_TAG
@@ -43,3 +43,15 @@ def test_stale_label_with_a_forged_hmac_is_a_replay_naming_no_peer() -> None:
     answer, event = server.receive_datagram(bytes(forged), SOURCE, NOW)
     assert answer == [] and isinstance(event, Rejected) and event.reason is Reason.BAD_MAC
     assert isinstance(server.receive_datagram(request(4000), SOURCE, NOW)[1], Answered)
+
+
+def test_a_record_that_expires_at_this_request_counts_as_gone() -> None:
+    # The pre-check's stored label is passed on to the request's handling; when max_age expires
+    # the peer's record at this very request, that label is stale: a label-only request (CLFLG 1)
+    # from a peer no longer in the table stores nothing (wgsig.wire.CLFLG_UPDATE).
+    server = Server([GroupConfig(5, (SECRET,), max_age=60)])
+    assert isinstance(server.receive_datagram(request(1), SOURCE, NOW)[1], Answered)
+    later = build_request(GroupCredentials(5, SECRET), PEER, encode_label(NOW + 100, 1), 1, os.urandom)
+    answer, event = server.receive_datagram(later, SOURCE, NOW + 100)
+    assert isinstance(event, Answered) and event.change is Change.UNCHANGED, event
+    assert len(server.groups[5]) == 0
